@@ -1,0 +1,1 @@
+"""The HTTP layer: parse, authorize, hand to the domain, translate errors."""

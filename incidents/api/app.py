@@ -1,0 +1,86 @@
+"""The FastAPI application factory: wires settings, database, writer and workers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from incidents import __version__
+from incidents.api.responses import JsonResponse
+from incidents.config import Settings, get_settings
+from incidents.db import create_db_engine, make_session_factory
+from incidents.ingest.committer import IngestCommitter
+from incidents.ingest.store import Incoming, WriteResult
+from incidents.metrics import ALERTS_INGESTED, DUPLICATE_DELIVERIES
+from incidents.pipeline.dispatch import make_dispatcher
+
+from . import alerts, ops, webhooks
+from .deps import ServiceState
+from .errors import install_error_handlers
+from .middleware import RequestContextMiddleware
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application; nothing connects until start-up."""
+    settings = settings or get_settings()
+    engine = create_db_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    dispatcher = make_dispatcher(sessions, settings)
+
+    def on_committed(items: list[Incoming], results: list[WriteResult]) -> None:
+        jobs: set[int] = set()
+        for item, result in zip(items, results, strict=True):
+            if result.duplicate:
+                DUPLICATE_DELIVERIES.labels(item.parsed.source).inc()
+                continue
+            for alert in item.parsed.alerts:
+                ALERTS_INGESTED.labels(item.parsed.source, alert.status).inc()
+            if result.job_id is not None:
+                jobs.add(result.job_id)
+        for job_id in sorted(jobs):
+            try:
+                dispatcher.dispatch(job_id)
+            except Exception:
+                log.warning("could not hand job %s to the workers; the sweeper will", job_id)
+
+    committer = IngestCommitter(engine, settings.ingest, on_committed)
+    state = ServiceState(settings, engine, sessions, committer, dispatcher)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if not settings.api_token:
+            log.warning("INCIDENTS_API_TOKEN is empty: ingestion and the API accept anyone")
+        dispatcher.start()
+        await committer.start()
+        log.info(
+            "service started",
+            extra={
+                "database": engine.url.render_as_string(hide_password=True),
+                "worker": "embedded" if settings.embedded_worker else "celery",
+            },
+        )
+        try:
+            yield
+        finally:
+            await committer.stop()
+            dispatcher.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="incidents",
+        version=__version__,
+        default_response_class=JsonResponse,
+        lifespan=lifespan,
+    )
+    app.state.service = state
+    install_error_handlers(app)
+    app.include_router(ops.router)
+    app.include_router(webhooks.router)
+    app.include_router(alerts.router)
+    app.add_middleware(RequestContextMiddleware)
+    return app

@@ -1,0 +1,114 @@
+"""Operations endpoints: liveness, readiness with per-dependency latency, Prometheus metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from incidents.api.responses import JsonResponse
+from incidents.metrics import BROKER_QUEUE, INGEST_WAITING, PIPELINE_PENDING
+from incidents.pipeline.runner import pending_count
+
+from .deps import ServiceState, service
+
+router = APIRouter(tags=["operations"])
+log = logging.getLogger(__name__)
+
+BROKER_QUEUE_NAME = "incidents"
+
+
+def _check_database(state: ServiceState) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        with state.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    except Exception as exc:
+        return {
+            "status": "down",
+            "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+
+
+def _redis_client(url: str) -> Any:
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+
+
+def _check_broker(state: ServiceState) -> dict[str, Any]:
+    url = state.settings.broker_url
+    if not url:
+        return {"status": "ok", "kind": "embedded", "latency_ms": 0.0}
+    started = time.perf_counter()
+    try:
+        client = _redis_client(url)
+        try:
+            client.ping()
+        finally:
+            client.close()
+        return {
+            "status": "ok",
+            "kind": "redis",
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+    except Exception as exc:
+        return {
+            "status": "down",
+            "kind": "redis",
+            "error": f"{type(exc).__name__}: {exc}"[:200],
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> JsonResponse:
+    """Always 200 while the process serves requests."""
+    return JsonResponse({"status": "ok"})
+
+
+@router.get("/readyz", summary="Database and broker reachable")
+async def readyz(request: Request) -> JsonResponse:
+    """200 when every dependency answers, else 503; each is listed with status and latency."""
+    state = service(request)
+    checks = {
+        "database": await run_in_threadpool(_check_database, state),
+        "broker": await run_in_threadpool(_check_broker, state),
+    }
+    ready = all(c["status"] == "ok" for c in checks.values())
+    return JsonResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+def _refresh_gauges(state: ServiceState) -> None:
+    INGEST_WAITING.set(state.committer.pending)
+    try:
+        PIPELINE_PENDING.set(pending_count(state.sessions))
+    except Exception:
+        log.warning("could not count pending pipeline jobs", exc_info=True)
+    if state.settings.broker_url.startswith(("redis://", "rediss://")):
+        try:
+            client = _redis_client(state.settings.broker_url)
+            try:
+                BROKER_QUEUE.set(client.llen(BROKER_QUEUE_NAME))
+            finally:
+                client.close()
+        except Exception:
+            log.warning("could not read the broker queue length", exc_info=True)
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    """Metrics in the Prometheus text format."""
+    await run_in_threadpool(_refresh_gauges, service(request))
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,85 @@
+"""One exception hierarchy for the service; the HTTP layer maps it to status codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class IncidentsError(Exception):
+    """Base of every error the service raises on purpose."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, field: str | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.extra = extra
+
+    def to_dict(self) -> dict[str, Any]:
+        """Render the error as the JSON body the API returns."""
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        body.update(self.extra)
+        return body
+
+
+class ConfigError(IncidentsError):
+    """The configuration (environment or YAML file) is invalid; raised at start-up."""
+
+    code = "config_error"
+
+
+class BadRequest(IncidentsError):
+    """The client sent something we cannot parse."""
+
+    status_code = 400
+    code = "bad_request"
+
+
+class ValidationFailed(IncidentsError):
+    """The client sent well-formed data that breaks a rule; names the field."""
+
+    status_code = 422
+    code = "validation_error"
+
+
+class PayloadTooLarge(IncidentsError):
+    """The request body is over the configured limit."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class Unauthorized(IncidentsError):
+    """Missing or wrong credentials."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class NotFound(IncidentsError):
+    """The named resource does not exist."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(IncidentsError):
+    """The request conflicts with the current state."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class Unavailable(IncidentsError):
+    """Trouble on our side (database down, overloaded): the sender should retry."""
+
+    status_code = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5, **extra: Any) -> None:
+        super().__init__(message, **extra)
+        self.retry_after = retry_after

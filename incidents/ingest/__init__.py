@@ -1,0 +1,1 @@
+"""Payload adapters, fingerprints and the durable write of incoming alerts."""

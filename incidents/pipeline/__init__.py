@@ -1,0 +1,1 @@
+"""The stages a stored alert passes through after ingestion."""

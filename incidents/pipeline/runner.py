@@ -1,0 +1,136 @@
+"""Run pipeline jobs from the outbox: claim, run every stage, record the outcome.
+
+A job is claimed with a conditional UPDATE, so any number of workers (embedded or
+Celery) may be handed the same id and only one runs it. A job that a crashed worker
+left behind is claimed again once it is stale.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Protocol
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from incidents.config import PipelineSettings
+from incidents.db import session_scope, utcnow
+from incidents.models import Alert, PipelineJob
+
+log = logging.getLogger(__name__)
+
+JOBS = PipelineJob.__table__  # type: ignore[attr-defined]
+
+
+class Stage(Protocol):
+    """One step of the pipeline; it runs in the job's transaction."""
+
+    name: str
+
+    def __call__(self, session: Session, alerts: Sequence[Alert]) -> None: ...
+
+
+_STAGES: list[Stage] = []
+
+
+def register_stage(stage: Stage) -> Stage:
+    """Add a stage to the end of the pipeline (later issues add correlation, routing, ...)."""
+    _STAGES.append(stage)
+    return stage
+
+
+def stages() -> list[Stage]:
+    """The registered stages, in order."""
+    return list(_STAGES)
+
+
+def claim(factory: sessionmaker[Session], job_id: int, settings: PipelineSettings) -> bool:
+    """Mark a job as running if it is pending or stale; True if this caller got it."""
+    now = utcnow()
+    stale = now - timedelta(seconds=settings.stale_after_seconds)
+    with session_scope(factory) as session:
+        result = session.execute(
+            update(JOBS)
+            .where(JOBS.c.id == job_id)
+            .where(
+                or_(
+                    JOBS.c.status == "pending",
+                    (JOBS.c.status == "running") & (JOBS.c.claimed_at < stale),
+                )
+            )
+            .values(status="running", claimed_at=now, attempts=JOBS.c.attempts + 1)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def run_job(
+    factory: sessionmaker[Session],
+    job_id: int,
+    settings: PipelineSettings,
+    pipeline: Callable[[], Sequence[Stage]] = stages,
+) -> str:
+    """Run one job through every stage; return its final status ('skipped' if not ours)."""
+    if not claim(factory, job_id, settings):
+        return "skipped"
+    try:
+        with session_scope(factory) as session:
+            job = session.get(PipelineJob, job_id)
+            assert job is not None
+            alerts = list(
+                session.scalars(
+                    select(Alert)
+                    .where(Alert.fingerprint.in_(job.fingerprints))  # type: ignore[attr-defined]
+                    .order_by(Alert.starts_at, Alert.fingerprint)  # type: ignore[arg-type]
+                )
+            )
+            for stage in pipeline():
+                stage(session, alerts)
+            job.status = "done"
+            job.finished_at = utcnow()
+            job.error = None
+        return "done"
+    except Exception as exc:
+        log.exception("pipeline job %s failed", job_id)
+        with session_scope(factory) as session:
+            job = session.get(PipelineJob, job_id)
+            if job is not None:
+                job.status = "failed" if job.attempts >= settings.max_attempts else "pending"
+                job.error = f"{type(exc).__name__}: {exc}"[:2000]
+                job.claimed_at = None
+                return job.status
+        return "failed"
+
+
+def due_jobs(
+    factory: sessionmaker[Session], settings: PipelineSettings, limit: int = 500
+) -> list[int]:
+    """Jobs whose enqueue was lost, whose worker died, or that wait for a retry."""
+    now = utcnow()
+    older = now - timedelta(seconds=settings.sweep_interval_seconds)
+    stale = now - timedelta(seconds=settings.stale_after_seconds)
+    with session_scope(factory) as session:
+        rows = session.execute(
+            select(JOBS.c.id)
+            .where(
+                or_(
+                    (JOBS.c.status == "pending") & (JOBS.c.created_at < older),
+                    (JOBS.c.status == "running") & (JOBS.c.claimed_at < stale),
+                )
+            )
+            .order_by(JOBS.c.id)
+            .limit(limit)
+        )
+        return [int(r[0]) for r in rows]
+
+
+def pending_count(factory: sessionmaker[Session]) -> int:
+    """How many jobs wait in the outbox (for /metrics)."""
+    from sqlalchemy import func
+
+    with session_scope(factory) as session:
+        return int(
+            session.scalar(select(func.count()).select_from(JOBS).where(JOBS.c.status == "pending"))
+            or 0
+        )

@@ -1,0 +1,22 @@
+"""Pipeline tasks: run one job by id, and sweep the outbox for lost or stale jobs."""
+
+from __future__ import annotations
+
+from incidents.config import get_settings
+from incidents.pipeline.runner import due_jobs, run_job
+from workers.app import celery_app, session_factory
+
+
+@celery_app.task(name="workers.pipeline.run_pipeline_job")  # type: ignore[untyped-decorator]
+def run_pipeline_job(job_id: int) -> str:
+    """Run one outbox job through the pipeline."""
+    return run_job(session_factory(), job_id, get_settings().pipeline)
+
+
+@celery_app.task(name="workers.pipeline.sweep_outbox")  # type: ignore[untyped-decorator]
+def sweep_outbox() -> int:
+    """Re-enqueue jobs whose hand-off was lost or whose worker died."""
+    ids = due_jobs(session_factory(), get_settings().pipeline)
+    for job_id in ids:
+        run_pipeline_job.delay(job_id)
+    return len(ids)
