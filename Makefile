@@ -1,0 +1,53 @@
+# Each target sets itself up: a virtual environment in .venv, installed from pyproject.toml.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export INCIDENTS_HOST ?= 127.0.0.1
+export INCIDENTS_PORT ?= 8080
+export INCIDENTS_DATABASE_URL ?= sqlite:///var/incidents.db
+export INCIDENTS_API_TOKEN ?= dev-token
+export INCIDENTS_CONFIG ?= examples/config.yaml
+
+.PHONY: run test bench lint format worker beat clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	@mkdir -p var
+	@echo "incidents: serving on http://$(INCIDENTS_HOST):$(INCIDENTS_PORT) (database $(INCIDENTS_DATABASE_URL))"
+	@echo "Post the sample alert from another terminal:"
+	@echo "  curl -sS -X POST http://$(INCIDENTS_HOST):$(INCIDENTS_PORT)/api/v1/alerts/alertmanager \\"
+	@echo "       -H 'Authorization: Bearer $(INCIDENTS_API_TOKEN)' -H 'Content-Type: application/json' \\"
+	@echo "       --data-binary @examples/alertmanager-webhook.json"
+	@echo "  curl -sS -H 'Authorization: Bearer $(INCIDENTS_API_TOKEN)' http://$(INCIDENTS_HOST):$(INCIDENTS_PORT)/api/v1/alerts"
+	$(BIN)/incidents serve
+
+test: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check incidents workers tests alembic
+	$(BIN)/ruff format --check incidents workers tests alembic
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix incidents workers tests alembic
+	$(BIN)/ruff format incidents workers tests alembic
+
+worker: $(STAMP)
+	$(BIN)/incidents worker
+
+beat: $(STAMP)
+	$(BIN)/incidents beat
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
