@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -23,8 +23,9 @@ from pydantic_settings import (
 from incidents.exceptions import ConfigError
 
 SEVERITIES = ("P0", "P1", "P2", "P3")
+Severity = Literal["P0", "P1", "P2", "P3"]
 
-DEFAULT_SEVERITY_MAP: dict[str, str] = {
+DEFAULT_SEVERITY_MAP: dict[str, Severity] = {
     "critical": "P0",
     "high": "P1",
     "error": "P1",
@@ -42,8 +43,10 @@ class IngestSettings(_Section):
 
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     severity_labels: list[str] = Field(default_factory=lambda: ["severity", "priority"])
-    severity_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SEVERITY_MAP))
-    default_severity: str = "P3"
+    severity_map: dict[str, Severity] = Field(
+        default_factory=lambda: dict(DEFAULT_SEVERITY_MAP)
+    )
+    default_severity: Severity = "P3"
     service_labels: list[str] = Field(
         default_factory=lambda: ["service", "app", "job", "component"]
     )
@@ -57,18 +60,8 @@ class IngestSettings(_Section):
 
     @field_validator("severity_map")
     @classmethod
-    def _check_map(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = {k: v for k, v in value.items() if v not in SEVERITIES}
-        if bad:
-            raise ValueError(f"severities must be one of {', '.join(SEVERITIES)}; got {bad}")
+    def _lower_keys(cls, value: dict[str, Severity]) -> dict[str, Severity]:
         return {k.lower(): v for k, v in value.items()}
-
-    @field_validator("default_severity")
-    @classmethod
-    def _check_default(cls, value: str) -> str:
-        if value not in SEVERITIES:
-            raise ValueError(f"must be one of {', '.join(SEVERITIES)}")
-        return value
 
     @field_validator("service_labels", "severity_labels")
     @classmethod

@@ -9,7 +9,7 @@ from incidents.config import SEVERITIES, IngestSettings
 
 def classify(labels: Mapping[str, str], settings: IngestSettings) -> tuple[str, str | None]:
     """Return (severity P0..P3, service name or None) for a label set."""
-    severity = settings.default_severity
+    severity: str = settings.default_severity
     for key in settings.severity_labels:
         raw = labels.get(key)
         if raw is None:

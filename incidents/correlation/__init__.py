@@ -1,0 +1,1 @@
+"""Correlation: the service dependency graph and grouping alerts into incidents."""
