@@ -43,9 +43,7 @@ class IngestSettings(_Section):
 
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     severity_labels: list[str] = Field(default_factory=lambda: ["severity", "priority"])
-    severity_map: dict[str, Severity] = Field(
-        default_factory=lambda: dict(DEFAULT_SEVERITY_MAP)
-    )
+    severity_map: dict[str, Severity] = Field(default_factory=lambda: dict(DEFAULT_SEVERITY_MAP))
     default_severity: Severity = "P3"
     service_labels: list[str] = Field(
         default_factory=lambda: ["service", "app", "job", "component"]
@@ -68,6 +66,69 @@ class IngestSettings(_Section):
     def _non_empty(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("needs at least one label name")
+        return value
+
+
+class InhibitRule(_Section):
+    """Alerts matching `target_matchers` are muted while an alert matching `source_matchers`
+    fires with the same values of the `equal` labels. `__severity__` and `__service__` name
+    the derived severity and service, so rules can use them like labels."""
+
+    source_matchers: list[str]
+    target_matchers: list[str]
+    equal: list[str] = Field(default_factory=list)
+
+    @field_validator("source_matchers", "target_matchers")
+    @classmethod
+    def _parse(cls, value: list[str]) -> list[str]:
+        from incidents.exceptions import ValidationFailed
+        from incidents.routing.matchers import parse_matchers
+
+        if not value:
+            raise ValueError("needs at least one matcher")
+        for text in value:
+            try:
+                parse_matchers(text)
+            except ValidationFailed as exc:
+                raise ValueError(exc.message) from None
+        return value
+
+
+def _default_inhibit_rules() -> list[InhibitRule]:
+    return [
+        InhibitRule(
+            source_matchers=['__severity__="P0"'],
+            target_matchers=['__severity__=~"P2|P3"'],
+            equal=["__service__"],
+        )
+    ]
+
+
+class CorrelationSettings(_Section):
+    """How alerts become incidents, and what mutes them."""
+
+    # YAML file with the service graph; loaded at start-up when the database has none.
+    graph_file: str = ""
+    hops: int = Field(default=2, ge=0, le=10)
+    window_seconds: float = Field(default=600.0, gt=0)
+    flap_changes: int = Field(default=4, ge=1)
+    flap_window_seconds: float = Field(default=1800.0, gt=0)
+    inhibit_rules: list[InhibitRule] = Field(default_factory=_default_inhibit_rules)
+
+    @field_validator("graph_file")
+    @classmethod
+    def _graph_readable(cls, value: str) -> str:
+        if not value:
+            return value
+        if not Path(value).is_file():
+            raise ValueError(f"no such file: {value}")
+        from incidents.correlation.graph import ServiceGraph
+        from incidents.exceptions import ValidationFailed
+
+        try:
+            ServiceGraph.from_file(value)
+        except ValidationFailed as exc:
+            raise ValueError(f"invalid service graph: {exc.message}") from None
         return value
 
 
@@ -99,6 +160,7 @@ class Settings(BaseSettings):
     log_json: bool = True
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    correlation: CorrelationSettings = Field(default_factory=CorrelationSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -85,3 +85,120 @@ class PipelineJob(SQLModel, table=True):
     claimed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     finished_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class ServiceGraphDoc(SQLModel, table=True):
+    """The service dependency graph as its owners last saved it (one row)."""
+
+    __tablename__ = "service_graph"
+
+    id: int = Field(default=1, primary_key=True)
+    document: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    digest: str = Field(sa_column=Column(String(64), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    updated_by: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+
+
+class Incident(SQLModel, table=True):
+    """A group of related alerts that a human should look at once."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_status_last_alert", "status", "last_alert_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    status: str = Field(default="open", sa_column=Column(String(16), nullable=False))
+    severity: str = Field(sa_column=Column(String(2), nullable=False))
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    opened_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False, index=True))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    resolved_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    # The span of its alerts' start times; the correlation window is measured from it.
+    first_alert_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    last_alert_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    services: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    root_cause_candidates: list[str] = Field(
+        default_factory=list, sa_column=Column(JSONType, nullable=False)
+    )
+    blast_radius: list[str] = Field(
+        default_factory=list, sa_column=Column(JSONType, nullable=False)
+    )
+    merged_into: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    flapping: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+
+
+class IncidentService(SQLModel, table=True):
+    """Index of open incidents by affected service: correlation looks up only neighbours."""
+
+    __tablename__ = "incident_services"
+    __table_args__ = (Index("ix_incident_services_service", "service", "incident_id"),)
+
+    incident_id: int = Field(sa_column=Column(Integer, primary_key=True))
+    service: str = Field(sa_column=Column(String(255), primary_key=True))
+    open: bool = Field(default=True, sa_column=Column(Boolean, nullable=False))
+
+
+class IncidentAlert(SQLModel, table=True):
+    """One alert episode inside an incident, with why it joined."""
+
+    __tablename__ = "incident_alerts"
+    __table_args__ = (Index("ix_incident_alerts_fingerprint", "fingerprint", "incident_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(sa_column=Column(Integer, nullable=False, index=True))
+    fingerprint: str = Field(sa_column=Column(String(128), nullable=False))
+    service: str = Field(sa_column=Column(String(255), nullable=False))
+    severity: str = Field(sa_column=Column(String(2), nullable=False))
+    starts_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    status: str = Field(default="firing", sa_column=Column(String(16), nullable=False))
+    joined_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    joined_because: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSONType, nullable=False)
+    )
+
+
+class TimelineEntry(SQLModel, table=True):
+    """Every change to an incident: who, what, when. `pages` marks the events to notify on."""
+
+    __tablename__ = "timeline"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(sa_column=Column(Integer, nullable=False, index=True))
+    at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    kind: str = Field(sa_column=Column(String(32), nullable=False))
+    actor: str = Field(default="system", sa_column=Column(String(255), nullable=False))
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    pages: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+
+
+class Silence(SQLModel, table=True):
+    """A silence (label matchers) or a maintenance window (a service), from start to end."""
+
+    __tablename__ = "silences"
+
+    id: str = Field(sa_column=Column(String(36), primary_key=True))
+    matchers: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    service: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    starts_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    ends_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False, index=True))
+    created_by: str = Field(sa_column=Column(String(255), nullable=False))
+    comment: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    expired_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+
+
+class AlertState(SQLModel, table=True):
+    """What the pipeline last made of an alert: muting, flapping and its state changes."""
+
+    __tablename__ = "alert_states"
+
+    fingerprint: str = Field(sa_column=Column(String(128), primary_key=True))
+    last_status: str = Field(sa_column=Column(String(16), nullable=False))
+    last_state_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    transitions: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    flapping: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+    silenced_by: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    inhibited_by: list[str] = Field(
+        default_factory=list, sa_column=Column(JSONType, nullable=False)
+    )
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))

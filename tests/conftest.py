@@ -130,9 +130,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url = f"sqlite:///{tmp_path / 'incidents.db'}"
         upgrade(url)
         return url
-    url: str = request.getfixturevalue("pg_database")
-    _empty_tables(url)
-    return url
+    pg: str = request.getfixturevalue("pg_database")
+    _empty_tables(pg)
+    return pg
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from workers.app import celery_app, session_factory
 @celery_app.task(name="workers.pipeline.run_pipeline_job")  # type: ignore[untyped-decorator]
 def run_pipeline_job(job_id: int) -> str:
     """Run one outbox job through the pipeline."""
-    return run_job(session_factory(), job_id, get_settings().pipeline)
+    return run_job(session_factory(), job_id, get_settings())
 
 
 @celery_app.task(name="workers.pipeline.sweep_outbox")  # type: ignore[untyped-decorator]

@@ -7,17 +7,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
 
 from incidents import __version__
 from incidents.api.responses import JsonResponse
 from incidents.config import Settings, get_settings
-from incidents.db import create_db_engine, make_session_factory
+from incidents.correlation.store import seed_graph_from_file
+from incidents.db import create_db_engine, make_session_factory, session_scope
 from incidents.ingest.committer import IngestCommitter
 from incidents.ingest.store import Incoming, WriteResult
 from incidents.metrics import ALERTS_INGESTED, DUPLICATE_DELIVERIES
 from incidents.pipeline.dispatch import make_dispatcher
 
-from . import alerts, ops, webhooks
+from . import alerts, incidents, ops, services, silences, webhooks
 from .deps import ServiceState
 from .errors import install_error_handlers
 from .middleware import RequestContextMiddleware
@@ -55,6 +57,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if not settings.api_token:
             log.warning("INCIDENTS_API_TOKEN is empty: ingestion and the API accept anyone")
+        if settings.correlation.graph_file:
+            try:
+                with session_scope(sessions) as session:
+                    if seed_graph_from_file(session, settings.correlation.graph_file):
+                        log.info("service graph loaded from %s", settings.correlation.graph_file)
+            except SQLAlchemyError:
+                log.warning("database unavailable at start-up; service graph not seeded")
         dispatcher.start()
         await committer.start()
         log.info(
@@ -82,5 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(webhooks.router)
     app.include_router(alerts.router)
+    app.include_router(incidents.router)
+    app.include_router(services.router)
+    app.include_router(silences.router)
     app.add_middleware(RequestContextMiddleware)
     return app

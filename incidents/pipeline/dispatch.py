@@ -72,7 +72,7 @@ class EmbeddedWorker:
 
     def _run(self, job_id: int) -> None:
         try:
-            run_job(self._factory, job_id, self._settings.pipeline)
+            run_job(self._factory, job_id, self._settings)
         except Exception:
             log.exception("embedded worker could not run job %s", job_id)
 

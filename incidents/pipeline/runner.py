@@ -8,14 +8,14 @@ left behind is claimed again once it is stale.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Protocol
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from incidents.config import PipelineSettings
+from incidents.config import PipelineSettings, Settings
 from incidents.db import session_scope, utcnow
 from incidents.models import Alert, PipelineJob
 
@@ -32,18 +32,19 @@ class Stage(Protocol):
     def __call__(self, session: Session, alerts: Sequence[Alert]) -> None: ...
 
 
-_STAGES: list[Stage] = []
+_built: dict[int, tuple[Settings, list[Stage]]] = {}
 
 
-def register_stage(stage: Stage) -> Stage:
-    """Add a stage to the end of the pipeline (later issues add correlation, routing, ...)."""
-    _STAGES.append(stage)
-    return stage
+def build_stages(settings: Settings) -> list[Stage]:
+    """The pipeline's stages in order, built once per Settings object."""
+    cached = _built.get(id(settings))
+    if cached is not None and cached[0] is settings:
+        return cached[1]
+    from incidents.pipeline.incidents import IncidentStage
 
-
-def stages() -> list[Stage]:
-    """The registered stages, in order."""
-    return list(_STAGES)
+    built: list[Stage] = [IncidentStage(settings)]
+    _built[id(settings)] = (settings, built)
+    return built
 
 
 def claim(factory: sessionmaker[Session], job_id: int, settings: PipelineSettings) -> bool:
@@ -68,10 +69,12 @@ def claim(factory: sessionmaker[Session], job_id: int, settings: PipelineSetting
 def run_job(
     factory: sessionmaker[Session],
     job_id: int,
-    settings: PipelineSettings,
-    pipeline: Callable[[], Sequence[Stage]] = stages,
+    full_settings: Settings,
+    pipeline: Sequence[Stage] | None = None,
 ) -> str:
     """Run one job through every stage; return its final status ('skipped' if not ours)."""
+    settings = full_settings.pipeline
+    stages = build_stages(full_settings) if pipeline is None else pipeline
     if not claim(factory, job_id, settings):
         return "skipped"
     try:
@@ -85,7 +88,7 @@ def run_job(
                     .order_by(Alert.starts_at, Alert.fingerprint)  # type: ignore[arg-type]
                 )
             )
-            for stage in pipeline():
+            for stage in stages:
                 stage(session, alerts)
             job.status = "done"
             job.finished_at = utcnow()

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from incidents.config import PipelineSettings
+from incidents.config import PipelineSettings, Settings
 from incidents.db import create_db_engine, make_session_factory, utcnow
 from incidents.models import PipelineJob
 from incidents.pipeline.runner import due_jobs, run_job
@@ -59,7 +59,10 @@ def test_embedded_worker_runs_the_job_after_the_commit(client: TestClient, db_ur
 def test_sweeper_runs_a_job_whose_hand_off_was_lost(db_url: str) -> None:
     engine = create_db_engine(db_url)
     sessions = make_session_factory(engine)
-    settings = PipelineSettings(sweep_interval_seconds=1, stale_after_seconds=5)
+    settings = Settings(
+        database_url=db_url,
+        pipeline=PipelineSettings(sweep_interval_seconds=1, stale_after_seconds=5),
+    )
     with sessions.begin() as session:
         session.add(PipelineJob(created_at=utcnow() - timedelta(seconds=30), fingerprints=["lost"]))
         session.add(
@@ -72,7 +75,7 @@ def test_sweeper_runs_a_job_whose_hand_off_was_lost(db_url: str) -> None:
             )
         )
         session.add(PipelineJob(created_at=utcnow(), fingerprints=["fresh"]))
-    due = due_jobs(sessions, settings)
+    due = due_jobs(sessions, settings.pipeline)
     assert len(due) == 2  # the fresh one is still within its normal hand-off time
     assert [run_job(sessions, job_id, settings) for job_id in due] == ["done", "done"]
     # A job already done is not run twice when it is handed out again.
@@ -83,7 +86,7 @@ def test_sweeper_runs_a_job_whose_hand_off_was_lost(db_url: str) -> None:
 def test_a_failing_stage_leaves_the_job_for_a_retry(sqlite_url: str) -> None:
     engine = create_db_engine(sqlite_url)
     sessions = make_session_factory(engine)
-    settings = PipelineSettings(max_attempts=2)
+    settings = Settings(database_url=sqlite_url, pipeline=PipelineSettings(max_attempts=2))
     with sessions.begin() as session:
         job = PipelineJob(created_at=utcnow(), fingerprints=[])
         session.add(job)
@@ -95,8 +98,8 @@ def test_a_failing_stage_leaves_the_job_for_a_retry(sqlite_url: str) -> None:
         def __call__(self, session: object, alerts: object) -> None:
             raise RuntimeError("stage exploded")
 
-    assert run_job(sessions, job.id, settings, lambda: [Broken()]) == "pending"
-    assert run_job(sessions, job.id, settings, lambda: [Broken()]) == "failed"
+    assert run_job(sessions, job.id, settings, [Broken()]) == "pending"
+    assert run_job(sessions, job.id, settings, [Broken()]) == "failed"
     with sessions() as session:
         stored = session.get(PipelineJob, job.id)
         assert stored is not None and stored.error == "RuntimeError: stage exploded"

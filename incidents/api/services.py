@@ -1,0 +1,99 @@
+"""The service dependency graph: read it, replace it, and look at one service."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from incidents.correlation.graph import ServiceGraph
+from incidents.correlation.store import current_graph, save_graph
+from incidents.db import session_scope, utcnow
+from incidents.exceptions import BadRequest, NotFound
+from incidents.models import Incident, IncidentService, Silence
+
+from .deps import check_token, db_session, read_body, service
+from .responses import JsonResponse
+
+router = APIRouter(
+    prefix="/api/v1/services", tags=["services"], dependencies=[Depends(check_token)]
+)
+
+INCIDENTS = Incident.__table__  # type: ignore[attr-defined]
+BY_SERVICE = IncidentService.__table__  # type: ignore[attr-defined]
+SILENCES = Silence.__table__  # type: ignore[attr-defined]
+
+
+@router.get("/graph", summary="The service dependency graph")
+def get_graph(session: Annotated[Session, Depends(db_session)]) -> JsonResponse:
+    """`{"services": [...]}`, the shape PUT takes; the ETag header carries its digest."""
+    graph = current_graph(session)
+    return JsonResponse(graph.to_document(), headers={"ETag": f'"{graph.digest}"'})
+
+
+@router.put("/graph", summary="Replace the service dependency graph (JSON or YAML)")
+async def put_graph(request: Request) -> JsonResponse:
+    """Validate and store a new graph; every replica and worker uses it from now on."""
+    body = await read_body(request)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("body is not UTF-8 text", field="body") from None
+    if not text.strip():
+        raise BadRequest("body is empty; expected a graph document", field="body")
+    content_type = request.headers.get("content-type", "")
+    if "yaml" in content_type or ("json" not in content_type and not text.lstrip().startswith("{")):
+        graph = ServiceGraph.from_yaml(text, source="body")
+    else:
+        graph = ServiceGraph.from_json(text, source="body")
+    state = service(request)
+    with session_scope(state.sessions) as session:
+        save_graph(session, graph, by="api")
+    return JsonResponse(
+        {
+            "services": len(graph),
+            "digest": graph.digest,
+            "cycles": graph.cycles(),
+        },
+        headers={"ETag": f'"{graph.digest}"'},
+    )
+
+
+@router.get("/{name}", summary="One service: dependencies, dependents and open incidents")
+def get_service(name: str, session: Annotated[Session, Depends(db_session)]) -> JsonResponse:
+    """The service's attributes, its neighbours, its blast radius and what is open on it."""
+    graph = current_graph(session)
+    if name not in graph:
+        raise NotFound(f"no service {name!r} in the graph", field="name")
+    open_incidents = session.execute(
+        select(INCIDENTS.c.id, INCIDENTS.c.severity, INCIDENTS.c.title, INCIDENTS.c.opened_at)
+        .join(BY_SERVICE, BY_SERVICE.c.incident_id == INCIDENTS.c.id)
+        .where(BY_SERVICE.c.service == name)
+        .where(INCIDENTS.c.status == "open")
+        .order_by(INCIDENTS.c.id.desc())
+    ).all()
+    now = utcnow()
+    windows = session.execute(
+        select(SILENCES.c.id, SILENCES.c.starts_at, SILENCES.c.ends_at, SILENCES.c.comment)
+        .where(SILENCES.c.service == name)
+        .where(SILENCES.c.ends_at > now)
+        .order_by(SILENCES.c.starts_at)
+    ).all()
+    return JsonResponse(
+        {
+            "name": name,
+            **graph.node(name),
+            "dependencies": graph.dependencies(name),
+            "dependents": graph.dependents(name),
+            "blast_radius": graph.blast_radius(name),
+            "open_incidents": [
+                {"id": i, "severity": s, "title": t, "opened_at": o}
+                for i, s, t, o in open_incidents
+            ],
+            "maintenance_windows": [
+                {"id": i, "starts_at": s, "ends_at": e, "comment": c} for i, s, e, c in windows
+            ],
+        }
+    )

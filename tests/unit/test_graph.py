@@ -1,0 +1,537 @@
+"""ServiceGraph: loading and validation, neighbourhoods, root-cause ranking, blast radius."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+import time
+from collections import deque
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from incidents.correlation.graph import ServiceGraph
+from incidents.exceptions import NotFound, ValidationFailed
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "services.yaml"
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def graph() -> ServiceGraph:
+    return ServiceGraph.from_file(EXAMPLE)
+
+
+def doc_of(*services: dict[str, Any]) -> dict[str, Any]:
+    return {"services": list(services)}
+
+
+def fails(doc: Any) -> ValidationFailed:
+    with pytest.raises(ValidationFailed) as info:
+        ServiceGraph.from_document(doc)
+    return info.value
+
+
+def fields(error: ValidationFailed) -> list[str]:
+    return [entry["field"] for entry in error.extra["errors"]]
+
+
+# -- the example graph ---------------------------------------------------------------------
+
+
+def test_example_graph_loads_with_all_services(graph: ServiceGraph) -> None:
+    assert graph.services() == sorted(
+        [
+            "web-frontend",
+            "api-gateway",
+            "user-service",
+            "document-processor",
+            "ai-analysis-service",
+            "feedback-service",
+            "notification-service",
+            "database-postgres",
+            "cache-redis",
+            "storage-s3",
+            "ai-models-bedrock",
+        ]
+    )
+    assert len(graph) == 11
+    assert "api-gateway" in graph
+    assert "no-such-service" not in graph
+    assert graph.cycles() == []
+
+
+def test_dependencies_and_dependents(graph: ServiceGraph) -> None:
+    assert graph.dependencies("api-gateway") == [
+        "cache-redis",
+        "document-processor",
+        "user-service",
+    ]
+    assert graph.dependencies("database-postgres") == []
+    assert graph.dependents("database-postgres") == [
+        "ai-analysis-service",
+        "feedback-service",
+        "user-service",
+    ]
+    assert graph.dependents("web-frontend") == []
+    assert graph.dependencies("unknown") == []
+    assert graph.dependents("unknown") == []
+
+
+def test_node_attributes(graph: ServiceGraph) -> None:
+    node = graph.node("database-postgres")
+    assert node["team"] == "data-platform"
+    assert node["tier"] == "1"
+    assert node["labels"] == {"kind": "database", "engine": "postgresql"}
+    node["labels"]["kind"] = "changed"
+    assert graph.node("database-postgres")["labels"]["kind"] == "database"
+    with pytest.raises(NotFound, match="nope"):
+        graph.node("nope")
+
+
+def test_within_hops_counts_edges_in_both_directions(graph: ServiceGraph) -> None:
+    assert graph.within_hops("user-service", 0) == {"user-service": 0}
+    assert graph.within_hops("user-service", 1) == {
+        "user-service": 0,
+        "database-postgres": 1,
+        "api-gateway": 1,
+        "notification-service": 1,
+    }
+    assert graph.within_hops("user-service", 2) == {
+        "user-service": 0,
+        "database-postgres": 1,
+        "api-gateway": 1,
+        "notification-service": 1,
+        "ai-analysis-service": 2,
+        "feedback-service": 2,
+        "web-frontend": 2,
+        "document-processor": 2,
+        "cache-redis": 2,
+    }
+    assert len(graph.within_hops("user-service", 10)) == 11
+
+
+def test_within_hops_of_unknown_service_is_isolated(graph: ServiceGraph) -> None:
+    assert graph.within_hops("not-in-graph", 3) == {"not-in-graph": 0}
+
+
+def test_within_hops_rejects_negative_hops(graph: ServiceGraph) -> None:
+    with pytest.raises(ValidationFailed, match="hops"):
+        graph.within_hops("user-service", -1)
+
+
+def test_distance(graph: ServiceGraph) -> None:
+    assert graph.distance("web-frontend", "web-frontend", 0) == 0
+    assert graph.distance("web-frontend", "api-gateway", 3) == 1
+    assert graph.distance("database-postgres", "web-frontend", 5) == 3
+    assert graph.distance("database-postgres", "web-frontend", 2) is None
+    assert graph.distance("storage-s3", "ai-models-bedrock", 4) == 3
+    assert graph.distance("storage-s3", "unknown", 10) is None
+
+
+# -- root cause ranking --------------------------------------------------------------------
+
+
+def test_cascade_ranks_the_database_first(graph: ServiceGraph) -> None:
+    affected = [
+        "api-gateway",
+        "feedback-service",
+        "user-service",
+        "ai-analysis-service",
+        "database-postgres",
+    ]
+    # The database fired last and least severe: the graph, not the clock, must decide.
+    first_seen = {name: T0 + timedelta(minutes=i) for i, name in enumerate(affected)}
+    severity = {name: "P0" for name in affected} | {"database-postgres": "P3"}
+    ranked = graph.rank_root_causes(affected, first_seen, severity)
+    assert ranked[0] == "database-postgres"
+    # api-gateway reaches ai-analysis-service through document-processor, which is not
+    # affected, so it depends on three affected services and ranks last.
+    assert ranked[-1] == "api-gateway"
+    assert sorted(ranked) == sorted(affected)
+
+
+def test_unrelated_services_rank_by_time_then_severity_then_name(graph: ServiceGraph) -> None:
+    pair = ["storage-s3", "notification-service"]
+    earlier = {"notification-service": T0, "storage-s3": T0 + timedelta(seconds=30)}
+    assert graph.rank_root_causes(pair, earlier, {}) == ["notification-service", "storage-s3"]
+    same_time = dict.fromkeys(pair, T0)
+    severity = {"storage-s3": "P1", "notification-service": "P2"}
+    assert graph.rank_root_causes(pair, same_time, severity) == [
+        "storage-s3",
+        "notification-service",
+    ]
+    assert graph.rank_root_causes(pair, {}, {}) == ["notification-service", "storage-s3"]
+
+
+def test_rank_handles_unknown_services_duplicates_and_naive_times(graph: ServiceGraph) -> None:
+    affected = ["ghost", "user-service", "database-postgres", "user-service"]
+    first_seen = {"ghost": datetime(2026, 1, 1, 11, 0), "database-postgres": T0}
+    ranked = graph.rank_root_causes(affected, first_seen, {})
+    assert ranked == ["database-postgres", "ghost", "user-service"]
+
+
+# -- blast radius --------------------------------------------------------------------------
+
+
+def test_blast_radius_of_the_database(graph: ServiceGraph) -> None:
+    radius = graph.blast_radius("database-postgres")
+    assert radius == sorted(
+        [
+            "web-frontend",
+            "api-gateway",
+            "user-service",
+            "ai-analysis-service",
+            "document-processor",
+            "feedback-service",
+            "notification-service",
+        ]
+    )
+    assert "storage-s3" not in radius
+    assert "cache-redis" not in radius
+    assert "database-postgres" not in radius
+    radius.append("mutated")
+    assert "mutated" not in graph.blast_radius("database-postgres")
+    assert graph.blast_radius("web-frontend") == []
+    assert graph.blast_radius("unknown") == []
+
+
+def test_graph_is_immutable_and_pickles(graph: ServiceGraph) -> None:
+    copied = pickle.loads(pickle.dumps(graph))
+    assert copied == graph
+    assert copied.blast_radius("cache-redis") == ["api-gateway", "web-frontend"]
+    with pytest.raises(AttributeError):
+        graph._graph = None
+    with pytest.raises(AttributeError):
+        graph.foo = 1
+
+
+# -- validation ----------------------------------------------------------------------------
+
+
+def test_duplicate_names_are_named() -> None:
+    error = fails(doc_of({"name": "a"}, {"name": "b"}, {"name": "a"}))
+    assert fields(error) == ["services[2].name"]
+    assert "'a'" in error.message and "services[0]" in error.message
+    assert error.field == "services[2].name"
+
+
+def test_unknown_dependencies_are_all_reported_at_once() -> None:
+    error = fails(
+        doc_of(
+            {"name": "a", "depends_on": ["b", "missing-1"]},
+            {"name": "b", "depends_on": ["missing-2"]},
+        )
+    )
+    assert fields(error) == ["services[0].depends_on[1]", "services[1].depends_on[0]"]
+    messages = [entry["message"] for entry in error.extra["errors"]]
+    assert "'a'" in messages[0] and "'missing-1'" in messages[0]
+    assert "'b'" in messages[1] and "'missing-2'" in messages[1]
+    assert error.extra["error_count"] == 2
+
+
+def test_self_dependency_is_an_error() -> None:
+    error = fails(doc_of({"name": "loop", "depends_on": ["loop"]}))
+    assert fields(error) == ["services[0].depends_on[0]"]
+    assert "'loop' depends on itself" in error.message
+
+
+def test_unknown_keys_are_named() -> None:
+    error = fails(doc_of({"name": "a", "owner": "x", "dependson": []}))
+    assert fields(error) == ["services[0].owner", "services[0].dependson"]
+    assert "'owner'" in error.message and "'dependson'" in error.message
+
+
+@pytest.mark.parametrize(
+    ("doc", "field", "needle"),
+    [
+        ([], "document", "a list"),
+        ({}, "services", "required"),
+        ({"services": {"a": 1}}, "services", "must be a list"),
+        ({"services": [], "extra": 1}, "extra", "'extra'"),
+        ({"services": ["just-a-name"]}, "services[0]", "mapping"),
+        (doc_of({"team": "x"}), "services[0].name", "required"),
+        (doc_of({"name": ""}), "services[0].name", "empty"),
+        (doc_of({"name": 42}), "services[0].name", "int"),
+        (doc_of({"name": " padded"}), "services[0].name", "whitespace"),
+        (doc_of({"name": "a", "team": 7}), "services[0].team", "'a'"),
+        (doc_of({"name": "a", "tier": 1.5}), "services[0].tier", "1.5"),
+        (doc_of({"name": "a", "tier": True}), "services[0].tier", "True"),
+        (doc_of({"name": "a", "labels": ["x"]}), "services[0].labels", "mapping"),
+        (doc_of({"name": "a", "labels": {"version": 2}}), "services[0].labels.version", "'a'"),
+        (doc_of({"name": "a", "depends_on": "b"}), "services[0].depends_on", "list"),
+        (doc_of({"name": "a", "depends_on": [3]}), "services[0].depends_on[0]", "3"),
+        (
+            doc_of({"name": "a", "depends_on": ["b", "b"]}, {"name": "b"}),
+            "services[0].depends_on[1]",
+            "more than once",
+        ),
+    ],
+)
+def test_bad_types_name_the_field(doc: Any, field: str, needle: str) -> None:
+    error = fails(doc)
+    assert field in fields(error)
+    assert needle in error.message
+
+
+def test_many_problems_are_capped_but_counted() -> None:
+    error = fails(doc_of(*({"name": f"s{i}", "depends_on": [f"x{i}"]} for i in range(250))))
+    assert error.extra["error_count"] == 250
+    assert len(error.extra["errors"]) == 101
+    assert "150 more" in error.extra["errors"][-1]["message"]
+
+
+def test_yaml_syntax_error_names_line_and_column() -> None:
+    text = "services:\n  - name: a\n    depends_on: [b\n  - name: b\n"
+    with pytest.raises(ValidationFailed) as info:
+        ServiceGraph.from_yaml(text, source="services.yaml")
+    error = info.value
+    assert "services.yaml line" in error.message
+    assert error.extra["line"] >= 3
+    assert "column" in error.message and error.extra["column"] >= 1
+
+
+def test_yaml_duplicate_key_is_an_error() -> None:
+    text = "services:\n  - name: a\n    name: b\n"
+    with pytest.raises(ValidationFailed, match=r"line 3, column 5: found duplicate key 'name'"):
+        ServiceGraph.from_yaml(text)
+
+
+def test_yaml_empty_and_validation_errors_name_the_source() -> None:
+    with pytest.raises(ValidationFailed, match="empty"):
+        ServiceGraph.from_yaml("")
+    with pytest.raises(ValidationFailed, match=r"g\.yaml: .*'a' depends on unknown service 'b'"):
+        ServiceGraph.from_yaml("services:\n  - {name: a, depends_on: [b]}\n", source="g.yaml")
+
+
+def test_json_syntax_error_names_line_and_column() -> None:
+    with pytest.raises(ValidationFailed) as info:
+        ServiceGraph.from_json('{"services": [\n  {"name": "a",}\n]}')
+    assert info.value.extra["line"] == 2
+    assert "line 2, column" in info.value.message
+    with pytest.raises(ValidationFailed, match="duplicate key 'name'"):
+        ServiceGraph.from_json('{"services": [{"name": "a", "name": "b"}]}')
+
+
+def test_yaml_and_json_give_the_same_graph(graph: ServiceGraph) -> None:
+    assert ServiceGraph.from_json(json.dumps(graph.to_document())) == graph
+
+
+# -- cycles --------------------------------------------------------------------------------
+
+
+def test_cycles_are_allowed_and_reported() -> None:
+    graph = ServiceGraph.from_document(
+        doc_of(
+            {"name": "c", "depends_on": ["a"]},
+            {"name": "a", "depends_on": ["b"]},
+            {"name": "b", "depends_on": ["c", "d"]},
+            {"name": "d"},
+            {"name": "x", "depends_on": ["y"]},
+            {"name": "y", "depends_on": ["x"]},
+        )
+    )
+    assert graph.cycles() == [["a", "b", "c"], ["x", "y"]]
+    assert graph.cycles(limit=1) == [["a", "b", "c"]]
+    assert graph.blast_radius("a") == ["b", "c"]
+    assert graph.within_hops("d", 1) == {"d": 0, "b": 1}
+    # Inside a cycle each member depends on the other; ranking stays total and deterministic.
+    assert graph.rank_root_causes(["d", "b", "a"], {}, {}) == ["d", "a", "b"]
+
+
+def test_cycles_report_one_shortest_cycle_per_group() -> None:
+    graph = ServiceGraph.from_document(
+        doc_of(
+            {"name": "a", "depends_on": ["b", "e"]},
+            {"name": "b", "depends_on": ["c"]},
+            {"name": "c", "depends_on": ["d"]},
+            {"name": "d", "depends_on": ["a"]},
+            {"name": "e", "depends_on": ["a"]},
+        )
+    )
+    assert graph.cycles() == [["a", "e"]]
+
+
+# -- identity and round trip ---------------------------------------------------------------
+
+
+def test_to_document_round_trips(graph: ServiceGraph) -> None:
+    doc = graph.to_document()
+    names = [service["name"] for service in doc["services"]]
+    assert names == sorted(names)
+    api = next(s for s in doc["services"] if s["name"] == "api-gateway")
+    assert api == {
+        "name": "api-gateway",
+        "team": "platform",
+        "tier": "1",
+        "depends_on": ["cache-redis", "document-processor", "user-service"],
+        "labels": {"kind": "gateway", "runtime": "kubernetes"},
+    }
+    again = ServiceGraph.from_document(doc)
+    assert again == graph
+    assert again.to_document() == doc
+    assert again.digest == graph.digest == graph.version
+
+
+def test_digest_is_stable_across_key_and_list_order() -> None:
+    one = doc_of(
+        {"name": "a", "team": "t", "tier": 1, "depends_on": ["b", "c"], "labels": {"x": "1"}},
+        {"name": "b"},
+        {"name": "c", "labels": {"y": "2", "x": "3"}},
+    )
+    two = doc_of(
+        {"labels": {"x": "3", "y": "2"}, "name": "c"},
+        {"depends_on": ["c", "b"], "labels": {"x": "1"}, "tier": 1, "team": "t", "name": "a"},
+        {"name": "b", "depends_on": [], "labels": {}},
+    )
+    digest = ServiceGraph.from_document(one).digest
+    assert len(digest) == 64
+    assert ServiceGraph.from_document(two).digest == digest
+    changed = doc_of(*one["services"][:2], {"name": "c", "labels": {"y": "2"}})
+    assert ServiceGraph.from_document(changed).digest != digest
+
+
+def test_empty_graph() -> None:
+    empty = ServiceGraph.empty()
+    assert len(empty) == 0
+    assert empty.services() == []
+    assert empty.to_document() == {"services": []}
+    assert ServiceGraph.from_document({"services": []}) == empty
+    assert empty.within_hops("a", 2) == {"a": 0}
+    assert empty.cycles() == []
+
+
+# -- a large graph -------------------------------------------------------------------------
+
+
+def random_document(size: int, seed: int) -> dict[str, Any]:
+    """A mostly layered graph: each service depends on a few later ones, rarely on an earlier."""
+    rng = random.Random(seed)
+    names = [f"svc-{i:05d}" for i in range(size)]
+    services = []
+    for i, name in enumerate(names):
+        deps: set[str] = set()
+        if i < size - 1:
+            for _ in range(rng.randint(0, 4)):
+                deps.add(names[rng.randint(i + 1, min(size - 1, i + 200))])
+        if i > 0 and rng.random() < 0.001:
+            deps.add(names[rng.randrange(i)])
+        services.append(
+            {"name": name, "team": f"team-{i % 40}", "tier": i % 3, "depends_on": sorted(deps)}
+        )
+    return {"services": services}
+
+
+def reference_hops(doc: dict[str, Any], start: str, hops: int) -> dict[str, int]:
+    """Plain undirected BFS over the document, for checking within_hops."""
+    adjacency: dict[str, set[str]] = {s["name"]: set() for s in doc["services"]}
+    for service in doc["services"]:
+        for dep in service.get("depends_on") or []:
+            adjacency[service["name"]].add(dep)
+            adjacency[dep].add(service["name"])
+    found = {start: 0}
+    queue = deque([start]) if start in adjacency else deque()
+    while queue:
+        current = queue.popleft()
+        if found[current] == hops:
+            continue
+        for neighbour in adjacency[current]:
+            if neighbour not in found:
+                found[neighbour] = found[current] + 1
+                queue.append(neighbour)
+    return found
+
+
+def test_ten_thousand_services_load_and_answer_neighbourhoods() -> None:
+    doc = random_document(10_000, seed=20260101)
+    started = time.perf_counter()
+    graph = ServiceGraph.from_document(doc)
+    assert time.perf_counter() - started < 10
+    assert len(graph) == 10_000
+    rng = random.Random(5)
+    for name in rng.sample(graph.services(), 25):
+        assert graph.within_hops(name, 2) == reference_hops(doc, name, 2)
+    assert all(len(cycle) >= 2 for cycle in graph.cycles())
+    assert len(graph.cycles()) <= 20
+
+
+# -- properties on random small graphs -----------------------------------------------------
+
+
+@st.composite
+def small_documents(draw: st.DrawFn) -> dict[str, Any]:
+    size = draw(st.integers(min_value=1, max_value=9))
+    names = [f"s{i}" for i in range(size)]
+    pairs = st.tuples(st.sampled_from(names), st.sampled_from(names))
+    edges = draw(st.sets(pairs.filter(lambda p: p[0] != p[1]), max_size=20))
+    deps: dict[str, list[str]] = {name: [] for name in names}
+    for source, target in edges:
+        deps[source].append(target)
+    return {"services": [{"name": name, "depends_on": deps[name]} for name in names]}
+
+
+@settings(max_examples=150, deadline=None)
+@given(doc=small_documents(), hops=st.integers(min_value=0, max_value=4))
+def test_within_hops_is_symmetric_and_matches_distance(doc: dict[str, Any], hops: int) -> None:
+    graph = ServiceGraph.from_document(doc)
+    names = graph.services()
+    near = {name: graph.within_hops(name, hops) for name in names}
+    for a in names:
+        assert near[a] == reference_hops(doc, a, hops)
+        for b in names:
+            assert (b in near[a]) == (a in near[b])
+            assert graph.distance(a, b, hops) == near[a].get(b)
+
+
+@st.composite
+def small_dags(draw: st.DrawFn) -> dict[str, Any]:
+    size = draw(st.integers(min_value=1, max_value=9))
+    names = [f"s{i}" for i in range(size)]
+    # Edges only point from a lower to a higher index, so there is no cycle.
+    deps = {
+        name: draw(st.lists(st.sampled_from(names[i + 1 :]), unique=True)) if i + 1 < size else []
+        for i, name in enumerate(names)
+    }
+    return {"services": [{"name": name, "depends_on": deps[name]} for name in names]}
+
+
+@settings(max_examples=100, deadline=None)
+@given(doc=small_dags(), data=st.data())
+def test_top_root_cause_has_nothing_affected_below_it_in_a_dag(
+    doc: dict[str, Any], data: st.DataObject
+) -> None:
+    graph = ServiceGraph.from_document(doc)
+    assert graph.cycles() == []
+    affected = data.draw(st.lists(st.sampled_from(graph.services()), min_size=1, unique=True))
+    ranked = graph.rank_root_causes(affected, {}, {})
+    assert sorted(ranked) == sorted(affected)
+    assert set(affected) & _descendants(graph, ranked[0]) == set()
+
+
+def _descendants(graph: ServiceGraph, start: str) -> set[str]:
+    seen: set[str] = set()
+    stack = [start]
+    while stack:
+        for dep in graph.dependencies(stack.pop()):
+            if dep not in seen:
+                seen.add(dep)
+                stack.append(dep)
+    seen.discard(start)
+    return seen
+
+
+@settings(max_examples=100, deadline=None)
+@given(doc=small_documents())
+def test_round_trip_and_blast_radius_property(doc: dict[str, Any]) -> None:
+    graph = ServiceGraph.from_document(doc)
+    assert ServiceGraph.from_document(graph.to_document()) == graph
+    for name in graph.services():
+        radius = graph.blast_radius(name)
+        assert name not in radius
+        assert radius == sorted(b for b in graph.services() if name in _descendants(graph, b))
