@@ -107,6 +107,8 @@ def _default_inhibit_rules() -> list[InhibitRule]:
 class CorrelationSettings(_Section):
     """How alerts become incidents, and what mutes them."""
 
+    # Off: alerts are stored and muted state is not computed (for benchmarks and bulk imports).
+    enabled: bool = True
     # YAML file with the service graph; loaded at start-up when the database has none.
     graph_file: str = ""
     hops: int = Field(default=2, ge=0, le=10)

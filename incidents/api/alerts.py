@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from incidents.exceptions import NotFound, ValidationFailed
-from incidents.models import Alert
+from incidents.models import Alert, AlertState
 from incidents.routing.matchers import Matcher, Op, matches_all, parse_matchers
 
 from .deps import check_token, db_session
@@ -40,11 +40,27 @@ class AlertOut(BaseModel):
     last_received: datetime
     receive_count: int
     extra: dict[str, Any]
+    silenced_by: list[str] = []
+    inhibited_by: list[str] = []
+    flapping: bool = False
 
     @classmethod
-    def of(cls, alert: Alert) -> AlertOut:
-        """Build from a row."""
-        return cls.model_validate(alert, from_attributes=True)
+    def of(cls, alert: Alert, state: AlertState | None = None) -> AlertOut:
+        """Build from a row and what the pipeline made of it (muted, flapping)."""
+        out = cls.model_validate(alert, from_attributes=True)
+        if state is not None:
+            out.silenced_by = list(state.silenced_by)
+            out.inhibited_by = list(state.inhibited_by)
+            out.flapping = state.flapping
+        return out
+
+
+def _states(session: Session, fingerprints: list[str]) -> dict[str, AlertState]:
+    if not fingerprints:
+        return {}
+    table = AlertState.__table__  # type: ignore[attr-defined]
+    rows = session.scalars(select(AlertState).where(table.c.fingerprint.in_(fingerprints)))
+    return {r.fingerprint: r for r in rows}
 
 
 class AlertPage(BaseModel):
@@ -92,7 +108,7 @@ def list_alerts(
             query = query.where(ALERTS.c.labels[m.name].as_string() == m.value)
     after = _cursor(cursor)
     chunk = max(limit + 1, _SCAN_CHUNK) if matchers else limit + 1
-    items: list[AlertOut] = []
+    found: list[Alert] = []
     last_id: int | None = None
     more = False
     while not more:
@@ -101,14 +117,16 @@ def list_alerts(
         for row in rows:
             if not matches_all(matchers, row.labels):
                 continue
-            if len(items) == limit:
+            if len(found) == limit:
                 more = True
                 break
-            items.append(AlertOut.of(row))
+            found.append(row)
             last_id = row.id
         if len(rows) < chunk:
             break
         after = rows[-1].id
+    states = _states(session, [a.fingerprint for a in found])
+    items = [AlertOut.of(a, states.get(a.fingerprint)) for a in found]
     return AlertPage(items=items, next_cursor=str(last_id) if more else None)
 
 
@@ -118,4 +136,4 @@ def get_alert(fingerprint: str, session: Annotated[Session, Depends(db_session)]
     alert = session.scalars(select(Alert).where(ALERTS.c.fingerprint == fingerprint)).first()
     if alert is None:
         raise NotFound(f"no alert with fingerprint {fingerprint!r}", field="fingerprint")
-    return AlertOut.of(alert)
+    return AlertOut.of(alert, session.get(AlertState, fingerprint))

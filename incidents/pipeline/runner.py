@@ -42,7 +42,7 @@ def build_stages(settings: Settings) -> list[Stage]:
         return cached[1]
     from incidents.pipeline.incidents import IncidentStage
 
-    built: list[Stage] = [IncidentStage(settings)]
+    built: list[Stage] = [IncidentStage(settings)] if settings.correlation.enabled else []
     _built[id(settings)] = (settings, built)
     return built
 
