@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from incidents.config import get_settings
+from incidents.pipeline.maintenance import maintain
 from incidents.pipeline.runner import due_jobs, run_job
 from workers.app import celery_app, session_factory
 
@@ -16,7 +17,8 @@ def run_pipeline_job(job_id: int) -> str:
 @celery_app.task(name="workers.pipeline.sweep_outbox")  # type: ignore[untyped-decorator]
 def sweep_outbox() -> int:
     """Re-enqueue jobs whose hand-off was lost or whose worker died."""
-    ids = due_jobs(session_factory(), get_settings().pipeline)
+    ids = maintain(session_factory(), get_settings())
+    ids += due_jobs(session_factory(), get_settings().pipeline)
     for job_id in ids:
         run_pipeline_job.delay(job_id)
     return len(ids)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from incidents.config import Settings
+from incidents.pipeline.maintenance import maintain
 from incidents.pipeline.runner import due_jobs, run_job
 
 log = logging.getLogger(__name__)
@@ -58,11 +60,15 @@ class EmbeddedWorker:
 
     def _loop(self) -> None:
         interval = self._settings.pipeline.sweep_interval_seconds
+        next_sweep = time.monotonic() + interval
         while True:
-            try:
-                job_id = self._queue.get(timeout=interval)
-            except queue.Empty:
+            # Sweep on schedule even when the queue never runs dry.
+            if time.monotonic() >= next_sweep:
                 self._sweep()
+                next_sweep = time.monotonic() + interval
+            try:
+                job_id = self._queue.get(timeout=max(0.0, next_sweep - time.monotonic()))
+            except queue.Empty:
                 continue
             if job_id is None:
                 if self._stopping.is_set() and self._queue.empty():
@@ -77,6 +83,11 @@ class EmbeddedWorker:
             log.exception("embedded worker could not run job %s", job_id)
 
     def _sweep(self) -> None:
+        try:
+            for job_id in maintain(self._factory, self._settings):
+                self._run(job_id)
+        except Exception:
+            log.exception("pipeline upkeep failed")
         try:
             for job_id in due_jobs(self._factory, self._settings.pipeline):
                 self._run(job_id)

@@ -40,7 +40,20 @@ BY_SERVICE = IncidentService.__table__  # type: ignore[attr-defined]
 
 # Any constant works; it only has to be the same in every process.
 CORRELATION_LOCK = 0x1C1DE275
-UNKNOWN_SERVICE = "unknown"
+
+
+def correlation_service(alert: Alert) -> str:
+    """The graph node an alert stands on; without a service label, one per alert name, so
+    unrelated unlabelled alerts do not all fall into one incident."""
+    if alert.service:
+        return alert.service
+    return f"unknown:{alert.labels.get('alertname', alert.fingerprint)}"
+
+
+def lock_correlation(session: Session) -> None:
+    """Serialise incident changes across processes (PostgreSQL; SQLite has one writer)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CORRELATION_LOCK})
 
 
 def _rank(severity: str) -> int:
@@ -92,8 +105,7 @@ class IncidentStage:
         """Process the job's alerts in start-time order."""
         if not alerts:
             return
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CORRELATION_LOCK})
+        lock_correlation(session)
         now = utcnow()
         graph = current_graph(session)
         silences = active_silences(session, now)
@@ -150,7 +162,7 @@ class IncidentStage:
         if silenced or inhibited:
             return
 
-        service = alert.service or UNKNOWN_SERVICE
+        service = correlation_service(alert)
         decision = correlate(
             service,
             alert.starts_at,
@@ -424,13 +436,48 @@ class IncidentStage:
                 )
             )
         )
+        self._close(session, incident, ended or now, now, "all alerts resolved")
+
+    def settle_flapping(self, session: Session, now: datetime) -> list[int]:
+        """Resolve flapping incidents whose alerts have all stayed resolved for a flap window."""
+        quiet_since = now - timedelta(seconds=self._settings.flap_window_seconds)
+        settled: list[int] = []
+        candidates = session.scalars(
+            select(Incident).where(INCIDENTS.c.status == "open").where(INCIDENTS.c.flapping)
+        ).all()
+        for incident in candidates:
+            assert incident.id is not None
+            links = session.scalars(
+                select(IncidentAlert).where(LINKS.c.incident_id == incident.id)
+            ).all()
+            if any(link.status == "firing" for link in links):
+                continue
+            states = [session.get(AlertState, link.fingerprint) for link in links]
+            if any(s is not None and s.last_state_at > quiet_since for s in states):
+                continue
+            for state in states:
+                if state is not None:
+                    state.flapping = False
+            ended = session.scalar(
+                select(func.max(ALERTS.c.ends_at)).where(
+                    ALERTS.c.fingerprint.in_([link.fingerprint for link in links])
+                )
+            )
+            self._close(session, incident, ended or now, now, "all alerts resolved and quiet")
+            settled.append(incident.id)
+        return settled
+
+    def _close(
+        self, session: Session, incident: Incident, ended: datetime, now: datetime, why: str
+    ) -> None:
+        assert incident.id is not None
         incident.status = "resolved"
-        incident.resolved_at = ended or now
+        incident.resolved_at = ended
         incident.updated_at = now
         session.execute(
             update(BY_SERVICE).where(BY_SERVICE.c.incident_id == incident.id).values(open=False)
         )
-        self._note(session, incident.id, now, "resolved", "all alerts resolved", pages=True)
+        self._note(session, incident.id, now, "resolved", why, pages=True)
 
     # -- timeline ----------------------------------------------------------------------------
 
