@@ -141,7 +141,11 @@ class IncidentAlert(SQLModel, table=True):
     """One alert episode inside an incident, with why it joined."""
 
     __tablename__ = "incident_alerts"
-    __table_args__ = (Index("ix_incident_alerts_fingerprint", "fingerprint", "incident_id"),)
+    __table_args__ = (
+        Index("ix_incident_alerts_fingerprint", "fingerprint", "incident_id"),
+        # Correlation looks up alerts by nearby service and start time.
+        Index("ix_incident_alerts_service_starts", "service", "starts_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     incident_id: int = Field(sa_column=Column(Integer, nullable=False, index=True))

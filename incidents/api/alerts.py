@@ -10,11 +10,11 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from incidents.exceptions import NotFound, ValidationFailed
+from incidents.exceptions import NotFound
 from incidents.models import Alert, AlertState
 from incidents.routing.matchers import Matcher, Op, matches_all, parse_matchers
 
-from .deps import check_token, db_session
+from .deps import check_token, db_session, parse_cursor
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"], dependencies=[Depends(check_token)])
 
@@ -70,14 +70,6 @@ class AlertPage(BaseModel):
     next_cursor: str | None
 
 
-def _cursor(value: str | None) -> int | None:
-    if value is None:
-        return None
-    if not value.isdigit():
-        raise ValidationFailed("cursor: not a cursor this API returned", field="cursor")
-    return int(value)
-
-
 @router.get("", response_model=AlertPage, summary="List alerts, newest first")
 def list_alerts(
     session: Annotated[Session, Depends(db_session)],
@@ -106,7 +98,7 @@ def list_alerts(
         # Equality on a non-empty value narrows in SQL; every matcher is checked below.
         if m.op is Op.EQ and m.value:
             query = query.where(ALERTS.c.labels[m.name].as_string() == m.value)
-    after = _cursor(cursor)
+    after = parse_cursor(cursor)
     chunk = max(limit + 1, _SCAN_CHUNK) if matchers else limit + 1
     found: list[Alert] = []
     last_id: int | None = None

@@ -14,7 +14,7 @@ from incidents.exceptions import NotFound, ValidationFailed
 from incidents.models import Alert, AlertState, Incident, IncidentAlert, IncidentService
 from incidents.models import TimelineEntry as TimelineRow
 
-from .deps import check_token, db_session
+from .deps import as_utc, check_token, db_session, parse_cursor
 
 router = APIRouter(
     prefix="/api/v1/incidents", tags=["incidents"], dependencies=[Depends(check_token)]
@@ -131,6 +131,7 @@ def list_incidents(
     cursor: str | None = None,
 ) -> IncidentPage:
     """Incidents filtered by status, severity, affected service and time range."""
+    since, until = as_utc(since), as_utc(until)
     if since and until and until <= since:
         raise ValidationFailed("until: must be after since", field="until")
     query = select(Incident).order_by(INCIDENTS.c.id.desc())
@@ -148,10 +149,9 @@ def list_incidents(
         query = query.where(INCIDENTS.c.opened_at >= since)
     if until:
         query = query.where(INCIDENTS.c.opened_at < until)
-    if cursor is not None:
-        if not cursor.isdigit():
-            raise ValidationFailed("cursor: not a cursor this API returned", field="cursor")
-        query = query.where(INCIDENTS.c.id < int(cursor))
+    after = parse_cursor(cursor)
+    if after is not None:
+        query = query.where(INCIDENTS.c.id < after)
     rows = list(session.scalars(query.limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]

@@ -15,9 +15,9 @@ from incidents.correlation.store import current_graph
 from incidents.db import utcnow
 from incidents.exceptions import NotFound, ValidationFailed
 from incidents.models import Silence
-from incidents.routing.matchers import parse_matchers
+from incidents.routing.matchers import Matcher, parse_matchers
 
-from .deps import check_token, db_session
+from .deps import as_utc, check_token, db_session
 
 router = APIRouter(
     prefix="/api/v1/silences", tags=["silences"], dependencies=[Depends(check_token)]
@@ -79,17 +79,29 @@ def create_silence(body: SilenceIn, session: Annotated[Session, Depends(db_sessi
     now = utcnow()
     texts = [body.matchers] if isinstance(body.matchers, str) else list(body.matchers)
     normalised: list[str] = []
+    every: list[Matcher] = []
     for index, text in enumerate(texts):
-        normalised.extend(str(m) for m in parse_matchers(text, where=f"matchers[{index}]"))
+        parsed = parse_matchers(text, where=f"matchers[{index}]")
+        normalised.extend(str(m) for m in parsed)
+        every.extend(parsed)
+    if every and body.service is None and all(m.matches({}) for m in every):
+        # As Alertmanager: a silence must not mute every alert by accident.
+        raise ValidationFailed(
+            "matchers: every matcher also matches an empty label set, so the silence would "
+            "mute everything; add one that selects something",
+            field="matchers",
+        )
     if not normalised and body.service is None:
         raise ValidationFailed(
             "matchers: give at least one matcher, or a service for a maintenance window",
             field="matchers",
         )
-    starts_at = body.starts_at or now
-    if body.ends_at <= starts_at:
+    starts_at = as_utc(body.starts_at) or now
+    ends_at = as_utc(body.ends_at)
+    assert ends_at is not None
+    if ends_at <= starts_at:
         raise ValidationFailed("ends_at: must be after starts_at", field="ends_at")
-    if body.ends_at <= now:
+    if ends_at <= now:
         raise ValidationFailed("ends_at: must be in the future", field="ends_at")
     if body.service is not None and body.service not in current_graph(session):
         raise ValidationFailed(
@@ -100,7 +112,7 @@ def create_silence(body: SilenceIn, session: Annotated[Session, Depends(db_sessi
         matchers=normalised,
         service=body.service,
         starts_at=starts_at,
-        ends_at=body.ends_at,
+        ends_at=ends_at,
         created_by=body.created_by,
         comment=body.comment,
         created_at=now,
@@ -147,7 +159,8 @@ def expire_silence(silence_id: str, session: Annotated[Session, Depends(db_sessi
     row = _get(session, silence_id)
     now = utcnow()
     if row.ends_at > now:
-        row.ends_at = max(now, row.starts_at)
+        row.starts_at = min(row.starts_at, now)
+        row.ends_at = now
         row.expired_at = now
         session.commit()
     return _out(row, now)

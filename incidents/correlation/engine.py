@@ -17,19 +17,30 @@ from incidents.correlation.graph import ServiceGraph
 
 @dataclass(slots=True)
 class OpenIncident:
-    """What correlation needs to know of an open incident."""
+    """An open incident: its id, and (for building an index) its services and time span."""
 
     id: int
-    services: set[str]
-    first_alert_at: datetime
-    last_alert_at: datetime
+    services: set[str] = field(default_factory=set)
+    first_alert_at: datetime | None = None
+    last_alert_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentLink:
+    """One alert of an open incident: which service it is on and when it started."""
+
+    incident_id: int
+    service: str
+    starts_at: datetime
 
 
 class IncidentIndex(Protocol):
-    """Open incidents, looked up by the services they touch."""
+    """The alerts of open incidents, looked up by service and start time."""
 
-    def touching(self, services: Iterable[str]) -> list[OpenIncident]:
-        """Open incidents that include any of these services."""
+    def links_near(
+        self, services: Iterable[str], earliest: datetime, latest: datetime
+    ) -> list[IncidentLink]:
+        """Links on any of these services that started between earliest and latest."""
         ...
 
 
@@ -77,27 +88,29 @@ def correlate(
     hops: int,
     window: timedelta,
 ) -> Decision:
-    """Find every open incident within `hops` of `service` and `window` of `starts_at`.
+    """Find every open incident with an alert within `hops` and `window` of this one.
 
-    The time test uses the incident's span of alert start times widened by the window,
-    so an alert that arrives late but started inside a burst still joins it; the result
-    does not depend on the order in which a burst's alerts are processed.
+    Two alerts are related when their services are at most `hops` edges apart (either
+    direction) and their start times at most `window` apart; an incident is a connected
+    group of related alerts, and an alert that relates to two open incidents merges them.
+    Because the relation is between alerts, the grouping of a burst does not depend on
+    the order in which its alerts are processed.
     """
     near = graph.within_hops(service, hops)
-    matches: list[Match] = []
-    for incident in index.touching(near):
-        if not (incident.first_alert_at - window <= starts_at <= incident.last_alert_at + window):
+    best: dict[int, tuple[int, float, str]] = {}
+    for link in index.links_near(near, starts_at - window, starts_at + window):
+        distance = near.get(link.service)
+        if distance is None:
             continue
-        distance, via = min((near[s], s) for s in incident.services if s in near)
-        if starts_at > incident.last_alert_at:
-            gap = (starts_at - incident.last_alert_at).total_seconds()
-        elif starts_at < incident.first_alert_at:
-            gap = (incident.first_alert_at - starts_at).total_seconds()
-        else:
-            gap = 0.0
-        matches.append(Match(incident, distance, via, gap))
+        key = (distance, abs((starts_at - link.starts_at).total_seconds()), link.service)
+        current = best.get(link.incident_id)
+        if current is None or key < current:
+            best[link.incident_id] = key
     # The oldest incident survives a merge, so ids that people have seen stay valid.
-    matches.sort(key=lambda m: m.incident.id)
+    matches = [
+        Match(OpenIncident(incident_id), distance, via, gap)
+        for incident_id, (distance, gap, via) in sorted(best.items())
+    ]
     return Decision(matches)
 
 
@@ -105,18 +118,27 @@ class MemoryIndex:
     """An in-memory IncidentIndex (benchmarks and pure tests)."""
 
     def __init__(self) -> None:
-        self._by_service: dict[str, dict[int, OpenIncident]] = {}
+        self._by_service: dict[str, list[IncidentLink]] = {}
+
+    def add_link(self, link: IncidentLink) -> None:
+        """Index one alert of an incident."""
+        self._by_service.setdefault(link.service, []).append(link)
 
     def add(self, incident: OpenIncident) -> None:
-        """Index an incident under each of its services."""
+        """Index an incident as alerts on each of its services at its first and last time."""
+        assert incident.first_alert_at is not None
+        times = {incident.first_alert_at, incident.last_alert_at or incident.first_alert_at}
         for service in incident.services:
-            self._by_service.setdefault(service, {})[incident.id] = incident
+            for at in sorted(times):
+                self.add_link(IncidentLink(incident.id, service, at))
 
-    def touching(self, services: Iterable[str]) -> list[OpenIncident]:
-        """Open incidents that include any of these services."""
-        found: dict[int, OpenIncident] = {}
+    def links_near(
+        self, services: Iterable[str], earliest: datetime, latest: datetime
+    ) -> list[IncidentLink]:
+        """Links on any of these services that started between earliest and latest."""
+        found = []
         for service in services:
-            bucket = self._by_service.get(service)
-            if bucket:
-                found.update(bucket)
-        return list(found.values())
+            for link in self._by_service.get(service, ()):
+                if earliest <= link.starts_at <= latest:
+                    found.append(link)
+        return found

@@ -13,11 +13,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from incidents.config import SEVERITIES, Settings
-from incidents.correlation.engine import Decision, OpenIncident, correlate
+from incidents.correlation.engine import Decision, IncidentLink, correlate
 from incidents.correlation.graph import ServiceGraph
 from incidents.correlation.store import current_graph
 from incidents.db import utcnow
@@ -61,35 +61,27 @@ def _rank(severity: str) -> int:
 
 
 class DbIncidentIndex:
-    """Open incidents by service, read from the `incident_services` index table."""
+    """The alerts of open incidents, read from `incident_alerts` by service and start time."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def touching(self, services: Iterable[str]) -> list[OpenIncident]:
-        """Open incidents that include any of these services."""
+    def links_near(
+        self, services: Iterable[str], earliest: datetime, latest: datetime
+    ) -> list[IncidentLink]:
+        """Links on any of these services that started between earliest and latest."""
         wanted = list(services)
         if not wanted:
             return []
-        found: dict[int, OpenIncident] = {}
         rows = self._session.execute(
-            select(
-                BY_SERVICE.c.incident_id,
-                BY_SERVICE.c.service,
-                INCIDENTS.c.first_alert_at,
-                INCIDENTS.c.last_alert_at,
-            )
-            .join(INCIDENTS, INCIDENTS.c.id == BY_SERVICE.c.incident_id)
-            .where(BY_SERVICE.c.open.is_(True))
-            .where(BY_SERVICE.c.service.in_(wanted))
+            select(LINKS.c.incident_id, LINKS.c.service, LINKS.c.starts_at)
+            .join(INCIDENTS, INCIDENTS.c.id == LINKS.c.incident_id)
+            .where(LINKS.c.service.in_(wanted))
+            .where(LINKS.c.starts_at >= earliest)
+            .where(LINKS.c.starts_at <= latest)
             .where(INCIDENTS.c.status == "open")
         )
-        for incident_id, service, first, last in rows:
-            entry = found.get(incident_id)
-            if entry is None:
-                entry = found[incident_id] = OpenIncident(incident_id, set(), first, last)
-            entry.services.add(service)
-        return list(found.values())
+        return [IncidentLink(i, s, t) for i, s, t in rows]
 
 
 class IncidentStage:
@@ -161,6 +153,8 @@ class IncidentStage:
             state.inhibited_by = inhibited
         if silenced or inhibited:
             return
+        if self._reopen(session, alert, state, now):
+            return
 
         service = correlation_service(alert)
         decision = correlate(
@@ -201,6 +195,39 @@ class IncidentStage:
                     )
         elif not flapping and state.flapping:
             state.flapping = False
+
+    def _reopen(self, session: Session, alert: Alert, state: AlertState, now: datetime) -> bool:
+        """An alert firing again soon after its incident resolved reopens that incident
+        instead of opening (and paging) a new one; once it is flapping, silently."""
+        link = self._latest_link(session, alert.fingerprint)
+        if link is None:
+            return False
+        incident = session.get(Incident, link.incident_id)
+        if incident is None or incident.status != "resolved" or incident.resolved_at is None:
+            return False
+        quiet = (alert.starts_at - incident.resolved_at).total_seconds()
+        if quiet > self._settings.flap_window_seconds:
+            return False
+        assert incident.id is not None
+        incident.status = "open"
+        incident.resolved_at = None
+        incident.updated_at = now
+        incident.last_alert_at = max(incident.last_alert_at, alert.starts_at)
+        link.status = "firing"
+        session.execute(
+            update(BY_SERVICE).where(BY_SERVICE.c.incident_id == incident.id).values(open=True)
+        )
+        name = alert.labels.get("alertname", alert.fingerprint)
+        self._note(
+            session,
+            incident.id,
+            now,
+            "reopened",
+            f"alert {name} fired again {int(quiet)} s after the incident resolved",
+            pages=not state.flapping,
+            data={"fingerprint": alert.fingerprint},
+        )
+        return True
 
     def _open_link(self, session: Session, fingerprint: str) -> IncidentAlert | None:
         return session.scalars(
@@ -259,9 +286,9 @@ class IncidentStage:
         primary = decision.matches[0]
         target = session.get(Incident, primary.incident.id)
         assert target is not None and target.id is not None
+        before = target.severity
         for other in decision.matches[1:]:
             self._merge(session, target, other.incident.id, alert, now)
-        before = target.severity
         self._link(session, target, alert, service, primary.explanation(service), now)
         self._refresh(session, graph, target, now)
         self._note(
@@ -329,7 +356,9 @@ class IncidentStage:
         for service in source.services:
             if service not in target.services:
                 session.add(IncidentService(incident_id=target.id, service=service, open=True))
-        session.execute(delete(BY_SERVICE).where(BY_SERVICE.c.incident_id == source_id))
+        session.execute(
+            update(BY_SERVICE).where(BY_SERVICE.c.incident_id == source_id).values(open=False)
+        )
         target.services = sorted({*target.services, *source.services})
         target.first_alert_at = min(target.first_alert_at, source.first_alert_at)
         target.last_alert_at = max(target.last_alert_at, source.last_alert_at)
