@@ -55,3 +55,34 @@ def am_payload(alerts: list[dict[str, Any]], *, receiver: str = "incidents") -> 
         "externalURL": "http://alertmanager.example:9093",
         "alerts": alerts,
     }
+
+
+def stored_alert(
+    labels: dict[str, str],
+    *,
+    service: str | None,
+    severity: str,
+    starts_at: datetime,
+    received: datetime,
+    status: str = "firing",
+    ends_at: datetime | None = None,
+) -> Any:
+    """An alert row as ingestion would have written it (for tests that drive the pipeline)."""
+    from incidents.models import Alert
+
+    return Alert(
+        fingerprint=label_fingerprint(labels),
+        source="alertmanager",
+        status=status,
+        labels=labels,
+        annotations={},
+        starts_at=starts_at,
+        ends_at=ends_at,
+        state_at=ends_at or starts_at,
+        severity=severity,
+        service=service,
+        first_received=received,
+        last_received=received,
+        receive_count=1,
+        extra={},
+    )

@@ -23,10 +23,10 @@ from incidents.correlation.graph import ServiceGraph
 from incidents.correlation.store import save_graph
 from incidents.db import create_db_engine, make_session_factory, utcnow
 from incidents.ingest.fingerprint import label_fingerprint
-from incidents.models import Alert, PipelineJob
+from incidents.models import PipelineJob
 from incidents.pipeline.runner import run_job
 from tests.conftest import AUTH, ROOT, make_settings
-from tests.factories import am_alert, am_payload, iso
+from tests.factories import am_alert, am_payload, iso, stored_alert
 
 WEBHOOK = "/api/v1/alerts/alertmanager"
 EXAMPLE_GRAPH = ROOT / "examples" / "services.yaml"
@@ -541,18 +541,12 @@ def test_concurrent_workers_on_related_alerts_open_one_incident(pg_url: str) -> 
                     labels = {"alertname": f"{name}{round_no}", "service": service}
                     starts = now - timedelta(seconds=60 - 5 * i)
                     session.add(
-                        Alert(
-                            fingerprint=label_fingerprint(labels),
-                            source="alertmanager",
-                            status="firing",
-                            labels=labels,
-                            annotations={},
-                            starts_at=starts,
-                            state_at=starts,
-                            severity=severity,
+                        stored_alert(
+                            labels,
                             service=service,
-                            first_received=now,
-                            last_received=now,
+                            severity=severity,
+                            starts_at=starts,
+                            received=now,
                         )
                     )
                     job = PipelineJob(created_at=now, fingerprints=[label_fingerprint(labels)])

@@ -20,8 +20,9 @@ from incidents.correlation.store import save_graph
 from incidents.db import create_db_engine, make_session_factory, utcnow
 from incidents.ingest.fingerprint import label_fingerprint
 from incidents.migrate import upgrade
-from incidents.models import Alert, PipelineJob
+from incidents.models import PipelineJob
 from incidents.pipeline.runner import run_job
+from tests.factories import stored_alert
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "services.yaml"
@@ -197,18 +198,8 @@ def group_in_order(
                 labels = {"alertname": f"A{n}", "service": service}
                 starts = base + timedelta(seconds=offset)
                 session.add(
-                    Alert(
-                        fingerprint=label_fingerprint(labels),
-                        source="alertmanager",
-                        status="firing",
-                        labels=labels,
-                        annotations={},
-                        starts_at=starts,
-                        state_at=starts,
-                        severity=severity,
-                        service=service,
-                        first_received=base,
-                        last_received=base,
+                    stored_alert(
+                        labels, service=service, severity=severity, starts_at=starts, received=base
                     )
                 )
                 job = PipelineJob(created_at=base, fingerprints=[label_fingerprint(labels)])

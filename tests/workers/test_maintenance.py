@@ -14,28 +14,23 @@ from incidents.models import Alert, AlertState, Incident, PipelineJob, Silence, 
 from incidents.pipeline.maintenance import maintain
 from incidents.pipeline.runner import run_job
 from tests.conftest import ROOT, make_settings
+from tests.factories import stored_alert
 
 
 def _alert(fingerprint: str, service: str, status: str = "firing", minutes_ago: int = 5) -> Alert:
     now = utcnow()
     starts = now - timedelta(minutes=minutes_ago)
-    ends = now - timedelta(minutes=minutes_ago - 1) if status == "resolved" else None
-    return Alert(
-        fingerprint=fingerprint,
-        source="generic",
-        status=status,
-        labels={"alertname": f"A-{fingerprint}", "service": service},
-        annotations={},
-        starts_at=starts,
-        ends_at=ends,
-        state_at=ends or starts,
-        severity="P1",
+    alert: Alert = stored_alert(
+        {"alertname": f"A-{fingerprint}", "service": service},
         service=service,
-        first_received=now,
-        last_received=now,
-        receive_count=1,
-        extra={},
+        severity="P1",
+        starts_at=starts,
+        received=now,
+        status=status,
+        ends_at=now - timedelta(minutes=minutes_ago - 1) if status == "resolved" else None,
     )
+    alert.fingerprint = fingerprint
+    return alert
 
 
 def test_expired_silence_sends_a_firing_alert_back_through_the_pipeline(db_url: str) -> None:
