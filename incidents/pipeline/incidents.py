@@ -2,14 +2,17 @@
 
 It runs in the pipeline job's transaction. On PostgreSQL it first takes a transaction-
 scoped advisory lock, so two workers handling related alerts at the same moment still
-open one incident; the step is short (bounded graph searches and indexed look-ups), so
-serialising it costs little. SQLite serialises writers by itself.
+open one incident; SQLite serialises writers by itself. Holding the lock also means
+nothing else changes incidents while the job runs, so the job reads what it needs once
+(alert states, open links, the open incidents near its alerts) and keeps it in memory:
+the cost per alert is a bounded graph search and dictionary look-ups, not queries.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +20,12 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from incidents.config import SEVERITIES, Settings
-from incidents.correlation.engine import Decision, IncidentLink, correlate
+from incidents.correlation.engine import (
+    Decision,
+    IncidentLink,
+    MemoryIndex,
+    correlate,
+)
 from incidents.correlation.graph import ServiceGraph
 from incidents.correlation.store import current_graph
 from incidents.db import utcnow
@@ -29,7 +37,7 @@ from incidents.models import (
     IncidentService,
     TimelineEntry,
 )
-from incidents.pipeline.mute import Inhibitor, active_silences, match_labels
+from incidents.pipeline.mute import ActiveSilence, Inhibitor, active_silences, match_labels
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +45,14 @@ INCIDENTS = Incident.__table__  # type: ignore[attr-defined]
 ALERTS = Alert.__table__  # type: ignore[attr-defined]
 LINKS = IncidentAlert.__table__  # type: ignore[attr-defined]
 BY_SERVICE = IncidentService.__table__  # type: ignore[attr-defined]
+STATES = AlertState.__table__  # type: ignore[attr-defined]
 
 # Any constant works; it only has to be the same in every process.
 CORRELATION_LOCK = 0x1C1DE275
+
+
+def _rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
 
 
 def correlation_service(alert: Alert) -> str:
@@ -54,10 +67,6 @@ def lock_correlation(session: Session) -> None:
     """Serialise incident changes across processes (PostgreSQL; SQLite has one writer)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CORRELATION_LOCK})
-
-
-def _rank(severity: str) -> int:
-    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
 
 
 class DbIncidentIndex:
@@ -84,6 +93,44 @@ class DbIncidentIndex:
         return [IncidentLink(i, s, t) for i, s, t in rows]
 
 
+class _JobIndex(MemoryIndex):
+    """Open incidents near the job's alerts, loaded once and kept current as it runs."""
+
+    def merge(self, source: int, target: int) -> None:
+        """Re-point the links of a merged incident at the one it merged into."""
+        for links in self._by_service.values():
+            for n, link in enumerate(links):
+                if link.incident_id == source:
+                    links[n] = IncidentLink(target, link.service, link.starts_at)
+
+
+@dataclass
+class _Job:
+    """What one job reads once and then works on in memory."""
+
+    session: Session
+    graph: ServiceGraph
+    now: datetime
+    silences: list[ActiveSilence]
+    states: dict[str, AlertState]
+    open_links: dict[str, IncidentAlert]
+    latest_links: dict[str, IncidentAlert]
+    index: _JobIndex
+    incidents: dict[int, Incident] = field(default_factory=dict)
+    touched: set[int] = field(default_factory=set)
+    maybe_resolved: set[int] = field(default_factory=set)
+    inhibit_cache: dict[tuple[Any, ...], list[str]] = field(default_factory=dict)
+
+    def incident(self, incident_id: int) -> Incident:
+        """The incident, loaded once per job."""
+        found = self.incidents.get(incident_id)
+        if found is None:
+            found = self.session.get(Incident, incident_id)
+            assert found is not None
+            self.incidents[incident_id] = found
+        return found
+
+
 class IncidentStage:
     """Turns stored alerts into incidents."""
 
@@ -92,84 +139,144 @@ class IncidentStage:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings.correlation
         self._inhibitor = Inhibitor(self._settings.inhibit_rules)
+        self._window = timedelta(seconds=self._settings.window_seconds)
 
     def __call__(self, session: Session, alerts: Sequence[Alert]) -> None:
         """Process the job's alerts in start-time order."""
         if not alerts:
             return
         lock_correlation(session)
+        fingerprints = [a.fingerprint for a in alerts]
+        # Re-read under the lock: another job may have stored a newer state meanwhile.
+        fresh = list(
+            session.scalars(
+                select(Alert)
+                .where(ALERTS.c.fingerprint.in_(fingerprints))
+                .execution_options(populate_existing=True)
+            )
+        )
+        fresh.sort(key=lambda a: (a.starts_at, a.fingerprint))
+        job = self._load(session, fresh)
+        for alert in fresh:
+            self._process(job, alert)
+        self._finish(job)
+
+    # -- reading once ------------------------------------------------------------------------
+
+    def _load(self, session: Session, alerts: list[Alert]) -> _Job:
         now = utcnow()
         graph = current_graph(session)
-        silences = active_silences(session, now)
-        for alert in sorted(alerts, key=lambda a: (a.starts_at, a.fingerprint)):
-            session.refresh(alert)  # the lock may have waited for a newer state
-            self._process(session, graph, silences, alert, now)
+        fingerprints = [a.fingerprint for a in alerts]
+        states = {
+            s.fingerprint: s
+            for s in session.scalars(
+                select(AlertState).where(STATES.c.fingerprint.in_(fingerprints))
+            )
+        }
+        open_links: dict[str, IncidentAlert] = {}
+        latest_links: dict[str, IncidentAlert] = {}
+        incidents: dict[int, Incident] = {}
+        for link, incident in session.execute(
+            select(IncidentAlert, Incident)
+            .join(INCIDENTS, INCIDENTS.c.id == LINKS.c.incident_id)
+            .where(LINKS.c.fingerprint.in_(fingerprints))
+            .order_by(LINKS.c.id.desc())
+        ).tuples():
+            latest_links.setdefault(link.fingerprint, link)
+            if incident.status == "open":
+                open_links.setdefault(link.fingerprint, link)
+            assert incident.id is not None
+            incidents[incident.id] = incident
+        index = _JobIndex()
+        firing = [a for a in alerts if a.status == "firing"]
+        if firing:
+            near: set[str] = set()
+            for service in {correlation_service(a) for a in firing}:
+                near.update(graph.within_hops(service, self._settings.hops))
+            earliest = min(a.starts_at for a in firing) - self._window
+            latest = max(a.starts_at for a in firing) + self._window
+            for nearby in DbIncidentIndex(session).links_near(near, earliest, latest):
+                index.add_link(nearby)
+        return _Job(
+            session=session,
+            graph=graph,
+            now=now,
+            silences=active_silences(session, now),
+            states=states,
+            open_links=open_links,
+            latest_links=latest_links,
+            index=index,
+            incidents=incidents,
+        )
 
     # -- one alert --------------------------------------------------------------------------
 
-    def _process(
-        self,
-        session: Session,
-        graph: ServiceGraph,
-        silences: list[Any],
-        alert: Alert,
-        now: datetime,
-    ) -> None:
-        state = session.get(AlertState, alert.fingerprint)
+    def _process(self, job: _Job, alert: Alert) -> None:
+        state = job.states.get(alert.fingerprint)
         if state is None:
             state = AlertState(
                 fingerprint=alert.fingerprint,
                 last_status=alert.status,
                 last_state_at=alert.state_at,
                 transitions=[],
-                updated_at=now,
+                updated_at=job.now,
             )
-            session.add(state)
+            job.session.add(state)
+            job.states[alert.fingerprint] = state
         elif (state.last_status, state.last_state_at) != (alert.status, alert.state_at):
             if state.last_status != alert.status:
-                self._record_transition(session, state, alert, now)
+                self._record_transition(job, state, alert)
             state.last_status = alert.status
             state.last_state_at = alert.state_at
-            state.updated_at = now
+            state.updated_at = job.now
 
         if alert.status == "resolved":
-            state.silenced_by = []
-            state.inhibited_by = []
-            self._resolve(session, alert, state, now)
+            if state.silenced_by:
+                state.silenced_by = []
+            if state.inhibited_by:
+                state.inhibited_by = []
+            self._resolve(job, alert, state)
             return
 
-        open_link = self._open_link(session, alert.fingerprint)
+        open_link = job.open_links.get(alert.fingerprint)
         if open_link is not None:
             if open_link.status != "firing":
                 open_link.status = "firing"  # a flapping alert fired again in its incident
             return
 
         labels = match_labels(alert)
-        silenced = sorted(s.id for s in silences if s.covers(alert, labels))
-        inhibited = [] if silenced else self._inhibitor.inhibitors(session, alert, labels)
+        silenced = sorted(s.id for s in job.silences if s.covers(alert, labels))
+        inhibited = [] if silenced else self._inhibitors(job, alert, labels)
         if silenced != state.silenced_by:
             state.silenced_by = silenced
         if inhibited != state.inhibited_by:
             state.inhibited_by = inhibited
         if silenced or inhibited:
             return
-        if self._reopen(session, alert, state, now):
+        if self._reopen(job, alert, state):
             return
 
         service = correlation_service(alert)
         decision = correlate(
             service,
             alert.starts_at,
-            graph,
-            DbIncidentIndex(session),
+            job.graph,
+            job.index,
             hops=self._settings.hops,
-            window=timedelta(seconds=self._settings.window_seconds),
+            window=self._window,
         )
-        self._apply(session, graph, alert, service, decision, now)
+        self._apply(job, alert, service, decision)
 
-    def _record_transition(
-        self, session: Session, state: AlertState, alert: Alert, now: datetime
-    ) -> None:
+    def _inhibitors(self, job: _Job, alert: Alert, labels: dict[str, str]) -> list[str]:
+        # Alerts of one service share the answer; a storm asks once, not once per alert.
+        key = (alert.service, alert.severity, tuple(sorted(labels.items())))
+        found = job.inhibit_cache.get(key)
+        if found is None:
+            found = self._inhibitor.inhibitors(job.session, alert, labels)
+            job.inhibit_cache[key] = found
+        return found
+
+    def _record_transition(self, job: _Job, state: AlertState, alert: Alert) -> None:
         window_start = alert.state_at - timedelta(seconds=self._settings.flap_window_seconds)
         recent = [t for t in state.transitions if datetime.fromisoformat(t) >= window_start]
         recent.append(alert.state_at.isoformat())
@@ -177,33 +284,34 @@ class IncidentStage:
         flapping = len(recent) > self._settings.flap_changes
         if flapping and not state.flapping:
             state.flapping = True
-            link = self._latest_link(session, alert.fingerprint)
-            if link is not None:
-                incident = session.get(Incident, link.incident_id)
-                if incident is not None and not incident.flapping:
-                    incident.flapping = True
-                    self._note(
-                        session,
-                        incident.id,
-                        now,
-                        "flapping",
-                        f"alert {alert.labels.get('alertname', alert.fingerprint)} is flapping: "
-                        f"{len(recent)} state changes within "
-                        f"{int(self._settings.flap_window_seconds // 60)} minutes; "
-                        "its further changes will not page",
-                        data={"fingerprint": alert.fingerprint, "changes": len(recent)},
-                    )
+            link = job.latest_links.get(alert.fingerprint)
+            if link is None:
+                return
+            incident = job.incident(link.incident_id)
+            if incident.flapping:
+                return
+            incident.flapping = True
+            self._note(
+                job,
+                link.incident_id,
+                "flapping",
+                f"alert {alert.labels.get('alertname', alert.fingerprint)} is flapping: "
+                f"{len(recent)} state changes within "
+                f"{int(self._settings.flap_window_seconds // 60)} minutes; "
+                "its further changes will not page",
+                data={"fingerprint": alert.fingerprint, "changes": len(recent)},
+            )
         elif not flapping and state.flapping:
             state.flapping = False
 
-    def _reopen(self, session: Session, alert: Alert, state: AlertState, now: datetime) -> bool:
+    def _reopen(self, job: _Job, alert: Alert, state: AlertState) -> bool:
         """An alert firing again soon after its incident resolved reopens that incident
         instead of opening (and paging) a new one; once it is flapping, silently."""
-        link = self._latest_link(session, alert.fingerprint)
+        link = job.latest_links.get(alert.fingerprint)
         if link is None:
             return False
-        incident = session.get(Incident, link.incident_id)
-        if incident is None or incident.status != "resolved" or incident.resolved_at is None:
+        incident = job.incident(link.incident_id)
+        if incident.status != "resolved" or incident.resolved_at is None:
             return False
         quiet = (alert.starts_at - incident.resolved_at).total_seconds()
         if quiet > self._settings.flap_window_seconds:
@@ -211,17 +319,18 @@ class IncidentStage:
         assert incident.id is not None
         incident.status = "open"
         incident.resolved_at = None
-        incident.updated_at = now
+        incident.updated_at = job.now
         incident.last_alert_at = max(incident.last_alert_at, alert.starts_at)
         link.status = "firing"
-        session.execute(
+        job.open_links[alert.fingerprint] = link
+        job.session.execute(
             update(BY_SERVICE).where(BY_SERVICE.c.incident_id == incident.id).values(open=True)
         )
+        job.index.add_link(IncidentLink(incident.id, link.service, link.starts_at))
         name = alert.labels.get("alertname", alert.fingerprint)
         self._note(
-            session,
+            job,
             incident.id,
-            now,
             "reopened",
             f"alert {name} fired again {int(quiet)} s after the incident resolved",
             pages=not state.flapping,
@@ -229,82 +338,55 @@ class IncidentStage:
         )
         return True
 
-    def _open_link(self, session: Session, fingerprint: str) -> IncidentAlert | None:
-        return session.scalars(
-            select(IncidentAlert)
-            .join(INCIDENTS, INCIDENTS.c.id == LINKS.c.incident_id)
-            .where(LINKS.c.fingerprint == fingerprint)
-            .where(INCIDENTS.c.status == "open")
-            .order_by(LINKS.c.id.desc())
-        ).first()
-
-    def _latest_link(self, session: Session, fingerprint: str) -> IncidentAlert | None:
-        return session.scalars(
-            select(IncidentAlert)
-            .where(LINKS.c.fingerprint == fingerprint)
-            .order_by(LINKS.c.id.desc())
-        ).first()
-
     # -- joining and opening -------------------------------------------------------------------
 
-    def _apply(
-        self,
-        session: Session,
-        graph: ServiceGraph,
-        alert: Alert,
-        service: str,
-        decision: Decision,
-        now: datetime,
-    ) -> None:
+    def _apply(self, job: _Job, alert: Alert, service: str, decision: Decision) -> None:
+        name = alert.labels.get("alertname", alert.fingerprint)
         if decision.opens_incident:
             incident = Incident(
                 status="open",
                 severity=alert.severity,
-                title="",
+                title=f"{name} on {service}",
                 opened_at=alert.starts_at,
-                updated_at=now,
+                updated_at=job.now,
                 first_alert_at=alert.starts_at,
                 last_alert_at=alert.starts_at,
                 services=[],
             )
-            session.add(incident)
-            session.flush()
+            job.session.add(incident)
+            job.session.flush()
             assert incident.id is not None
+            job.incidents[incident.id] = incident
             because: dict[str, Any] = {"reason": "opened the incident", "hops": None}
-            self._link(session, incident, alert, service, because, now)
-            self._refresh(session, graph, incident, now)
+            self._link(job, incident, alert, service, because)
             self._note(
-                session,
+                job,
                 incident.id,
-                now,
                 "opened",
-                f"incident opened: {incident.title}",
+                f"incident opened by alert {name} on {service} ({alert.severity})",
                 pages=True,
                 data={"severity": incident.severity, "fingerprint": alert.fingerprint},
             )
             return
         primary = decision.matches[0]
-        target = session.get(Incident, primary.incident.id)
-        assert target is not None and target.id is not None
+        target = job.incident(primary.incident.id)
+        assert target.id is not None
         before = target.severity
         for other in decision.matches[1:]:
-            self._merge(session, target, other.incident.id, alert, now)
-        self._link(session, target, alert, service, primary.explanation(service), now)
-        self._refresh(session, graph, target, now)
+            self._merge(job, target, other.incident.id, alert)
+        because = primary.explanation(service)
+        self._link(job, target, alert, service, because)
         self._note(
-            session,
+            job,
             target.id,
-            now,
             "alert_joined",
-            f"alert {alert.labels.get('alertname', alert.fingerprint)} on {service} joined: "
-            f"{primary.explanation(service)['reason']}",
-            data={"fingerprint": alert.fingerprint, **primary.explanation(service)},
+            f"alert {name} on {service} joined: {because['reason']}",
+            data={"fingerprint": alert.fingerprint, **because},
         )
         if _rank(target.severity) < _rank(before):
             self._note(
-                session,
+                job,
                 target.id,
-                now,
                 "severity_raised",
                 f"severity raised from {before} to {target.severity}",
                 pages=True,
@@ -313,52 +395,57 @@ class IncidentStage:
 
     def _link(
         self,
-        session: Session,
+        job: _Job,
         incident: Incident,
         alert: Alert,
         service: str,
         because: dict[str, Any],
-        now: datetime,
     ) -> None:
         assert incident.id is not None
-        session.add(
-            IncidentAlert(
-                incident_id=incident.id,
-                fingerprint=alert.fingerprint,
-                service=service,
-                severity=alert.severity,
-                starts_at=alert.starts_at,
-                status="firing",
-                joined_at=now,
-                joined_because=because,
-            )
+        link = IncidentAlert(
+            incident_id=incident.id,
+            fingerprint=alert.fingerprint,
+            service=service,
+            severity=alert.severity,
+            starts_at=alert.starts_at,
+            status="firing",
+            joined_at=job.now,
+            joined_because=because,
         )
+        job.session.add(link)
+        job.open_links[alert.fingerprint] = link
+        job.latest_links[alert.fingerprint] = link
+        job.index.add_link(IncidentLink(incident.id, service, alert.starts_at))
+        job.touched.add(incident.id)
         if service not in incident.services:
-            session.add(IncidentService(incident_id=incident.id, service=service, open=True))
+            job.session.add(IncidentService(incident_id=incident.id, service=service, open=True))
             incident.services = sorted({*incident.services, service})
         incident.first_alert_at = min(incident.first_alert_at, alert.starts_at)
         incident.last_alert_at = max(incident.last_alert_at, alert.starts_at)
         incident.opened_at = min(incident.opened_at, alert.starts_at)
+        incident.updated_at = job.now
         if _rank(alert.severity) < _rank(incident.severity):
             incident.severity = alert.severity
-        session.flush()
 
-    def _merge(
-        self, session: Session, target: Incident, source_id: int, alert: Alert, now: datetime
-    ) -> None:
-        source = session.get(Incident, source_id)
-        if source is None or source.status != "open" or source.id == target.id:
+    def _merge(self, job: _Job, target: Incident, source_id: int, alert: Alert) -> None:
+        source = job.incident(source_id)
+        if source.status != "open" or source.id == target.id:
             return
         assert target.id is not None
-        session.execute(
-            update(LINKS).where(LINKS.c.incident_id == source_id).values(incident_id=target.id)
+        job.session.flush()  # links added in this job must move too
+        job.session.execute(
+            update(LINKS)
+            .where(LINKS.c.incident_id == source_id)
+            .values(incident_id=target.id)
+            .execution_options(synchronize_session="fetch")
         )
         for service in source.services:
             if service not in target.services:
-                session.add(IncidentService(incident_id=target.id, service=service, open=True))
-        session.execute(
+                job.session.add(IncidentService(incident_id=target.id, service=service, open=True))
+        job.session.execute(
             update(BY_SERVICE).where(BY_SERVICE.c.incident_id == source_id).values(open=False)
         )
+        job.index.merge(source_id, target.id)
         target.services = sorted({*target.services, *source.services})
         target.first_alert_at = min(target.first_alert_at, source.first_alert_at)
         target.last_alert_at = max(target.last_alert_at, source.last_alert_at)
@@ -368,104 +455,35 @@ class IncidentStage:
         target.flapping = target.flapping or source.flapping
         source.status = "merged"
         source.merged_into = target.id
-        source.updated_at = now
+        source.updated_at = job.now
+        job.touched.add(target.id)
+        job.touched.discard(source_id)
         reason = f"alert {alert.labels.get('alertname', alert.fingerprint)} links both"
         self._note(
-            session,
+            job,
             source_id,
-            now,
             "merged",
             f"merged into incident {target.id}: {reason}",
             data={"into": target.id},
         )
         self._note(
-            session,
+            job,
             target.id,
-            now,
             "merged",
             f"incident {source_id} merged into this one: {reason}",
             data={"from": source_id},
         )
-        session.flush()
-
-    def _refresh(
-        self, session: Session, graph: ServiceGraph, incident: Incident, now: datetime
-    ) -> None:
-        """Recompute root cause, blast radius and title from the incident's alerts."""
-        assert incident.id is not None
-        rows = session.execute(
-            select(LINKS.c.service, LINKS.c.severity, LINKS.c.starts_at, LINKS.c.fingerprint)
-            .where(LINKS.c.incident_id == incident.id)
-            .order_by(LINKS.c.starts_at, LINKS.c.id)
-        ).all()
-        first_seen: dict[str, datetime] = {}
-        worst: dict[str, str] = {}
-        for service, severity, starts_at, _ in rows:
-            if service not in first_seen or starts_at < first_seen[service]:
-                first_seen[service] = starts_at
-            if service not in worst or _rank(severity) < _rank(worst[service]):
-                worst[service] = severity
-        affected = sorted(first_seen)
-        ranked = graph.rank_root_causes(affected, first_seen, worst)
-        previous = list(incident.root_cause_candidates)
-        incident.root_cause_candidates = ranked
-        incident.blast_radius = graph.blast_radius(ranked[0]) if ranked else []
-        incident.updated_at = now
-        incident.title = self._title(session, incident, rows)
-        if previous and ranked and previous[0] != ranked[0]:
-            self._note(
-                session,
-                incident.id,
-                now,
-                "root_cause_changed",
-                f"likely root cause is now {ranked[0]} (was {previous[0]})",
-                data={"from": previous[0], "to": ranked[0]},
-            )
-
-    def _title(self, session: Session, incident: Incident, rows: Sequence[Any]) -> str:
-        root = incident.root_cause_candidates[0] if incident.root_cause_candidates else "unknown"
-        root_fingerprint = next((r[3] for r in rows if r[0] == root), rows[0][3] if rows else None)
-        name = "alert"
-        if root_fingerprint is not None:
-            labels = session.scalar(
-                select(ALERTS.c.labels).where(ALERTS.c.fingerprint == root_fingerprint)
-            )
-            if labels:
-                name = labels.get("alertname", name)
-        title = f"{name} on {root}"
-        others = len(incident.services) - 1
-        if others > 0:
-            title += f" (+{others} affected service{'s' if others > 1 else ''})"
-        return title
 
     # -- resolving -------------------------------------------------------------------------
 
-    def _resolve(self, session: Session, alert: Alert, state: AlertState, now: datetime) -> None:
-        link = self._open_link(session, alert.fingerprint)
+    def _resolve(self, job: _Job, alert: Alert, state: AlertState) -> None:
+        link = job.open_links.get(alert.fingerprint)
         if link is None or link.status == "resolved":
             return
         link.status = "resolved"
-        session.flush()
-        incident = session.get(Incident, link.incident_id)
-        assert incident is not None and incident.id is not None
         if state.flapping:
             return  # a flapping alert's resolve does not close (and re-page) its incident
-        still_firing = session.scalar(
-            select(func.count())
-            .select_from(LINKS)
-            .where(LINKS.c.incident_id == incident.id)
-            .where(LINKS.c.status == "firing")
-        )
-        if still_firing:
-            return
-        ended = session.scalar(
-            select(func.max(ALERTS.c.ends_at)).where(
-                ALERTS.c.fingerprint.in_(
-                    select(LINKS.c.fingerprint).where(LINKS.c.incident_id == incident.id)
-                )
-            )
-        )
-        self._close(session, incident, ended or now, now, "all alerts resolved")
+        job.maybe_resolved.add(link.incident_id)
 
     def settle_flapping(self, session: Session, now: datetime) -> list[int]:
         """Resolve flapping incidents whose alerts have all stayed resolved for a flap window."""
@@ -506,26 +524,106 @@ class IncidentStage:
         session.execute(
             update(BY_SERVICE).where(BY_SERVICE.c.incident_id == incident.id).values(open=False)
         )
-        self._note(session, incident.id, now, "resolved", why, pages=True)
+        session.add(
+            TimelineEntry(
+                incident_id=incident.id,
+                at=now,
+                kind="resolved",
+                actor="system",
+                message=why,
+                pages=True,
+                data={},
+            )
+        )
+
+    # -- once per job ----------------------------------------------------------------------
+
+    def _finish(self, job: _Job) -> None:
+        """Close incidents whose alerts all resolved, then recompute what joins changed."""
+        job.session.flush()
+        for incident_id in sorted(job.maybe_resolved):
+            incident = job.incident(incident_id)
+            if incident.status != "open":
+                continue
+            firing, ended = job.session.execute(
+                select(
+                    func.count().filter(LINKS.c.status == "firing"),
+                    func.max(ALERTS.c.ends_at),
+                )
+                .select_from(LINKS)
+                .join(ALERTS, ALERTS.c.fingerprint == LINKS.c.fingerprint)
+                .where(LINKS.c.incident_id == incident_id)
+            ).one()
+            if not firing:
+                self._close(job.session, incident, ended or job.now, job.now, "all alerts resolved")
+        self._refresh(job)
+
+    def _refresh(self, job: _Job) -> None:
+        """Root cause, blast radius and title of every incident this job added alerts to."""
+        ids = sorted(i for i in job.touched if job.incident(i).status == "open")
+        if not ids:
+            return
+        rows = job.session.execute(
+            select(
+                LINKS.c.incident_id,
+                LINKS.c.service,
+                LINKS.c.severity,
+                LINKS.c.starts_at,
+                ALERTS.c.labels,
+            )
+            .join(ALERTS, ALERTS.c.fingerprint == LINKS.c.fingerprint)
+            .where(LINKS.c.incident_id.in_(ids))
+            .order_by(LINKS.c.starts_at, LINKS.c.id)
+        ).all()
+        grouped: dict[int, list[Any]] = {i: [] for i in ids}
+        for row in rows:
+            grouped[row[0]].append(row)
+        for incident_id, links in grouped.items():
+            incident = job.incident(incident_id)
+            first_seen: dict[str, datetime] = {}
+            worst: dict[str, str] = {}
+            first_name: dict[str, str] = {}
+            for _, service, severity, starts_at, labels in links:
+                if service not in first_seen:
+                    first_seen[service] = starts_at
+                    first_name[service] = (labels or {}).get("alertname", "alert")
+                if service not in worst or _rank(severity) < _rank(worst[service]):
+                    worst[service] = severity
+            ranked = job.graph.rank_root_causes(sorted(first_seen), first_seen, worst)
+            previous = list(incident.root_cause_candidates)
+            incident.root_cause_candidates = ranked
+            root = ranked[0] if ranked else "unknown"
+            incident.blast_radius = job.graph.blast_radius(root) if ranked else []
+            others = len(incident.services) - 1
+            title = f"{first_name.get(root, 'alert')} on {root}"
+            if others > 0:
+                title += f" (+{others} affected service{'s' if others > 1 else ''})"
+            incident.title = title
+            if previous and ranked and previous[0] != ranked[0]:
+                self._note(
+                    job,
+                    incident_id,
+                    "root_cause_changed",
+                    f"likely root cause is now {ranked[0]} (was {previous[0]})",
+                    data={"from": previous[0], "to": ranked[0]},
+                )
 
     # -- timeline ----------------------------------------------------------------------------
 
     def _note(
         self,
-        session: Session,
-        incident_id: int | None,
-        now: datetime,
+        job: _Job,
+        incident_id: int,
         kind: str,
         message: str,
         *,
         pages: bool = False,
         data: dict[str, Any] | None = None,
     ) -> None:
-        assert incident_id is not None
-        session.add(
+        job.session.add(
             TimelineEntry(
                 incident_id=incident_id,
-                at=now,
+                at=job.now,
                 kind=kind,
                 actor="system",
                 message=message,
