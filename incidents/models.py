@@ -124,6 +124,12 @@ class Incident(SQLModel, table=True):
     )
     merged_into: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     flapping: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+    # Per affected service: first alert start, worst severity and the first alert's name;
+    # kept up to date as alerts join, so root cause and title need no scan of the alerts.
+    service_stats: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=Column(JSONType, nullable=False, server_default="{}"),
+    )
 
 
 class IncidentService(SQLModel, table=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -66,6 +67,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 log.warning("database unavailable at start-up; service graph not seeded")
         dispatcher.start()
         await committer.start()
+        # Long-lived objects from start-up leave the collector's view, and young
+        # collections run less often: full collections were pausing requests ~100 ms.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         log.info(
             "service started",
             extra={

@@ -45,7 +45,7 @@ def db_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-def check_token(request: Request) -> None:
+async def check_token(request: Request) -> None:
     """Accept `Authorization: Bearer <token>` or basic auth whose password is the token."""
     expected = service(request).settings.api_token
     if not expected:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -12,6 +13,10 @@ from incidents.logging import request_id_var
 from incidents.metrics import REQUEST_LATENCY
 
 log = logging.getLogger("incidents.access")
+
+# Unique across processes and restarts without a random draw per request.
+_PREFIX = os.urandom(8).hex()
+_COUNTER = itertools.count(1)
 
 
 class RequestContextMiddleware:
@@ -30,7 +35,7 @@ class RequestContextMiddleware:
                 request_id = value.decode("latin-1")[:64]
                 break
         if not request_id:
-            request_id = uuid.uuid4().hex
+            request_id = f"{_PREFIX}{next(_COUNTER):08x}"
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()

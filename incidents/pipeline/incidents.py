@@ -69,6 +69,23 @@ def lock_correlation(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CORRELATION_LOCK})
 
 
+def _add_stats(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    """Combine per-service stats: earliest first alert (and its name), worst severity."""
+    out = dict(into)
+    for service, new in more.items():
+        old = out.get(service)
+        if old is None:
+            out[service] = dict(new)
+            continue
+        merged = dict(old)
+        if datetime.fromisoformat(new["first"]) < datetime.fromisoformat(old["first"]):
+            merged["first"], merged["name"] = new["first"], new["name"]
+        if _rank(new["worst"]) < _rank(old["worst"]):
+            merged["worst"] = new["worst"]
+        out[service] = merged
+    return out
+
+
 class DbIncidentIndex:
     """The alerts of open incidents, read from `incident_alerts` by service and start time."""
 
@@ -119,7 +136,9 @@ class _Job:
     incidents: dict[int, Incident] = field(default_factory=dict)
     touched: set[int] = field(default_factory=set)
     maybe_resolved: set[int] = field(default_factory=set)
-    inhibit_cache: dict[tuple[Any, ...], list[str]] = field(default_factory=dict)
+    inhibit_cache: dict[tuple[Any, ...], list[tuple[str, dict[str, str]]]] = field(
+        default_factory=dict
+    )
 
     def incident(self, incident_id: int) -> Incident:
         """The incident, loaded once per job."""
@@ -268,13 +287,7 @@ class IncidentStage:
         self._apply(job, alert, service, decision)
 
     def _inhibitors(self, job: _Job, alert: Alert, labels: dict[str, str]) -> list[str]:
-        # Alerts of one service share the answer; a storm asks once, not once per alert.
-        key = (alert.service, alert.severity, tuple(sorted(labels.items())))
-        found = job.inhibit_cache.get(key)
-        if found is None:
-            found = self._inhibitor.inhibitors(job.session, alert, labels)
-            job.inhibit_cache[key] = found
-        return found
+        return self._inhibitor.inhibitors(job.session, alert, labels, job.inhibit_cache)
 
     def _record_transition(self, job: _Job, state: AlertState, alert: Alert) -> None:
         window_start = alert.state_at - timedelta(seconds=self._settings.flap_window_seconds)
@@ -426,6 +439,17 @@ class IncidentStage:
         incident.updated_at = job.now
         if _rank(alert.severity) < _rank(incident.severity):
             incident.severity = alert.severity
+        name = alert.labels.get("alertname", "alert")
+        incident.service_stats = _add_stats(
+            incident.service_stats,
+            {
+                service: {
+                    "first": alert.starts_at.isoformat(),
+                    "worst": alert.severity,
+                    "name": name,
+                }
+            },
+        )
 
     def _merge(self, job: _Job, target: Incident, source_id: int, alert: Alert) -> None:
         source = job.incident(source_id)
@@ -453,6 +477,7 @@ class IncidentStage:
         if _rank(source.severity) < _rank(target.severity):
             target.severity = source.severity
         target.flapping = target.flapping or source.flapping
+        target.service_stats = _add_stats(target.service_stats, source.service_stats)
         source.status = "merged"
         source.merged_into = target.id
         source.updated_at = job.now
@@ -560,42 +585,20 @@ class IncidentStage:
 
     def _refresh(self, job: _Job) -> None:
         """Root cause, blast radius and title of every incident this job added alerts to."""
-        ids = sorted(i for i in job.touched if job.incident(i).status == "open")
-        if not ids:
-            return
-        rows = job.session.execute(
-            select(
-                LINKS.c.incident_id,
-                LINKS.c.service,
-                LINKS.c.severity,
-                LINKS.c.starts_at,
-                ALERTS.c.labels,
-            )
-            .join(ALERTS, ALERTS.c.fingerprint == LINKS.c.fingerprint)
-            .where(LINKS.c.incident_id.in_(ids))
-            .order_by(LINKS.c.starts_at, LINKS.c.id)
-        ).all()
-        grouped: dict[int, list[Any]] = {i: [] for i in ids}
-        for row in rows:
-            grouped[row[0]].append(row)
-        for incident_id, links in grouped.items():
+        for incident_id in sorted(job.touched):
             incident = job.incident(incident_id)
-            first_seen: dict[str, datetime] = {}
-            worst: dict[str, str] = {}
-            first_name: dict[str, str] = {}
-            for _, service, severity, starts_at, labels in links:
-                if service not in first_seen:
-                    first_seen[service] = starts_at
-                    first_name[service] = (labels or {}).get("alertname", "alert")
-                if service not in worst or _rank(severity) < _rank(worst[service]):
-                    worst[service] = severity
+            if incident.status != "open":
+                continue
+            stats = incident.service_stats
+            first_seen = {s: datetime.fromisoformat(v["first"]) for s, v in stats.items()}
+            worst = {s: str(v["worst"]) for s, v in stats.items()}
             ranked = job.graph.rank_root_causes(sorted(first_seen), first_seen, worst)
             previous = list(incident.root_cause_candidates)
             incident.root_cause_candidates = ranked
             root = ranked[0] if ranked else "unknown"
             incident.blast_radius = job.graph.blast_radius(root) if ranked else []
             others = len(incident.services) - 1
-            title = f"{first_name.get(root, 'alert')} on {root}"
+            title = f"{stats.get(root, {}).get('name', 'alert')} on {root}"
             if others > 0:
                 title += f" (+{others} affected service{'s' if others > 1 else ''})"
             incident.title = title

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from incidents.config import InhibitRule
 from incidents.models import Alert, AlertState, Silence
-from incidents.routing.matchers import Matcher, matches_all, parse_matchers
+from incidents.routing.matchers import Matcher, Op, matches_all, parse_matchers
 
 SILENCES = Silence.__table__  # type: ignore[attr-defined]
 ALERTS = Alert.__table__  # type: ignore[attr-defined]
@@ -70,29 +71,59 @@ class Inhibitor:
             for r in rules
         ]
 
-    def inhibitors(self, session: Session, alert: Alert, labels: Mapping[str, str]) -> list[str]:
-        """Fingerprints of firing, unmuted alerts that inhibit this one."""
-        found: list[str] = []
-        for source, target, equal in self._rules:
+    def inhibitors(
+        self,
+        session: Session,
+        alert: Alert,
+        labels: Mapping[str, str],
+        cache: dict[tuple[Any, ...], list[tuple[str, dict[str, str]]]] | None = None,
+    ) -> list[str]:
+        """Fingerprints of firing, unmuted alerts that inhibit this one.
+
+        Sources depend only on the rule and the values of its `equal` labels, so a caller
+        that passes a cache asks the database once per such pair, not once per alert.
+        """
+        found: set[str] = set()
+        for number, (source, target, equal) in enumerate(self._rules):
             if not matches_all(target, labels):
                 continue
-            query = (
-                select(Alert)
-                .outerjoin(STATES, STATES.c.fingerprint == ALERTS.c.fingerprint)
-                .where(ALERTS.c.status == "firing")
-                .where(ALERTS.c.fingerprint != alert.fingerprint)
-                # A source that is itself muted inhibits nothing (as in Alertmanager).
-                .where(
-                    (STATES.c.fingerprint.is_(None))
-                    | ((STATES.c.silenced_by == []) & (STATES.c.inhibited_by == []))
-                )
+            key = (number, tuple(labels.get(k, "") for k in equal))
+            sources = None if cache is None else cache.get(key)
+            if sources is None:
+                sources = self._sources(session, source, equal, labels)
+                if cache is not None:
+                    cache[key] = sources
+            found.update(fp for fp, _ in sources if fp != alert.fingerprint)
+        return sorted(found)
+
+    def _sources(
+        self, session: Session, source: list[Matcher], equal: list[str], labels: Mapping[str, str]
+    ) -> list[tuple[str, dict[str, str]]]:
+        query = (
+            select(Alert)
+            .outerjoin(STATES, STATES.c.fingerprint == ALERTS.c.fingerprint)
+            .where(ALERTS.c.status == "firing")
+            # A source that is itself muted inhibits nothing (as in Alertmanager).
+            .where(
+                (STATES.c.fingerprint.is_(None))
+                | ((STATES.c.silenced_by == []) & (STATES.c.inhibited_by == []))
             )
-            if "__service__" in equal:
-                query = query.where(ALERTS.c.service == alert.service)
-            for candidate in session.scalars(query.limit(1000)):
-                candidate_labels = match_labels(candidate)
-                if not matches_all(source, candidate_labels):
-                    continue
-                if all(candidate_labels.get(k, "") == labels.get(k, "") for k in equal):
-                    found.append(candidate.fingerprint)
-        return sorted(set(found))
+        )
+        # Narrow in SQL where a matcher or an equal label names a derived column.
+        for m in source:
+            if m.op is Op.EQ and m.name == "__severity__":
+                query = query.where(ALERTS.c.severity == m.value)
+            if m.op is Op.EQ and m.name == "__service__":
+                query = query.where(ALERTS.c.service == m.value)
+        if "__service__" in equal:
+            query = query.where(ALERTS.c.service == (labels.get("__service__") or None))
+        if "__severity__" in equal:
+            query = query.where(ALERTS.c.severity == labels.get("__severity__"))
+        out = []
+        for candidate in session.scalars(query.limit(1000)):
+            candidate_labels = match_labels(candidate)
+            if not matches_all(source, candidate_labels):
+                continue
+            if all(candidate_labels.get(k, "") == labels.get(k, "") for k in equal):
+                out.append((candidate.fingerprint, candidate_labels))
+        return out
