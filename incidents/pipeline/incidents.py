@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from incidents.config import SEVERITIES, Settings
 from incidents.correlation.engine import (
@@ -46,6 +46,7 @@ ALERTS = Alert.__table__  # type: ignore[attr-defined]
 LINKS = IncidentAlert.__table__  # type: ignore[attr-defined]
 BY_SERVICE = IncidentService.__table__  # type: ignore[attr-defined]
 STATES = AlertState.__table__  # type: ignore[attr-defined]
+TIMELINE = TimelineEntry.__table__  # type: ignore[attr-defined]
 
 # Any constant works; it only has to be the same in every process.
 CORRELATION_LOCK = 0x1C1DE275
@@ -122,6 +123,48 @@ class _JobIndex(MemoryIndex):
 
 
 @dataclass
+class _NewState:
+    """An alert's pipeline state, first seen in this job (inserted when the job ends)."""
+
+    fingerprint: str
+    last_status: str
+    last_state_at: datetime
+    updated_at: datetime
+    transitions: list[str] = field(default_factory=list)
+    flapping: bool = False
+    silenced_by: list[str] = field(default_factory=list)
+    inhibited_by: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _NewLink:
+    """A link this job adds; shaped like IncidentAlert where the job reads it."""
+
+    row: dict[str, Any]
+
+    @property
+    def incident_id(self) -> int:
+        return int(self.row["incident_id"])
+
+    @property
+    def service(self) -> str:
+        return str(self.row["service"])
+
+    @property
+    def starts_at(self) -> datetime:
+        value: datetime = self.row["starts_at"]
+        return value
+
+    @property
+    def status(self) -> str:
+        return str(self.row["status"])
+
+    @status.setter
+    def status(self, value: str) -> None:
+        self.row["status"] = value
+
+
+@dataclass
 class _Job:
     """What one job reads once and then works on in memory."""
 
@@ -129,9 +172,9 @@ class _Job:
     graph: ServiceGraph
     now: datetime
     silences: list[ActiveSilence]
-    states: dict[str, AlertState]
-    open_links: dict[str, IncidentAlert]
-    latest_links: dict[str, IncidentAlert]
+    states: dict[str, AlertState | _NewState]
+    open_links: dict[str, IncidentAlert | _NewLink]
+    latest_links: dict[str, IncidentAlert | _NewLink]
     index: _JobIndex
     incidents: dict[int, Incident] = field(default_factory=dict)
     touched: set[int] = field(default_factory=set)
@@ -139,6 +182,11 @@ class _Job:
     inhibit_cache: dict[tuple[Any, ...], list[tuple[str, dict[str, str]]]] = field(
         default_factory=dict
     )
+    # Rows this job adds, written in one batch per table when it finishes.
+    new_links: list[dict[str, Any]] = field(default_factory=list)
+    new_services: list[dict[str, Any]] = field(default_factory=list)
+    new_notes: list[dict[str, Any]] = field(default_factory=list)
+    new_states: list[_NewState] = field(default_factory=list)
 
     def incident(self, incident_id: int) -> Incident:
         """The incident, loaded once per job."""
@@ -175,10 +223,18 @@ class IncidentStage:
             )
         )
         fresh.sort(key=lambda a: (a.starts_at, a.fingerprint))
-        job = self._load(session, fresh)
-        for alert in fresh:
-            self._process(job, alert)
-        self._finish(job)
+        # Nothing else writes incidents while we hold the lock, so the job flushes only
+        # when it needs an id, not before every read.
+        with session.no_autoflush:
+            job = self._load(session, fresh)
+            self._inhibitor.warm(
+                session,
+                [match_labels(a) for a in fresh if a.status == "firing"],
+                job.inhibit_cache,
+            )
+            for alert in fresh:
+                self._process(job, alert)
+            self._finish(job)
 
     # -- reading once ------------------------------------------------------------------------
 
@@ -186,14 +242,14 @@ class IncidentStage:
         now = utcnow()
         graph = current_graph(session)
         fingerprints = [a.fingerprint for a in alerts]
-        states = {
+        states: dict[str, AlertState | _NewState] = {
             s.fingerprint: s
             for s in session.scalars(
                 select(AlertState).where(STATES.c.fingerprint.in_(fingerprints))
             )
         }
-        open_links: dict[str, IncidentAlert] = {}
-        latest_links: dict[str, IncidentAlert] = {}
+        open_links: dict[str, IncidentAlert | _NewLink] = {}
+        latest_links: dict[str, IncidentAlert | _NewLink] = {}
         incidents: dict[int, Incident] = {}
         for link, incident in session.execute(
             select(IncidentAlert, Incident)
@@ -214,8 +270,16 @@ class IncidentStage:
                 near.update(graph.within_hops(service, self._settings.hops))
             earliest = min(a.starts_at for a in firing) - self._window
             latest = max(a.starts_at for a in firing) + self._window
-            for nearby in DbIncidentIndex(session).links_near(near, earliest, latest):
-                index.add_link(nearby)
+            nearby = DbIncidentIndex(session).links_near(near, earliest, latest)
+            for near_link in nearby:
+                index.add_link(near_link)
+            missing = {near.incident_id for near in nearby} - set(incidents)
+            if missing:
+                for incident in session.scalars(
+                    select(Incident).where(INCIDENTS.c.id.in_(sorted(missing)))
+                ):
+                    assert incident.id is not None
+                    incidents[incident.id] = incident
         return _Job(
             session=session,
             graph=graph,
@@ -233,14 +297,13 @@ class IncidentStage:
     def _process(self, job: _Job, alert: Alert) -> None:
         state = job.states.get(alert.fingerprint)
         if state is None:
-            state = AlertState(
+            state = _NewState(
                 fingerprint=alert.fingerprint,
                 last_status=alert.status,
                 last_state_at=alert.state_at,
-                transitions=[],
                 updated_at=job.now,
             )
-            job.session.add(state)
+            job.new_states.append(state)
             job.states[alert.fingerprint] = state
         elif (state.last_status, state.last_state_at) != (alert.status, alert.state_at):
             if state.last_status != alert.status:
@@ -289,7 +352,7 @@ class IncidentStage:
     def _inhibitors(self, job: _Job, alert: Alert, labels: dict[str, str]) -> list[str]:
         return self._inhibitor.inhibitors(job.session, alert, labels, job.inhibit_cache)
 
-    def _record_transition(self, job: _Job, state: AlertState, alert: Alert) -> None:
+    def _record_transition(self, job: _Job, state: AlertState | _NewState, alert: Alert) -> None:
         window_start = alert.state_at - timedelta(seconds=self._settings.flap_window_seconds)
         recent = [t for t in state.transitions if datetime.fromisoformat(t) >= window_start]
         recent.append(alert.state_at.isoformat())
@@ -317,7 +380,7 @@ class IncidentStage:
         elif not flapping and state.flapping:
             state.flapping = False
 
-    def _reopen(self, job: _Job, alert: Alert, state: AlertState) -> bool:
+    def _reopen(self, job: _Job, alert: Alert, state: AlertState | _NewState) -> bool:
         """An alert firing again soon after its incident resolved reopens that incident
         instead of opening (and paging) a new one; once it is flapping, silently."""
         link = job.latest_links.get(alert.fingerprint)
@@ -356,18 +419,29 @@ class IncidentStage:
     def _apply(self, job: _Job, alert: Alert, service: str, decision: Decision) -> None:
         name = alert.labels.get("alertname", alert.fingerprint)
         if decision.opens_incident:
-            incident = Incident(
-                status="open",
-                severity=alert.severity,
-                title=f"{name} on {service}",
-                opened_at=alert.starts_at,
-                updated_at=job.now,
-                first_alert_at=alert.starts_at,
-                last_alert_at=alert.starts_at,
-                services=[],
-            )
+            values: dict[str, Any] = {
+                "status": "open",
+                "severity": alert.severity,
+                "title": f"{name} on {service}",
+                "opened_at": alert.starts_at,
+                "updated_at": job.now,
+                "first_alert_at": alert.starts_at,
+                "last_alert_at": alert.starts_at,
+                "services": [],
+                "root_cause_candidates": [],
+                "blast_radius": [],
+                "service_stats": {},
+                "flapping": False,
+                "merged_into": None,
+                "resolved_at": None,
+            }
+            # Insert just this row for its id, rather than flushing everything pending.
+            new_id = job.session.execute(
+                insert(INCIDENTS).values(**values).returning(INCIDENTS.c.id)
+            ).scalar_one()
+            incident = Incident(id=new_id, **values)
+            make_transient_to_detached(incident)
             job.session.add(incident)
-            job.session.flush()
             assert incident.id is not None
             job.incidents[incident.id] = incident
             because: dict[str, Any] = {"reason": "opened the incident", "hops": None}
@@ -415,23 +489,25 @@ class IncidentStage:
         because: dict[str, Any],
     ) -> None:
         assert incident.id is not None
-        link = IncidentAlert(
-            incident_id=incident.id,
-            fingerprint=alert.fingerprint,
-            service=service,
-            severity=alert.severity,
-            starts_at=alert.starts_at,
-            status="firing",
-            joined_at=job.now,
-            joined_because=because,
+        link = _NewLink(
+            {
+                "incident_id": incident.id,
+                "fingerprint": alert.fingerprint,
+                "service": service,
+                "severity": alert.severity,
+                "starts_at": alert.starts_at,
+                "status": "firing",
+                "joined_at": job.now,
+                "joined_because": because,
+            }
         )
-        job.session.add(link)
+        job.new_links.append(link.row)
         job.open_links[alert.fingerprint] = link
         job.latest_links[alert.fingerprint] = link
         job.index.add_link(IncidentLink(incident.id, service, alert.starts_at))
         job.touched.add(incident.id)
         if service not in incident.services:
-            job.session.add(IncidentService(incident_id=incident.id, service=service, open=True))
+            job.new_services.append({"incident_id": incident.id, "service": service, "open": True})
             incident.services = sorted({*incident.services, service})
         incident.first_alert_at = min(incident.first_alert_at, alert.starts_at)
         incident.last_alert_at = max(incident.last_alert_at, alert.starts_at)
@@ -501,7 +577,7 @@ class IncidentStage:
 
     # -- resolving -------------------------------------------------------------------------
 
-    def _resolve(self, job: _Job, alert: Alert, state: AlertState) -> None:
+    def _resolve(self, job: _Job, alert: Alert, state: AlertState | _NewState) -> None:
         link = job.open_links.get(alert.fingerprint)
         if link is None or link.status == "resolved":
             return
@@ -563,9 +639,37 @@ class IncidentStage:
 
     # -- once per job ----------------------------------------------------------------------
 
+    def _write_rows(self, job: _Job) -> None:
+        session = job.session
+        session.flush()
+        if job.new_links:
+            session.execute(insert(LINKS), job.new_links)
+            job.new_links = []
+        if job.new_services:
+            session.execute(insert(BY_SERVICE), job.new_services)
+            job.new_services = []
+        if job.new_states:
+            session.execute(
+                insert(STATES),
+                [
+                    {
+                        "fingerprint": st.fingerprint,
+                        "last_status": st.last_status,
+                        "last_state_at": st.last_state_at,
+                        "transitions": st.transitions,
+                        "flapping": st.flapping,
+                        "silenced_by": st.silenced_by,
+                        "inhibited_by": st.inhibited_by,
+                        "updated_at": st.updated_at,
+                    }
+                    for st in job.new_states
+                ],
+            )
+            job.new_states = []
+
     def _finish(self, job: _Job) -> None:
         """Close incidents whose alerts all resolved, then recompute what joins changed."""
-        job.session.flush()
+        self._write_rows(job)
         for incident_id in sorted(job.maybe_resolved):
             incident = job.incident(incident_id)
             if incident.status != "open":
@@ -582,6 +686,9 @@ class IncidentStage:
             if not firing:
                 self._close(job.session, incident, ended or job.now, job.now, "all alerts resolved")
         self._refresh(job)
+        if job.new_notes:
+            job.session.execute(insert(TIMELINE), job.new_notes)
+            job.new_notes = []
 
     def _refresh(self, job: _Job) -> None:
         """Root cause, blast radius and title of every incident this job added alerts to."""
@@ -623,14 +730,14 @@ class IncidentStage:
         pages: bool = False,
         data: dict[str, Any] | None = None,
     ) -> None:
-        job.session.add(
-            TimelineEntry(
-                incident_id=incident_id,
-                at=job.now,
-                kind=kind,
-                actor="system",
-                message=message,
-                pages=pages,
-                data=data or {},
-            )
+        job.new_notes.append(
+            {
+                "incident_id": incident_id,
+                "at": job.now,
+                "kind": kind,
+                "actor": "system",
+                "message": message,
+                "pages": pages,
+                "data": data or {},
+            }
         )

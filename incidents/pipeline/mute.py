@@ -96,9 +96,38 @@ class Inhibitor:
             found.update(fp for fp, _ in sources if fp != alert.fingerprint)
         return sorted(found)
 
-    def _sources(
-        self, session: Session, source: list[Matcher], equal: list[str], labels: Mapping[str, str]
-    ) -> list[tuple[str, dict[str, str]]]:
+    def warm(
+        self,
+        session: Session,
+        targets: Sequence[Mapping[str, str]],
+        cache: dict[tuple[Any, ...], list[tuple[str, dict[str, str]]]],
+    ) -> None:
+        """Fetch the sources for many targets at once (rules keyed on `__service__`)."""
+        for number, (source, target, equal) in enumerate(self._rules):
+            if "__service__" not in equal:
+                continue
+            keys = {
+                tuple(labels.get(k, "") for k in equal)
+                for labels in targets
+                if matches_all(target, labels)
+            }
+            keys = {k for k in keys if (number, k) not in cache}
+            if not keys:
+                continue
+            services = sorted({k[equal.index("__service__")] for k in keys})
+            found: dict[tuple[str, ...], list[tuple[str, dict[str, str]]]] = {k: [] for k in keys}
+            query = self._source_query(source).where(ALERTS.c.service.in_(services))
+            for candidate in session.scalars(query):
+                candidate_labels = match_labels(candidate)
+                if not matches_all(source, candidate_labels):
+                    continue
+                key = tuple(candidate_labels.get(k, "") for k in equal)
+                if key in found:
+                    found[key].append((candidate.fingerprint, candidate_labels))
+            for key, sources in found.items():
+                cache[(number, key)] = sources
+
+    def _source_query(self, source: list[Matcher]) -> Any:
         query = (
             select(Alert)
             .outerjoin(STATES, STATES.c.fingerprint == ALERTS.c.fingerprint)
@@ -109,12 +138,18 @@ class Inhibitor:
                 | ((STATES.c.silenced_by == []) & (STATES.c.inhibited_by == []))
             )
         )
-        # Narrow in SQL where a matcher or an equal label names a derived column.
+        # Narrow in SQL where a matcher names a derived column.
         for m in source:
             if m.op is Op.EQ and m.name == "__severity__":
                 query = query.where(ALERTS.c.severity == m.value)
             if m.op is Op.EQ and m.name == "__service__":
                 query = query.where(ALERTS.c.service == m.value)
+        return query
+
+    def _sources(
+        self, session: Session, source: list[Matcher], equal: list[str], labels: Mapping[str, str]
+    ) -> list[tuple[str, dict[str, str]]]:
+        query = self._source_query(source)
         if "__service__" in equal:
             query = query.where(ALERTS.c.service == (labels.get("__service__") or None))
         if "__severity__" in equal:
