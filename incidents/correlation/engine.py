@@ -118,11 +118,12 @@ class MemoryIndex:
     """An in-memory IncidentIndex (benchmarks and pure tests)."""
 
     def __init__(self) -> None:
-        self._by_service: dict[str, list[IncidentLink]] = {}
+        # Per service, each (incident, start time) once: a storm's alerts share starts.
+        self._by_service: dict[str, dict[tuple[int, datetime], IncidentLink]] = {}
 
     def add_link(self, link: IncidentLink) -> None:
         """Index one alert of an incident."""
-        self._by_service.setdefault(link.service, []).append(link)
+        self._by_service.setdefault(link.service, {})[(link.incident_id, link.starts_at)] = link
 
     def add(self, incident: OpenIncident) -> None:
         """Index an incident as alerts on each of its services at its first and last time."""
@@ -138,7 +139,10 @@ class MemoryIndex:
         """Links on any of these services that started between earliest and latest."""
         found = []
         for service in services:
-            for link in self._by_service.get(service, ()):
+            bucket = self._by_service.get(service)
+            if not bucket:
+                continue
+            for link in bucket.values():
                 if earliest <= link.starts_at <= latest:
                     found.append(link)
         return found

@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import Integer, func, insert, select, text, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from incidents.config import SEVERITIES, Settings
@@ -88,10 +88,17 @@ def _add_stats(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
 
 
 class DbIncidentIndex:
-    """The alerts of open incidents, read from `incident_alerts` by service and start time."""
+    """The alerts of open incidents by service and start time, summarised per window.
 
-    def __init__(self, session: Session) -> None:
+    An incident can hold thousands of alerts on one service. Per (incident, service) and
+    window-wide time bucket only the earliest and latest start are read: within one bucket
+    (narrower than the window) any alert within the window of a time lies between them,
+    so the summary answers "is one within the window" exactly, in bounded rows.
+    """
+
+    def __init__(self, session: Session, window: timedelta) -> None:
         self._session = session
+        self._window = max(1, int(window.total_seconds()))
 
     def links_near(
         self, services: Iterable[str], earliest: datetime, latest: datetime
@@ -100,15 +107,38 @@ class DbIncidentIndex:
         wanted = list(services)
         if not wanted:
             return []
+        if self._session.get_bind().dialect.name == "postgresql":
+            seconds: Any = func.extract("epoch", LINKS.c.starts_at)
+        else:
+            seconds = func.cast(func.strftime("%s", LINKS.c.starts_at), Integer)
+        bucket = func.floor(seconds / self._window)
         rows = self._session.execute(
-            select(LINKS.c.incident_id, LINKS.c.service, LINKS.c.starts_at)
+            select(
+                LINKS.c.incident_id,
+                LINKS.c.service,
+                func.min(LINKS.c.starts_at),
+                func.max(LINKS.c.starts_at),
+            )
             .join(INCIDENTS, INCIDENTS.c.id == LINKS.c.incident_id)
             .where(LINKS.c.service.in_(wanted))
             .where(LINKS.c.starts_at >= earliest)
             .where(LINKS.c.starts_at <= latest)
             .where(INCIDENTS.c.status == "open")
+            .group_by(LINKS.c.incident_id, LINKS.c.service, bucket)
         )
-        return [IncidentLink(i, s, t) for i, s, t in rows]
+        out = []
+        for incident_id, service, first, last in rows:
+            out.append(IncidentLink(incident_id, service, _utc(first)))
+            if last != first:
+                out.append(IncidentLink(incident_id, service, _utc(last)))
+        return out
+
+
+def _utc(value: datetime | str) -> datetime:
+    # Aggregates bypass the column type: SQLite hands back text, without a zone.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class _JobIndex(MemoryIndex):
@@ -117,9 +147,10 @@ class _JobIndex(MemoryIndex):
     def merge(self, source: int, target: int) -> None:
         """Re-point the links of a merged incident at the one it merged into."""
         for links in self._by_service.values():
-            for n, link in enumerate(links):
-                if link.incident_id == source:
-                    links[n] = IncidentLink(target, link.service, link.starts_at)
+            moved = [key for key in links if key[0] == source]
+            for key in moved:
+                link = links.pop(key)
+                links[(target, link.starts_at)] = IncidentLink(target, link.service, link.starts_at)
 
 
 @dataclass
@@ -270,7 +301,7 @@ class IncidentStage:
                 near.update(graph.within_hops(service, self._settings.hops))
             earliest = min(a.starts_at for a in firing) - self._window
             latest = max(a.starts_at for a in firing) + self._window
-            nearby = DbIncidentIndex(session).links_near(near, earliest, latest)
+            nearby = DbIncidentIndex(session, self._window).links_near(near, earliest, latest)
             for near_link in nearby:
                 index.add_link(near_link)
             missing = {near.incident_id for near in nearby} - set(incidents)
@@ -505,7 +536,6 @@ class IncidentStage:
         job.open_links[alert.fingerprint] = link
         job.latest_links[alert.fingerprint] = link
         job.index.add_link(IncidentLink(incident.id, service, alert.starts_at))
-        job.touched.add(incident.id)
         if service not in incident.services:
             job.new_services.append({"incident_id": incident.id, "service": service, "open": True})
             incident.services = sorted({*incident.services, service})
@@ -516,7 +546,7 @@ class IncidentStage:
         if _rank(alert.severity) < _rank(incident.severity):
             incident.severity = alert.severity
         name = alert.labels.get("alertname", "alert")
-        incident.service_stats = _add_stats(
+        stats = _add_stats(
             incident.service_stats,
             {
                 service: {
@@ -526,6 +556,11 @@ class IncidentStage:
                 }
             },
         )
+        # Root cause, blast radius and title depend only on these stats: recompute them
+        # (once, when the job ends) only if this alert changed them.
+        if stats != incident.service_stats:
+            incident.service_stats = stats
+            job.touched.add(incident.id)
 
     def _merge(self, job: _Job, target: Incident, source_id: int, alert: Alert) -> None:
         source = job.incident(source_id)

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 ACCEPTED = b'"status":"accepted"'
 # How long after its deadline a phase may run before its connections are cut.
@@ -44,8 +45,8 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -137,7 +138,7 @@ async def run_load(
     Without `rate` it is a closed loop: each connection sends its next request as soon as
     the previous one is answered. With `rate` (requests per second) request i is due at
     start + i / rate and its latency counts from that moment, so a slow server is charged
-    for the requests that queued behind it.
+    for the requests that queued behind it; what is not sent by the deadline is left out.
     """
     result = LoadResult()
     conns = await _connect(host, port, concurrency)
@@ -155,9 +156,11 @@ async def run_load(
             next_index += 1
             if rate is not None:
                 due = started + index / rate
-                wait = due - time.perf_counter()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                now = time.perf_counter()
+                if now >= deadline:
+                    return  # a server slower than the offered rate leaves the rest unsent
+                if due > now:
+                    await asyncio.sleep(due - now)
             else:
                 due = time.perf_counter()
                 if due >= deadline:

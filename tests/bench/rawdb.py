@@ -1,8 +1,11 @@
 """What the database itself can do: a plain psycopg batch upsert of alert rows, one commit each.
 
-The scratch table has the columns and indexes of `alerts`; each batch is one multi-row
-`INSERT ... ON CONFLICT (fingerprint) DO UPDATE` followed by a commit, which is the shape
-the design asks the service to use. The service's figure is read as a fraction of this one.
+The scratch table has the columns and indexes of `alerts`. Each batch of rows goes in with
+`cursor.executemany()` of one `INSERT ... ON CONFLICT (fingerprint) DO UPDATE`, which
+psycopg 3 sends as a pipeline (one round trip), then one commit. That is the fastest plain
+way: a single multi-row VALUES statement of 100 rows has 1,600 parameters, longer than the
+4,096 characters up to which psycopg caches the parsing of a query, and reaches only about
+half the rate here. The service's figure is read as a fraction of this one.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ UPSERT_SET = (
 )
 SEVERITY = {"critical": "P0", "error": "P1", "warning": "P2", "info": "P3"}
 
-Batch = list[Any]  # the flattened parameters of one multi-row statement
+Batch = list[tuple[Any, ...]]  # the rows of one transaction
 
 
 def _row(alert: dict[str, Any], now: datetime) -> tuple[Any, ...]:
@@ -95,24 +98,18 @@ def _row(alert: dict[str, Any], now: datetime) -> tuple[Any, ...]:
 
 
 def make_batches(alerts: Sequence[dict[str, Any]], per_batch: int) -> list[Batch]:
-    """The parameters of one statement per `per_batch` alerts, built before timing starts."""
+    """The rows of one transaction per `per_batch` alerts, built before timing starts."""
     now = datetime.now(UTC)
-    out = []
-    for at in range(0, len(alerts), per_batch):
-        params: Batch = []
-        for alert in alerts[at : at + per_batch]:
-            params.extend(_row(alert, now))
-        out.append(params)
-    return out
+    return [
+        [_row(alert, now) for alert in alerts[at : at + per_batch]]
+        for at in range(0, len(alerts), per_batch)
+    ]
 
 
-def _statement(rows: int) -> str:
-    one = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
-    return (
-        f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES "
-        + ", ".join([one] * rows)
-        + f" ON CONFLICT (fingerprint) DO UPDATE SET {UPSERT_SET}"
-    )
+UPSERT = (
+    f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
+    f" ON CONFLICT (fingerprint) DO UPDATE SET {UPSERT_SET}"
+)
 
 
 @dataclass
@@ -147,22 +144,18 @@ def count_rows(url: str) -> int:
 def upsert_rate(url: str, batches: Sequence[Batch], *, duration: float) -> RawResult:
     """Upsert batch after batch, one commit each, until all are written or time is up."""
     result = RawResult()
-    width = len(COLUMNS)
-    statements: dict[int, str] = {}
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
         set_json_dumps(orjson.dumps, context=conn)
         started = time.perf_counter()
         deadline = started + duration
-        for params in batches:
+        for rows in batches:
             begun = time.perf_counter()
             if begun >= deadline:
                 break
-            rows = len(params) // width
-            sql = statements.get(rows) or statements.setdefault(rows, _statement(rows))
-            conn.execute(sql, params, prepare=True)
+            cur.executemany(UPSERT, rows)
             conn.commit()
             result.latencies.append(time.perf_counter() - begun)
-            result.rows += rows
+            result.rows += len(rows)
             result.batches += 1
         result.elapsed = time.perf_counter() - started
     return result

@@ -40,11 +40,11 @@ def port_open(host: str, port: int) -> bool:
 
 
 @contextlib.contextmanager
-def throwaway_database(prefix: str = "incidents_bench") -> Iterator[str]:
+def throwaway_database(tag: str) -> Iterator[str]:
     """Create an empty database, yield its URL, drop it (even with connections left)."""
     import psycopg
 
-    name = f"{prefix}_{os.getpid()}"
+    name = f"incidents_bench_{os.getpid()}_{tag}"
     with psycopg.connect(pg_url("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -74,13 +74,28 @@ def _get(url: str, timeout: float) -> int:
 
 
 class Server:
-    """`incidents serve` in a subprocess, on a free port, logging to a temporary file."""
+    """`incidents serve` in a subprocess, on a free port, logging to a temporary file.
 
-    def __init__(self, database_url: str, log_level: str) -> None:
+    With no broker the pipeline runs in the server's own embedded worker. A `memory://`
+    broker is process-local and nobody consumes it: the server then only ingests, which
+    separates the cost of ingestion from that of the pipeline.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        log_level: str,
+        broker_url: str = "",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.database_url = database_url
         self.log_level = log_level
+        self.broker_url = broker_url
+        self.extra_env = dict(extra_env or {})
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        self.ready_at = 0.0
+        self.stopped_at = 0.0
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
             prefix="incidents-bench-", suffix=".log", delete=False
         )
@@ -97,24 +112,29 @@ class Server:
         env.update(
             INCIDENTS_DATABASE_URL=self.database_url,
             INCIDENTS_API_TOKEN=TOKEN,
-            INCIDENTS_BROKER_URL="",
+            INCIDENTS_BROKER_URL=self.broker_url,
             INCIDENTS_CONFIG="",
             INCIDENTS_LOG_LEVEL=self.log_level,
         )
+        env.update(self.extra_env)
         self.port = _free_port()
+        command = ["-m", "incidents.cli", "serve", "--host", HOST, "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "incidents.cli", "serve", "--host", HOST, "--port", str(self.port)],
+            [sys.executable, *command],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+        # /readyz would ping a memory:// broker as if it were Redis, and fail.
+        probe = "/healthz" if self.broker_url.startswith("memory:") else "/readyz"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited with {self.proc.returncode}:\n{self.tail()}")
-            if _get(f"http://{HOST}:{self.port}/readyz", timeout=2) == 200:
+            if _get(f"http://{HOST}:{self.port}{probe}", timeout=2) == 200:
+                self.ready_at = time.monotonic()
                 return
             time.sleep(0.1)
         self.stop()
@@ -123,12 +143,20 @@ class Server:
     def stop(self) -> None:
         """Ask the server to shut down gracefully; kill it if it does not."""
         if self.proc is not None and self.proc.poll() is None:
+            self.stopped_at = time.monotonic()
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+
+    @property
+    def served_seconds(self) -> float:
+        """How long the server was up and ready."""
+        if not self.ready_at:
+            return 0.0
+        return (self.stopped_at or time.monotonic()) - self.ready_at
 
     def log_size(self) -> int:
         """Bytes the server has logged so far."""
@@ -220,6 +248,7 @@ class CpuUse:
     postgres: float
     client: float
     machine: float  # percent of all cores
+    other: float  # what the machine used beyond the three above: kernel, other processes
 
     @property
     def server(self) -> float:
@@ -232,10 +261,66 @@ def cpu_between(before: CpuSample, after: CpuSample) -> CpuUse:
     wall = max(after.at - before.at, 1e-9)
     pg = sum(secs - before.postgres.get(pid, 0.0) for pid, secs in after.postgres.items())
     total = max(after.machine_total - before.machine_total, 1e-9)
+    busy = after.machine_busy - before.machine_busy
+    ours = (
+        after.server_loop
+        - before.server_loop
+        + after.server_other
+        - before.server_other
+        + pg
+        + after.client
+        - before.client
+    )
     return CpuUse(
         server_loop=100 * (after.server_loop - before.server_loop) / wall,
         server_other=100 * (after.server_other - before.server_other) / wall,
         postgres=100 * pg / wall,
         client=100 * (after.client - before.client) / wall,
-        machine=100 * (after.machine_busy - before.machine_busy) / total,
+        machine=100 * busy / total,
+        other=max(0.0, 100 * (busy - ours) / wall),
     )
+
+
+class Worker:
+    """A Celery worker process (`incidents worker`) consuming the Redis broker."""
+
+    def __init__(self, database_url: str, broker_url: str, extra_env: dict[str, str]) -> None:
+        self.database_url = database_url
+        self.broker_url = broker_url
+        self.extra_env = extra_env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
+            prefix="incidents-bench-worker-", suffix=".log", delete=False
+        )
+
+    def start(self) -> None:
+        """Start the worker; it connects to the broker on its own."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENTS_")}
+        env.update(
+            INCIDENTS_DATABASE_URL=self.database_url,
+            INCIDENTS_BROKER_URL=self.broker_url,
+            INCIDENTS_CONFIG="",
+            INCIDENTS_LOG_LEVEL="WARNING",
+        )
+        env.update(self.extra_env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "incidents.cli", "worker", "--concurrency", "1"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> None:
+        """Stop the worker (warm shutdown, then kill) and remove its log."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._log.name)
