@@ -141,6 +141,8 @@ class PipelineSettings(_Section):
     sweep_interval_seconds: float = Field(default=15.0, gt=0)
     stale_after_seconds: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=10, gt=0)
+    # A run takes up to this many waiting jobs together (shares the per-run cost).
+    max_jobs_per_run: int = Field(default=50, ge=1, le=1000)
 
 
 class Settings(BaseSettings):

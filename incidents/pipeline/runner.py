@@ -47,8 +47,13 @@ def build_stages(settings: Settings) -> list[Stage]:
     return built
 
 
-def claim(factory: sessionmaker[Session], job_id: int, settings: PipelineSettings) -> bool:
-    """Mark a job as running if it is pending or stale; True if this caller got it."""
+def claim(factory: sessionmaker[Session], job_id: int, settings: PipelineSettings) -> list[int]:
+    """Claim a job if it is pending or stale, and with it up to `max_jobs_per_run - 1`
+    other pending jobs; return the claimed ids ([] if this caller did not get the job).
+
+    Under load every run takes whatever else waits, so the per-run cost (transactions,
+    lock, reads) is shared; the runs later handed those ids find them taken and skip.
+    """
     now = utcnow()
     stale = now - timedelta(seconds=settings.stale_after_seconds)
     with session_scope(factory) as session:
@@ -63,7 +68,24 @@ def claim(factory: sessionmaker[Session], job_id: int, settings: PipelineSetting
             )
             .values(status="running", claimed_at=now, attempts=JOBS.c.attempts + 1)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        if not result.rowcount:  # type: ignore[attr-defined]
+            return []
+        claimed = [job_id]
+        extra = settings.max_jobs_per_run - 1
+        if extra > 0:
+            waiting = (
+                select(JOBS.c.id).where(JOBS.c.status == "pending").order_by(JOBS.c.id).limit(extra)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                waiting = waiting.with_for_update(skip_locked=True)
+            more = session.execute(
+                update(JOBS)
+                .where(JOBS.c.id.in_(waiting.scalar_subquery()))
+                .values(status="running", claimed_at=now, attempts=JOBS.c.attempts + 1)
+                .returning(JOBS.c.id)
+            )
+            claimed.extend(int(i) for i in more.scalars())
+        return claimed
 
 
 def run_job(
@@ -72,38 +94,43 @@ def run_job(
     full_settings: Settings,
     pipeline: Sequence[Stage] | None = None,
 ) -> str:
-    """Run one job through every stage; return its final status ('skipped' if not ours)."""
+    """Run a job (and the others it claims) through every stage; return its final status
+    ('skipped' if another run has it)."""
     settings = full_settings.pipeline
     stages = build_stages(full_settings) if pipeline is None else pipeline
-    if not claim(factory, job_id, settings):
+    claimed = claim(factory, job_id, settings)
+    if not claimed:
         return "skipped"
     try:
         with session_scope(factory) as session:
-            job = session.get(PipelineJob, job_id)
-            assert job is not None
+            jobs = list(session.scalars(select(PipelineJob).where(JOBS.c.id.in_(claimed))))
+            fingerprints = sorted({fp for job in jobs for fp in job.fingerprints})
             alerts = list(
                 session.scalars(
                     select(Alert)
-                    .where(Alert.fingerprint.in_(job.fingerprints))  # type: ignore[attr-defined]
+                    .where(Alert.fingerprint.in_(fingerprints))  # type: ignore[attr-defined]
                     .order_by(Alert.starts_at, Alert.fingerprint)  # type: ignore[arg-type]
                 )
             )
             for stage in stages:
                 stage(session, alerts)
-            job.status = "done"
-            job.finished_at = utcnow()
-            job.error = None
+            finished = utcnow()
+            for job in jobs:
+                job.status = "done"
+                job.finished_at = finished
+                job.error = None
         return "done"
     except Exception as exc:
-        log.exception("pipeline job %s failed", job_id)
+        log.exception("pipeline job %s failed (with %d claimed)", job_id, len(claimed))
         with session_scope(factory) as session:
-            job = session.get(PipelineJob, job_id)
-            if job is not None:
+            status = "failed"
+            for job in session.scalars(select(PipelineJob).where(JOBS.c.id.in_(claimed))):
                 job.status = "failed" if job.attempts >= settings.max_attempts else "pending"
                 job.error = f"{type(exc).__name__}: {exc}"[:2000]
                 job.claimed_at = None
-                return job.status
-        return "failed"
+                if job.id == job_id:
+                    status = job.status
+            return status
 
 
 def due_jobs(

@@ -525,7 +525,8 @@ def run_at_once(
 @pytest.mark.postgres
 def test_concurrent_workers_on_related_alerts_open_one_incident(pg_url: str) -> None:
     """Five workers each take one alert of the cascade at the same moment: one incident."""
-    settings = make_settings(pg_url)
+    # One job per run, so the five runs really race each other in the incident stage.
+    settings = make_settings(pg_url, pipeline={"max_jobs_per_run": 1})
     engine = create_db_engine(pg_url)
     sessions = make_session_factory(engine)
     with sessions.begin() as session:

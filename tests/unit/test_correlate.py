@@ -189,7 +189,14 @@ def group_in_order(
         url = f"sqlite:///{path}"
         engine = create_db_engine(url)
         sessions = make_session_factory(engine)
-        config = Settings(database_url=url, broker_url="", config="", log_json=False)
+        # One job per run: the jobs must run in exactly the order under test.
+        config = Settings(
+            database_url=url,
+            broker_url="",
+            config="",
+            log_json=False,
+            pipeline={"max_jobs_per_run": 1},  # type: ignore[arg-type]
+        )
         base = utcnow().replace(microsecond=0) - timedelta(minutes=10)
         jobs: list[int] = []
         with sessions.begin() as session:

@@ -158,3 +158,21 @@ def test_celery_worker_on_redis_runs_the_pipeline(
         raise AssertionError(f"jobs: {_jobs(pg_url)}\nworker log:\n{log}") from None
     assert sorted(fp for _, _, fps in _jobs(pg_url) for fp in fps) == sorted(fingerprints)
     assert "run_pipeline_job" in Path(celery_worker["log"]).read_text(errors="replace")
+
+
+def test_a_run_takes_the_other_waiting_jobs_with_it(db_url: str) -> None:
+    engine = create_db_engine(db_url)
+    sessions = make_session_factory(engine)
+    settings = Settings(database_url=db_url, pipeline=PipelineSettings(max_jobs_per_run=3))
+    with sessions.begin() as session:
+        jobs = [PipelineJob(created_at=utcnow(), fingerprints=[f"f{i}"]) for i in range(5)]
+        session.add_all(jobs)
+    ids = [int(j.id or 0) for j in jobs]
+    assert run_job(sessions, ids[2], settings) == "done"
+    statuses = {job_id: status for job_id, status, _ in _jobs(db_url)}
+    # The job asked for, and the two oldest waiting ones with it.
+    assert [statuses[i] for i in ids] == ["done", "done", "done", "pending", "pending"]
+    assert run_job(sessions, ids[0], settings) == "skipped"
+    assert run_job(sessions, ids[3], settings) == "done"
+    assert {status for _, status, _ in _jobs(db_url)} == {"done"}
+    engine.dispose()
