@@ -15,6 +15,11 @@ single   (b) webhook bodies of 1 alert: requests/s and latency in a closed loop,
 info     (b) again, same bodies, the server logging at INFO instead of WARNING;
 ingest   (only with --without-pipeline) (a) and (b) with a broker that nobody reads, so
              the server ingests without running the pipeline: the pipeline's share.
+prod     the production shape: Redis broker and a separate Celery worker process, (a) and
+             (b) with correlation on (a 200-service graph) and off; after each load the
+             time until the worker has run every job gives the end-to-end rate;
+then     correlate() timed on a 10,000-service graph with 10,000 open incidents, in
+             memory and with the PostgreSQL-backed index (tests/bench/correlation.py).
 
 Every phase has a warm-up that is not counted, then runs for --duration seconds or until
 its pre-built bodies run out. Afterwards the rows in each database are counted against
@@ -666,6 +671,21 @@ def _summary(args: argparse.Namespace, r: Results) -> list[str]:
             f"{r.ingest_single.request_rate:,.0f} vs {b_n.request_rate:,.0f} req/s single"
         )
     by_key = {(kind, on): (f, drained) for kind, on, f, drained, _ in r.production}
+    prod_a, prod_b = by_key.get(("x100", True)), by_key.get(("x1", True))
+    if prod_a and c_n and c_n.alert_rate:
+        ratio = prod_a[0].alert_rate / c_n.alert_rate
+        lines.append(
+            f"production (a): {prod_a[0].alert_rate:,.0f} alerts/s in bodies of 100 "
+            f"(p99 {_ms(prod_a[0].p99)} ms) = {ratio:.0%} of (c); target >= 50%: "
+            f"{_met(ratio >= 0.5)}"
+        )
+    if prod_b:
+        f = prod_b[0]
+        ok = f.request_rate >= 1000 and f.p99 < 0.050
+        lines.append(
+            f"production (b): {f.request_rate:,.0f} req/s of 1 alert (p50 {_ms(f.p50)} ms, "
+            f"p99 {_ms(f.p99)} ms); target >= 1,000/s with p99 < 50 ms: {_met(ok)}"
+        )
     for kind in ("x100", "x1"):
         if (kind, True) not in by_key or (kind, False) not in by_key:
             continue
