@@ -4,11 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-export INCIDENTS_HOST ?= 127.0.0.1
-export INCIDENTS_PORT ?= 8080
-export INCIDENTS_DATABASE_URL ?= sqlite:///var/incidents.db
-export INCIDENTS_API_TOKEN ?= dev-token
-export INCIDENTS_CONFIG ?= examples/config.yaml
+# Defaults for `make run` only; the environment overrides each of them.
+INCIDENTS_HOST ?= 127.0.0.1
+INCIDENTS_PORT ?= 8080
+INCIDENTS_DATABASE_URL ?= sqlite:///var/incidents.db
+INCIDENTS_API_TOKEN ?= dev-token
+INCIDENTS_CONFIG ?= examples/config.yaml
+RUN_ENV = INCIDENTS_HOST=$(INCIDENTS_HOST) INCIDENTS_PORT=$(INCIDENTS_PORT) \
+	INCIDENTS_DATABASE_URL=$(INCIDENTS_DATABASE_URL) INCIDENTS_API_TOKEN=$(INCIDENTS_API_TOKEN) \
+	INCIDENTS_CONFIG=$(INCIDENTS_CONFIG)
 
 .PHONY: run test bench lint format worker beat clean
 
@@ -26,7 +30,7 @@ run: $(STAMP)
 	@echo "       -H 'Authorization: Bearer $(INCIDENTS_API_TOKEN)' -H 'Content-Type: application/json' \\"
 	@echo "       --data-binary @examples/alertmanager-webhook.json"
 	@echo "  curl -sS -H 'Authorization: Bearer $(INCIDENTS_API_TOKEN)' http://$(INCIDENTS_HOST):$(INCIDENTS_PORT)/api/v1/alerts"
-	$(BIN)/incidents serve
+	$(RUN_ENV) $(BIN)/incidents serve
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -197,7 +197,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _YamlSource(settings_cls))
+        explicit = getattr(init_settings, "init_kwargs", {}).get("config")
+        return (init_settings, env_settings, _YamlSource(settings_cls, explicit))
 
     @property
     def embedded_worker(self) -> bool:
@@ -206,13 +207,19 @@ class Settings(BaseSettings):
 
 
 class _YamlSource(PydanticBaseSettingsSource):
-    """Reads the YAML file named by `INCIDENTS_CONFIG`, if any."""
+    """Reads the YAML file named by `config` (given directly) or `INCIDENTS_CONFIG`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], explicit: str | None) -> None:
+        super().__init__(settings_cls)
+        self._explicit = explicit
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        path = os.environ.get("INCIDENTS_CONFIG", "")
+        path = (
+            self._explicit if self._explicit is not None else os.environ.get("INCIDENTS_CONFIG", "")
+        )
         if not path:
             return {}
         data, _ = read_yaml_with_lines(Path(path))

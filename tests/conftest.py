@@ -33,6 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 ALL_TABLES = ("alerts", "webhook_deliveries", "delivery_keys", "pipeline_jobs")
 
 
+# The suite sets every setting it relies on; a developer's INCIDENTS_* variables (or a
+# config file they name) must not leak into it.
+for _name in [n for n in os.environ if n.startswith("INCIDENTS_")]:
+    del os.environ[_name]
+
+
 def require(what: str, reason: str) -> None:
     """Skip (outside CI) or fail (in CI) a test whose real dependency is missing."""
     message = f"{what} is not available: {reason}"
