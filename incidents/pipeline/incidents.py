@@ -218,6 +218,8 @@ class _Job:
     new_services: list[dict[str, Any]] = field(default_factory=list)
     new_notes: list[dict[str, Any]] = field(default_factory=list)
     new_states: list[_NewState] = field(default_factory=list)
+    # Alerts that joined each incident in this job: one timeline entry per incident.
+    joins: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
     def incident(self, incident_id: int) -> Incident:
         """The incident, loaded once per job."""
@@ -239,13 +241,12 @@ class IncidentStage:
         self._inhibitor = Inhibitor(self._settings.inhibit_rules)
         self._window = timedelta(seconds=self._settings.window_seconds)
 
-    def __call__(self, session: Session, alerts: Sequence[Alert]) -> None:
+    def __call__(self, session: Session, fingerprints: Sequence[str]) -> None:
         """Process the job's alerts in start-time order."""
-        if not alerts:
+        if not fingerprints:
             return
         lock_correlation(session)
-        fingerprints = [a.fingerprint for a in alerts]
-        # Re-read under the lock: another job may have stored a newer state meanwhile.
+        # Read under the lock: another job may have stored a newer state meanwhile.
         fresh = list(
             session.scalars(
                 select(Alert)
@@ -494,12 +495,8 @@ class IncidentStage:
             self._merge(job, target, other.incident.id, alert)
         because = primary.explanation(service)
         self._link(job, target, alert, service, because)
-        self._note(
-            job,
-            target.id,
-            "alert_joined",
-            f"alert {name} on {service} joined: {because['reason']}",
-            data={"fingerprint": alert.fingerprint, **because},
+        job.joins.setdefault(target.id, []).append(
+            {"fingerprint": alert.fingerprint, "name": name, "service": service, **because}
         )
         if _rank(target.severity) < _rank(before):
             self._note(
@@ -721,6 +718,7 @@ class IncidentStage:
             if not firing:
                 self._close(job.session, incident, ended or job.now, job.now, "all alerts resolved")
         self._refresh(job)
+        self._note_joins(job)
         if job.new_notes:
             job.session.execute(insert(TIMELINE), job.new_notes)
             job.new_notes = []
@@ -752,6 +750,25 @@ class IncidentStage:
                     f"likely root cause is now {ranked[0]} (was {previous[0]})",
                     data={"from": previous[0], "to": ranked[0]},
                 )
+
+    def _note_joins(self, job: _Job) -> None:
+        """One timeline entry per incident for the alerts that joined it in this job: a
+        storm of a thousand symptoms reads as one line, not a thousand."""
+        for incident_id, joined in job.joins.items():
+            if len(joined) == 1:
+                one = joined[0]
+                message = f"alert {one['name']} on {one['service']} joined: {one['reason']}"
+                data: dict[str, Any] = {k: v for k, v in one.items() if k != "name"}
+            else:
+                services = sorted({j["service"] for j in joined})
+                shown = ", ".join(services[:5]) + (" ..." if len(services) > 5 else "")
+                message = f"{len(joined)} alerts joined, on {shown}"
+                data = {
+                    "count": len(joined),
+                    "services": services,
+                    "fingerprints": [j["fingerprint"] for j in joined][:100],
+                }
+            self._note(job, incident_id, "alert_joined", message, data=data)
 
     # -- timeline ----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from incidents.config import PipelineSettings, Settings
 from incidents.db import session_scope, utcnow
-from incidents.models import Alert, PipelineJob
+from incidents.models import PipelineJob
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +25,12 @@ JOBS = PipelineJob.__table__  # type: ignore[attr-defined]
 
 
 class Stage(Protocol):
-    """One step of the pipeline; it runs in the job's transaction."""
+    """One step of the pipeline; it runs in the job's transaction and reads the alerts
+    itself (after taking whatever lock it needs, so it sees their latest state)."""
 
     name: str
 
-    def __call__(self, session: Session, alerts: Sequence[Alert]) -> None: ...
+    def __call__(self, session: Session, fingerprints: Sequence[str]) -> None: ...
 
 
 _built: dict[int, tuple[Settings, list[Stage]]] = {}
@@ -105,15 +106,8 @@ def run_job(
         with session_scope(factory) as session:
             jobs = list(session.scalars(select(PipelineJob).where(JOBS.c.id.in_(claimed))))
             fingerprints = sorted({fp for job in jobs for fp in job.fingerprints})
-            alerts = list(
-                session.scalars(
-                    select(Alert)
-                    .where(Alert.fingerprint.in_(fingerprints))  # type: ignore[attr-defined]
-                    .order_by(Alert.starts_at, Alert.fingerprint)  # type: ignore[arg-type]
-                )
-            )
             for stage in stages:
-                stage(session, alerts)
+                stage(session, fingerprints)
             finished = utcnow()
             for job in jobs:
                 job.status = "done"
