@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -44,13 +45,23 @@ async def put_graph(request: Request) -> JsonResponse:
     if not text.strip():
         raise BadRequest("body is empty; expected a graph document", field="body")
     content_type = request.headers.get("content-type", "")
-    if "yaml" in content_type or ("json" not in content_type and not text.lstrip().startswith("{")):
-        graph = ServiceGraph.from_yaml(text, source="body")
-    else:
-        graph = ServiceGraph.from_json(text, source="body")
+    as_yaml = "yaml" in content_type or (
+        "json" not in content_type and not text.lstrip().startswith("{")
+    )
     state = service(request)
-    with session_scope(state.sessions) as session:
-        save_graph(session, graph, by="api")
+
+    def parse_and_store() -> ServiceGraph:
+        # A large graph takes a second or two to parse: not on the event loop.
+        parsed = (
+            ServiceGraph.from_yaml(text, source="body")
+            if as_yaml
+            else ServiceGraph.from_json(text, source="body")
+        )
+        with session_scope(state.sessions) as session:
+            save_graph(session, parsed, by="api")
+        return parsed
+
+    graph = await run_in_threadpool(parse_and_store)
     return JsonResponse(
         {
             "services": len(graph),
