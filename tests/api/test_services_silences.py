@@ -442,3 +442,23 @@ def test_flapping_is_noted_once_on_the_incident(pipe: Pipeline) -> None:
     assert "resolved" not in kinds(detail)
     [note] = entries(detail, "flapping")
     assert note["data"]["fingerprint"] == fingerprint
+
+
+def test_a_graph_of_ten_thousand_services_goes_through_the_api(client: TestClient) -> None:
+    lines = ["services:"]
+    for i in range(10_000):
+        lines.append(f"  - name: svc-{i:05d}")
+        lines.append(f"    team: team-{i % 50}")
+        if i:
+            lines.append(f"    depends_on: [svc-{(i - 1) // 4:05d}]")
+    response = put_graph(client, "\n".join(lines) + "\n")
+    assert response.status_code == 200, response.text
+    assert response.json()["services"] == 10_000
+    assert response.json()["cycles"] == []
+    one = client.get("/api/v1/services/svc-00042", headers=AUTH)
+    assert one.status_code == 200
+    body = one.json()
+    assert body["dependencies"] == ["svc-00010"]
+    assert body["dependents"] == [f"svc-{n:05d}" for n in range(169, 173)]
+    assert "svc-00000" not in body["blast_radius"]
+    assert len(client.get(GRAPH, headers=AUTH).json()["services"]) == 10_000
