@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Index, Integer, String, Text
+from sqlalchemy import Boolean, Column, Index, Integer, String, Table, Text
 from sqlmodel import Field, SQLModel
 
 from incidents.db import JSONType, UTCDateTime
@@ -212,3 +212,17 @@ class AlertState(SQLModel, table=True):
         default_factory=list, sa_column=Column(JSONType, nullable=False)
     )
     updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+# Core table handles, for the batched statements that bypass the ORM on hot paths.
+ALERTS: Table = Alert.__table__  # type: ignore[attr-defined]
+DELIVERIES: Table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+DELIVERY_KEYS: Table = DeliveryKey.__table__  # type: ignore[attr-defined]
+JOBS: Table = PipelineJob.__table__  # type: ignore[attr-defined]
+GRAPH_DOCS: Table = ServiceGraphDoc.__table__  # type: ignore[attr-defined]
+INCIDENTS: Table = Incident.__table__  # type: ignore[attr-defined]
+BY_SERVICE: Table = IncidentService.__table__  # type: ignore[attr-defined]
+LINKS: Table = IncidentAlert.__table__  # type: ignore[attr-defined]
+TIMELINE: Table = TimelineEntry.__table__  # type: ignore[attr-defined]
+SILENCES: Table = Silence.__table__  # type: ignore[attr-defined]
+STATES: Table = AlertState.__table__  # type: ignore[attr-defined]

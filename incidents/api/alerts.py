@@ -11,14 +11,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from incidents.exceptions import NotFound
-from incidents.models import Alert, AlertState
+from incidents.models import ALERTS, STATES, Alert, AlertState
 from incidents.routing.matchers import Matcher, Op, matches_all, parse_matchers
 
 from .deps import check_token, db_session, parse_cursor
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"], dependencies=[Depends(check_token)])
 
-ALERTS = Alert.__table__  # type: ignore[attr-defined]
 _SCAN_CHUNK = 500
 
 
@@ -58,8 +57,7 @@ class AlertOut(BaseModel):
 def _states(session: Session, fingerprints: list[str]) -> dict[str, AlertState]:
     if not fingerprints:
         return {}
-    table = AlertState.__table__  # type: ignore[attr-defined]
-    rows = session.scalars(select(AlertState).where(table.c.fingerprint.in_(fingerprints)))
+    rows = session.scalars(select(AlertState).where(STATES.c.fingerprint.in_(fingerprints)))
     return {r.fingerprint: r for r in rows}
 
 

@@ -11,7 +11,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from incidents.exceptions import NotFound, ValidationFailed
-from incidents.models import Alert, AlertState, Incident, IncidentAlert, IncidentService
+from incidents.models import (
+    ALERTS,
+    BY_SERVICE,
+    INCIDENTS,
+    LINKS,
+    STATES,
+    TIMELINE,
+    Incident,
+)
 from incidents.models import TimelineEntry as TimelineRow
 
 from .deps import as_utc, check_token, db_session, parse_cursor
@@ -19,13 +27,6 @@ from .deps import as_utc, check_token, db_session, parse_cursor
 router = APIRouter(
     prefix="/api/v1/incidents", tags=["incidents"], dependencies=[Depends(check_token)]
 )
-
-INCIDENTS = Incident.__table__  # type: ignore[attr-defined]
-LINKS = IncidentAlert.__table__  # type: ignore[attr-defined]
-BY_SERVICE = IncidentService.__table__  # type: ignore[attr-defined]
-ALERTS = Alert.__table__  # type: ignore[attr-defined]
-STATES = AlertState.__table__  # type: ignore[attr-defined]
-TIMELINE = TimelineRow.__table__  # type: ignore[attr-defined]
 
 
 class IncidentOut(BaseModel):

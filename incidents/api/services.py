@@ -13,7 +13,7 @@ from incidents.correlation.graph import ServiceGraph
 from incidents.correlation.store import current_graph, save_graph
 from incidents.db import session_scope, utcnow
 from incidents.exceptions import BadRequest, NotFound
-from incidents.models import Incident, IncidentService, Silence
+from incidents.models import BY_SERVICE, INCIDENTS, SILENCES
 
 from .deps import check_token, db_session, read_body, service
 from .responses import JsonResponse
@@ -21,10 +21,6 @@ from .responses import JsonResponse
 router = APIRouter(
     prefix="/api/v1/services", tags=["services"], dependencies=[Depends(check_token)]
 )
-
-INCIDENTS = Incident.__table__  # type: ignore[attr-defined]
-BY_SERVICE = IncidentService.__table__  # type: ignore[attr-defined]
-SILENCES = Silence.__table__  # type: ignore[attr-defined]
 
 
 @router.get("/graph", summary="The service dependency graph")

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from incidents.correlation.store import current_graph
 from incidents.db import utcnow
 from incidents.exceptions import NotFound, ValidationFailed
-from incidents.models import Silence
+from incidents.models import SILENCES, Silence
 from incidents.routing.matchers import Matcher, parse_matchers
 
 from .deps import as_utc, check_token, db_session
@@ -22,8 +22,6 @@ from .deps import as_utc, check_token, db_session
 router = APIRouter(
     prefix="/api/v1/silences", tags=["silences"], dependencies=[Depends(check_token)]
 )
-
-SILENCES = Silence.__table__  # type: ignore[attr-defined]
 
 
 class SilenceIn(BaseModel):

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from incidents.correlation.graph import ServiceGraph
 from incidents.db import utcnow
-from incidents.models import ServiceGraphDoc
+from incidents.models import GRAPH_DOCS, ServiceGraphDoc
 
 _lock = threading.Lock()
 _cached: tuple[str, ServiceGraph] | None = None
@@ -22,8 +22,7 @@ _cached: tuple[str, ServiceGraph] | None = None
 def current_graph(session: Session) -> ServiceGraph:
     """The graph as stored now (an empty graph when none was ever saved)."""
     global _cached
-    table = ServiceGraphDoc.__table__  # type: ignore[attr-defined]
-    digest = session.scalar(select(table.c.digest).where(table.c.id == 1))
+    digest = session.scalar(select(GRAPH_DOCS.c.digest).where(GRAPH_DOCS.c.id == 1))
     if digest is None:
         return ServiceGraph.empty()
     cached = _cached

@@ -17,12 +17,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import ColumnElement
 
 from incidents.ingest.adapters import AlertRecord, Parsed
-from incidents.models import Alert, DeliveryKey, PipelineJob, WebhookDelivery
-
-ALERTS = Alert.__table__  # type: ignore[attr-defined]
-DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]
-KEYS = DeliveryKey.__table__  # type: ignore[attr-defined]
-JOBS = PipelineJob.__table__  # type: ignore[attr-defined]
+from incidents.models import (
+    ALERTS,
+    DELIVERIES,
+    DELIVERY_KEYS,
+    JOBS,
+)
 
 _STATE_COLUMNS = (
     "source",
@@ -147,12 +147,12 @@ def write_batch(
     for item in batch:
         keys_in_order.setdefault(item.parsed.dedup_key, None)
     cutoff = now - timedelta(seconds=duplicate_window)
-    key_stmt = insert_fn(KEYS).values([{"key": k, "seen_at": now} for k in keys_in_order])
+    key_stmt = insert_fn(DELIVERY_KEYS).values([{"key": k, "seen_at": now} for k in keys_in_order])
     key_stmt = key_stmt.on_conflict_do_update(
-        index_elements=[KEYS.c.key],
+        index_elements=[DELIVERY_KEYS.c.key],
         set_={"seen_at": key_stmt.excluded.seen_at},
-        where=KEYS.c.seen_at < cutoff,
-    ).returning(KEYS.c.key)
+        where=DELIVERY_KEYS.c.seen_at < cutoff,
+    ).returning(DELIVERY_KEYS.c.key)
     fresh = set(conn.execute(key_stmt).scalars())
 
     duplicates: list[bool] = []

@@ -30,6 +30,12 @@ from incidents.correlation.graph import ServiceGraph
 from incidents.correlation.store import current_graph
 from incidents.db import utcnow
 from incidents.models import (
+    ALERTS,
+    BY_SERVICE,
+    INCIDENTS,
+    LINKS,
+    STATES,
+    TIMELINE,
     Alert,
     AlertState,
     Incident,
@@ -41,12 +47,6 @@ from incidents.pipeline.mute import ActiveSilence, Inhibitor, active_silences, m
 
 log = logging.getLogger(__name__)
 
-INCIDENTS = Incident.__table__  # type: ignore[attr-defined]
-ALERTS = Alert.__table__  # type: ignore[attr-defined]
-LINKS = IncidentAlert.__table__  # type: ignore[attr-defined]
-BY_SERVICE = IncidentService.__table__  # type: ignore[attr-defined]
-STATES = AlertState.__table__  # type: ignore[attr-defined]
-TIMELINE = TimelineEntry.__table__  # type: ignore[attr-defined]
 
 # Any constant works; it only has to be the same in every process.
 CORRELATION_LOCK = 0x1C1DE275

@@ -16,15 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from incidents.config import Settings
 from incidents.db import session_scope, utcnow
-from incidents.models import Alert, AlertState, PipelineJob
+from incidents.models import ALERTS, JOBS, STATES, Alert
 from incidents.pipeline.incidents import IncidentStage, lock_correlation
 from incidents.pipeline.mute import Inhibitor, active_silences, match_labels
 
 log = logging.getLogger(__name__)
 
-ALERTS = Alert.__table__  # type: ignore[attr-defined]
-STATES = AlertState.__table__  # type: ignore[attr-defined]
-JOBS = PipelineJob.__table__  # type: ignore[attr-defined]
 MAX_REEVALUATED = 5000
 
 

@@ -11,12 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from incidents.config import InhibitRule
-from incidents.models import Alert, AlertState, Silence
+from incidents.models import ALERTS, SILENCES, STATES, Alert
 from incidents.routing.matchers import Matcher, Op, matches_all, parse_matchers
-
-SILENCES = Silence.__table__  # type: ignore[attr-defined]
-ALERTS = Alert.__table__  # type: ignore[attr-defined]
-STATES = AlertState.__table__  # type: ignore[attr-defined]
 
 
 def match_labels(alert: Alert) -> dict[str, str]:

@@ -17,11 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from incidents.config import PipelineSettings, Settings
 from incidents.db import session_scope, utcnow
-from incidents.models import PipelineJob
+from incidents.models import JOBS, PipelineJob
 
 log = logging.getLogger(__name__)
-
-JOBS = PipelineJob.__table__  # type: ignore[attr-defined]
 
 
 class Stage(Protocol):
