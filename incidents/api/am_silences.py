@@ -7,27 +7,35 @@ mutes exactly the alerts the window mutes. As in Alertmanager:
   comment or its author change (or the start of one that is still pending); otherwise the
   old silence is expired and a new one, with a new id, replaces it;
 - expiring sets `endsAt` to now (and `startsAt` too, for a pending silence);
-- expired silences are listed for five days (Alertmanager's default retention).
+- expired silences are listed for five days (Alertmanager's default retention);
+- bad input is a 400, and an unknown id a 404, whose body is a JSON string (the message,
+  naming the field): amtool and other clients generated from Alertmanager's OpenAPI
+  document show that string, and show nothing of any other error body.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from incidents import __version__
 from incidents.db import utcnow
-from incidents.exceptions import NotFound
+from incidents.exceptions import BadRequest, NotFound, ValidationFailed
 from incidents.models import SILENCES, Silence
 from incidents.routing.matchers import Matcher, Op, parse_matcher, parse_matchers
 
 from .deps import check_token, db_session
+from .errors import validation_details
+from .responses import JsonResponse
 from .silences import (
     State,
     ZonedDatetime,
@@ -38,10 +46,38 @@ from .silences import (
     silence_state,
 )
 
+
+class AlertmanagerRoute(APIRoute):
+    """A route that answers bad input and unknown ids as Alertmanager does."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """Wrap the handler so that its 400 and 404 bodies are JSON strings."""
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                details = validation_details(exc) or [{"field": "request", "message": "invalid"}]
+                first = details[0]
+                return JsonResponse(f"{first['field']}: {first['message']}", status_code=400)
+            except (ValidationFailed, BadRequest) as exc:
+                return JsonResponse(exc.message, status_code=400)
+            except NotFound as exc:
+                return JsonResponse(exc.message, status_code=404)
+
+        return answer
+
+
 router = APIRouter(
     prefix="/api/v2",
     tags=["silences (Alertmanager v2 API)"],
     dependencies=[Depends(check_token)],
+    route_class=AlertmanagerRoute,
+    responses={
+        400: {"description": "Bad input: the message, naming the field, as a JSON string"},
+        404: {"description": "No such silence: the message as a JSON string"},
+    },
 )
 
 RETENTION = timedelta(days=5)
