@@ -7,13 +7,16 @@ again here as our own table.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from incidents.exceptions import ValidationFailed
+from incidents.config import load_settings
+from incidents.exceptions import ConfigError, ValidationFailed
 from incidents.routing.matchers import Matcher, Op, parse_matcher, parse_matchers
 
 Triples = list[tuple[str, str, str]]
@@ -233,3 +236,29 @@ def test_a_catastrophic_pattern_runs_in_linear_time() -> None:
         pytest.fail("matching (a+)+ against a 10,001-character value ran for over 20 s")
     assert done.returncode == 0, done.stderr
     assert float(done.stdout) < 0.5
+
+
+# -- inhibition rules in the config file -------------------------------------------------
+
+
+def test_an_inhibition_rule_with_a_regex_re2_refuses_fails_at_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in [k for k in os.environ if k.startswith("INCIDENTS_")]:
+        monkeypatch.delenv(key)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "correlation:\n"
+        "  inhibit_rules:\n"
+        "    - source_matchers: ['alertname=\"NodeDown\"']\n"
+        "      target_matchers: ['severity=\"warning\"', 'instance=~\"(?<=db)-1\"']\n"
+        "      equal: [instance]\n"
+    )
+    monkeypatch.setenv("INCIDENTS_CONFIG", str(config))
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = caught.value.message
+    assert str(config) in message
+    assert f"{config}:4: correlation.inhibit_rules.0.target_matchers" in message
+    assert "target_matchers[1]: invalid regular expression" in message
+    assert "instance=~" in message
