@@ -31,7 +31,8 @@ from incidents import __version__
 from incidents.db import utcnow
 from incidents.exceptions import BadRequest, NotFound, ValidationFailed
 from incidents.models import SILENCES, Silence
-from incidents.routing.matchers import Matcher, Op, parse_matcher, parse_matchers
+from incidents.pipeline.mute import stored_matchers
+from incidents.routing.matchers import Matcher, Op, parse_matcher
 
 from .deps import check_token, db_session
 from .errors import validation_details
@@ -169,7 +170,7 @@ def _ms(value: datetime) -> datetime:
 
 
 def _matchers(row: Silence) -> list[Matcher]:
-    found = [m for text in row.matchers for m in parse_matchers(text)]
+    found = [m for text in row.matchers for m in stored_matchers(text)]
     if row.service is not None:
         found.append(Matcher.create("__service__", Op.EQ, row.service))
     return found
@@ -277,7 +278,13 @@ def list_silences(
             return 1, row.starts_at.timestamp()
         return 2, -row.ends_at.timestamp()
 
-    found = [_out(row, now) for row in sorted(rows, key=order)]
+    found = []
+    for row in sorted(rows, key=order):
+        try:
+            found.append(_out(row, now))
+        except ValidationFailed:
+            continue  # unreadable since matchers follow Alertmanager's grammar; logged by mute
+
     # As Alertmanager: each filter must be one of the silence's own matchers.
     return [s for s in found if wanted <= {(m.name, m.op().value, m.value) for m in s.matchers}]
 
