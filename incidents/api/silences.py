@@ -44,10 +44,15 @@ class SilenceIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    matchers: list[str] | str = Field(default_factory=list)
+    matchers: list[str] | str = Field(
+        default_factory=list,
+        description="Alertmanager matchers, e.g. 'alertname=\"DiskFull\"' (regexes are RE2)",
+    )
     service: str | None = None
-    starts_at: ZonedDatetime | None = None
-    ends_at: ZonedDatetime
+    starts_at: ZonedDatetime | None = Field(
+        default=None, description="RFC 3339 with a time zone; default now"
+    )
+    ends_at: ZonedDatetime = Field(description="RFC 3339 with a time zone")
     created_by: str = Field(min_length=1, max_length=255)
     comment: str = Field(min_length=1, max_length=10000)
 

@@ -1,6 +1,7 @@
 """The real amtool manages our silences through the Alertmanager v2 API shape.
 
-Our service runs as a subprocess (uvicorn, SQLite, embedded workers) on a free port;
+Our service runs as a subprocess (uvicorn, embedded workers) on a free port, on SQLite
+and then on PostgreSQL;
 amtool talks to it with the token as basic-auth password, in the URL or in an HTTP
 config file, exactly as an operator would.
 """
@@ -22,7 +23,7 @@ import httpx
 import pytest
 
 from incidents.routing.matchers import parse_matcher
-from tests.conftest import require
+from tests.conftest import require, throwaway_pg_database
 from tests.e2e.test_alertmanager import (
     START_TIMEOUT,
     Proc,
@@ -73,8 +74,21 @@ class Server:
         return found
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A fresh database for the server: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('amtool-db') / 'incidents.db'}"
+        return
+    request.getfixturevalue("pg_server")
+    with throwaway_pg_database("incidents_amtool") as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, database: str) -> Iterator[Server]:
     amtool_bin = shutil.which("amtool")
     if amtool_bin is None:
         require("amtool", "no amtool on PATH; install the prometheus-alertmanager package")
@@ -83,7 +97,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENTS_")}
     env.update(
-        INCIDENTS_DATABASE_URL=f"sqlite:///{tmp / 'incidents.db'}",
+        INCIDENTS_DATABASE_URL=database,
         INCIDENTS_API_TOKEN=TOKEN,
         INCIDENTS_HOST="127.0.0.1",
         INCIDENTS_PORT=str(port),
