@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -80,15 +87,16 @@ class InhibitRule(_Section):
 
     @field_validator("source_matchers", "target_matchers")
     @classmethod
-    def _parse(cls, value: list[str]) -> list[str]:
+    def _parse(cls, value: list[str], info: ValidationInfo) -> list[str]:
         from incidents.exceptions import ValidationFailed
         from incidents.routing.matchers import parse_matchers
 
         if not value:
             raise ValueError("needs at least one matcher")
-        for text in value:
+        for index, text in enumerate(value):
             try:
-                parse_matchers(text)
+                # Alertmanager's grammar and RE2, as for silences and label filters.
+                parse_matchers(text, where=f"{info.field_name}[{index}]")
             except ValidationFailed as exc:
                 raise ValueError(exc.message) from None
         return value

@@ -195,6 +195,8 @@ class Silence(SQLModel, table=True):
     comment: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     expired_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    # Last create, update or expiry (Alertmanager's `updatedAt`); empty on rows made before it.
+    updated_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
 
 
 class AlertState(SQLModel, table=True):

@@ -20,7 +20,7 @@ from incidents.ingest.store import Incoming, WriteResult
 from incidents.metrics import ALERTS_INGESTED, DUPLICATE_DELIVERIES
 from incidents.pipeline.dispatch import make_dispatcher
 
-from . import alerts, incidents, ops, services, silences, webhooks
+from . import alerts, am_silences, incidents, ops, services, silences, webhooks
 from .deps import ServiceState
 from .errors import install_error_handlers
 from .middleware import RequestContextMiddleware
@@ -100,5 +100,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(incidents.router)
     app.include_router(services.router)
     app.include_router(silences.router)
+    app.include_router(am_silences.router)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -24,6 +24,11 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return out or "request"
 
 
+def validation_details(exc: RequestValidationError) -> list[dict[str, str]]:
+    """Each of the first 20 problems as a field and a message."""
+    return [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()[:20]]
+
+
 def error_response(exc: IncidentsError) -> JsonResponse:
     """Render one of our exceptions."""
     headers = {}
@@ -43,9 +48,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JsonResponse:
-        details = [
-            {"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()[:20]
-        ]
+        details = validation_details(exc)
         first = details[0] if details else {"field": "request", "message": "invalid"}
         body = {
             "error": "validation_error",

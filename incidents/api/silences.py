@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -17,11 +17,26 @@ from incidents.exceptions import NotFound, ValidationFailed
 from incidents.models import SILENCES, Silence
 from incidents.routing.matchers import Matcher, parse_matchers
 
-from .deps import as_utc, check_token, db_session
+from .deps import check_token, db_session
 
 router = APIRouter(
     prefix="/api/v1/silences", tags=["silences"], dependencies=[Depends(check_token)]
 )
+
+State = Literal["pending", "active", "expired"]
+
+
+def _zoned(value: datetime) -> datetime:
+    # A silence's window must not depend on the clock of the machine that typed it.
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            "needs a time zone, e.g. 2030-01-01T00:00:00Z or 2030-01-01T02:00:00+02:00; "
+            "a time without one is not taken as UTC"
+        )
+    return value
+
+
+ZonedDatetime = Annotated[datetime, AfterValidator(_zoned)]
 
 
 class SilenceIn(BaseModel):
@@ -29,10 +44,15 @@ class SilenceIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    matchers: list[str] | str = Field(default_factory=list)
+    matchers: list[str] | str = Field(
+        default_factory=list,
+        description="Alertmanager matchers, e.g. 'alertname=\"DiskFull\"' (regexes are RE2)",
+    )
     service: str | None = None
-    starts_at: datetime | None = None
-    ends_at: datetime
+    starts_at: ZonedDatetime | None = Field(
+        default=None, description="RFC 3339 with a time zone; default now"
+    )
+    ends_at: ZonedDatetime = Field(description="RFC 3339 with a time zone")
     created_by: str = Field(min_length=1, max_length=255)
     comment: str = Field(min_length=1, max_length=10000)
 
@@ -51,16 +71,63 @@ class SilenceOut(BaseModel):
     created_at: datetime
 
 
-def _state(row: Silence, now: datetime) -> Literal["pending", "active", "expired"]:
+def silence_state(row: Silence, now: datetime) -> State:
+    """Pending, active or expired at `now`."""
     if row.ends_at <= now:
         return "expired"
     return "pending" if row.starts_at > now else "active"
 
 
+def check_matchers(every: list[Matcher], service: str | None, field: str = "matchers") -> None:
+    """Refuse a silence that selects nothing, or everything (as Alertmanager does)."""
+    if every and service is None and all(m.matches({}) for m in every):
+        raise ValidationFailed(
+            f"{field}: every matcher also matches an empty label set, so the silence would "
+            "mute everything; add one that selects something",
+            field=field,
+        )
+    if not every and service is None:
+        raise ValidationFailed(
+            f"{field}: give at least one matcher, or a service for a maintenance window",
+            field=field,
+        )
+
+
+def check_window(
+    starts_at: datetime,
+    ends_at: datetime,
+    now: datetime,
+    names: tuple[str, str] = ("starts_at", "ends_at"),
+) -> None:
+    """A silence must end after it starts, and in the future."""
+    start, field = names
+    if ends_at <= starts_at:
+        raise ValidationFailed(f"{field}: must be after {start}", field=field)
+    if ends_at <= now:
+        raise ValidationFailed(f"{field}: must be in the future", field=field)
+
+
+def expire(row: Silence, now: datetime) -> None:
+    """End the silence now, as Alertmanager does: a pending one starts and ends now."""
+    if row.ends_at > now:
+        row.starts_at = min(row.starts_at, now)
+        row.ends_at = now
+        row.expired_at = now
+        row.updated_at = now
+
+
+def find_silence(session: Session, silence_id: str) -> Silence:
+    """The silence with this id, or 404."""
+    row = session.get(Silence, silence_id)
+    if row is None:
+        raise NotFound(f"no silence {silence_id!r}", field="silence_id")
+    return row
+
+
 def _out(row: Silence, now: datetime) -> SilenceOut:
     return SilenceOut(
         id=row.id,
-        state=_state(row, now),
+        state=silence_state(row, now),
         matchers=list(row.matchers),
         service=row.service,
         starts_at=row.starts_at,
@@ -82,25 +149,10 @@ def create_silence(body: SilenceIn, session: Annotated[Session, Depends(db_sessi
         parsed = parse_matchers(text, where=f"matchers[{index}]")
         normalised.extend(str(m) for m in parsed)
         every.extend(parsed)
-    if every and body.service is None and all(m.matches({}) for m in every):
-        # As Alertmanager: a silence must not mute every alert by accident.
-        raise ValidationFailed(
-            "matchers: every matcher also matches an empty label set, so the silence would "
-            "mute everything; add one that selects something",
-            field="matchers",
-        )
-    if not normalised and body.service is None:
-        raise ValidationFailed(
-            "matchers: give at least one matcher, or a service for a maintenance window",
-            field="matchers",
-        )
-    starts_at = as_utc(body.starts_at) or now
-    ends_at = as_utc(body.ends_at)
-    assert ends_at is not None
-    if ends_at <= starts_at:
-        raise ValidationFailed("ends_at: must be after starts_at", field="ends_at")
-    if ends_at <= now:
-        raise ValidationFailed("ends_at: must be in the future", field="ends_at")
+    check_matchers(every, body.service)
+    starts_at = body.starts_at or now
+    ends_at = body.ends_at
+    check_window(starts_at, ends_at, now)
     if body.service is not None and body.service not in current_graph(session):
         raise ValidationFailed(
             f"service: {body.service!r} is not in the service graph", field="service"
@@ -114,6 +166,7 @@ def create_silence(body: SilenceIn, session: Annotated[Session, Depends(db_sessi
         created_by=body.created_by,
         comment=body.comment,
         created_at=now,
+        updated_at=now,
     )
     session.add(row)
     session.commit()
@@ -138,27 +191,17 @@ def list_silences(
     return rows
 
 
-def _get(session: Session, silence_id: str) -> Silence:
-    row = session.get(Silence, silence_id)
-    if row is None:
-        raise NotFound(f"no silence {silence_id!r}", field="silence_id")
-    return row
-
-
 @router.get("/{silence_id}", response_model=SilenceOut, summary="One silence")
 def get_silence(silence_id: str, session: Annotated[Session, Depends(db_session)]) -> SilenceOut:
     """The silence with this id."""
-    return _out(_get(session, silence_id), utcnow())
+    return _out(find_silence(session, silence_id), utcnow())
 
 
 @router.delete("/{silence_id}", response_model=SilenceOut, summary="Expire a silence")
 def expire_silence(silence_id: str, session: Annotated[Session, Depends(db_session)]) -> SilenceOut:
     """End the silence now; it stays on record as expired."""
-    row = _get(session, silence_id)
+    row = find_silence(session, silence_id)
     now = utcnow()
-    if row.ends_at > now:
-        row.starts_at = min(row.starts_at, now)
-        row.ends_at = now
-        row.expired_at = now
-        session.commit()
+    expire(row, now)
+    session.commit()
     return _out(row, now)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from incidents.config import InhibitRule
+from incidents.exceptions import ValidationFailed
 from incidents.models import ALERTS, SILENCES, STATES, Alert
 from incidents.routing.matchers import Matcher, Op, matches_all, parse_matchers
+
+log = logging.getLogger(__name__)
 
 
 def match_labels(alert: Alert) -> dict[str, str]:
@@ -47,11 +52,26 @@ def active_silences(session: Session, now: datetime) -> list[ActiveSilence]:
     )
     out = []
     for silence_id, matchers, service in rows:
-        parsed: list[Matcher] = []
-        for text in matchers:
-            parsed.extend(parse_matchers(text))
+        try:
+            parsed = [m for text in matchers for m in stored_matchers(text)]
+        except ValidationFailed as exc:
+            # Written before matchers followed Alertmanager's grammar and RE2 (a lookahead,
+            # say): one unreadable silence must not stop muting and correlation for all.
+            if silence_id not in _UNREADABLE:
+                _UNREADABLE.add(silence_id)
+                log.warning("silence %s mutes nothing: %s", silence_id, exc.message)
+            continue
         out.append(ActiveSilence(silence_id, tuple(parsed), service))
     return out
+
+
+_UNREADABLE: set[str] = set()
+
+
+@lru_cache(maxsize=4096)
+def stored_matchers(text: str) -> tuple[Matcher, ...]:
+    """The matchers a silence stored as text; parsed and compiled once per process."""
+    return tuple(parse_matchers(text))
 
 
 class Inhibitor:
