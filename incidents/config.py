@@ -34,6 +34,22 @@ DEFAULT_SEVERITY_MAP: dict[str, Severity] = {
 }
 
 
+DEFAULT_SERVICE_LABELS = (
+    "service",
+    "app",
+    "app_kubernetes_io_name",
+    "component",
+    "deployment",
+    "statefulset",
+    "daemonset",
+    "job_name",
+    "pod",
+    "job",
+)
+DEFAULT_EXPORTERS = ("kube-state-metrics", "node-exporter", "cadvisor", "kubelet", "blackbox")
+DEFAULT_IGNORE_ALERTS = ('alertname="Watchdog"', 'alertname="InfoInhibitor"')
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -45,9 +61,16 @@ class IngestSettings(_Section):
     severity_labels: list[str] = Field(default_factory=lambda: ["severity", "priority"])
     severity_map: dict[str, Severity] = Field(default_factory=lambda: dict(DEFAULT_SEVERITY_MAP))
     default_severity: Severity = "P3"
-    service_labels: list[str] = Field(
-        default_factory=lambda: ["service", "app", "job", "component"]
-    )
+    # The first label present, with a value that does not name a known exporter, names the
+    # service; `pod` loses its controller's generated suffix (see ingest/classify.py).
+    service_labels: list[str] = Field(default_factory=lambda: list(DEFAULT_SERVICE_LABELS))
+    # A value naming one of these (or `<prefix>-<name>`, as Helm releases name them)
+    # describes the scraper, not the workload, and is skipped; except in the workload
+    # labels (deployment, statefulset, daemonset, job_name), which name the subject.
+    exporters: list[str] = Field(default_factory=lambda: list(DEFAULT_EXPORTERS))
+    # Alerts matching any entry (a matcher set) are stored and shown but open no incident
+    # and page no one; so are alerts whose severity label is `none`.
+    ignore_alerts: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORE_ALERTS))
     # Identical deliveries (Alertmanager retries, HA pairs) within this window count once.
     duplicate_window_seconds: float = Field(default=300.0, ge=0)
     # Group commit: at most this many requests share one transaction.
@@ -66,6 +89,24 @@ class IngestSettings(_Section):
     def _non_empty(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("needs at least one label name")
+        return value
+
+    @field_validator("exporters")
+    @classmethod
+    def _lower_names(cls, value: list[str]) -> list[str]:
+        return [v.strip().lower() for v in value if v.strip()]
+
+    @field_validator("ignore_alerts")
+    @classmethod
+    def _parse_ignore(cls, value: list[str]) -> list[str]:
+        from incidents.exceptions import ValidationFailed
+        from incidents.routing.matchers import parse_matchers
+
+        for index, text in enumerate(value):
+            try:
+                parse_matchers(text, where=f"ignore_alerts[{index}]")
+            except ValidationFailed as exc:
+                raise ValueError(exc.message) from None
         return value
 
 

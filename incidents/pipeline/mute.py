@@ -15,6 +15,18 @@ from incidents.models import ALERTS, SILENCES, STATES, Alert
 from incidents.routing.matchers import Matcher, Op, matches_all, parse_matchers
 
 
+def takes_no_part(alert: Alert, state: Any) -> bool:
+    """True for an ignored alert (Watchdog, `severity: none`): it stays stored and shown,
+    but joins no incident, so nothing mutes it; a mute recorded before is cleared."""
+    if alert.ignored_by is None:
+        return False
+    if state.silenced_by:
+        state.silenced_by = []
+    if state.inhibited_by:
+        state.inhibited_by = []
+    return True
+
+
 def match_labels(alert: Alert) -> dict[str, str]:
     """The labels matchers see: the alert's own plus its derived severity and service."""
     labels = dict(alert.labels)
@@ -128,6 +140,8 @@ class Inhibitor:
             select(Alert)
             .outerjoin(STATES, STATES.c.fingerprint == ALERTS.c.fingerprint)
             .where(ALERTS.c.status == "firing")
+            # An ignored alert takes part in nothing, inhibition included.
+            .where(ALERTS.c.ignored_by.is_(None))
             # A source that is itself muted inhibits nothing (as in Alertmanager).
             .where(
                 (STATES.c.fingerprint.is_(None))
