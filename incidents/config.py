@@ -9,10 +9,17 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -50,6 +57,21 @@ DEFAULT_EXPORTERS = ("kube-state-metrics", "node-exporter", "cadvisor", "kubelet
 DEFAULT_IGNORE_ALERTS = ('alertname="Watchdog"', 'alertname="InfoInhibitor"')
 
 
+def _matcher_set(text: str) -> str:
+    from incidents.exceptions import ValidationFailed
+    from incidents.routing.matchers import parse_matchers
+
+    try:
+        parse_matchers(text)
+    except ValidationFailed as exc:
+        raise ValueError(exc.message) from None
+    return text
+
+
+# A matcher set such as `{alertname="Watchdog"}`, checked where the settings are read.
+MatcherSet = Annotated[str, AfterValidator(_matcher_set)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -70,7 +92,7 @@ class IngestSettings(_Section):
     exporters: list[str] = Field(default_factory=lambda: list(DEFAULT_EXPORTERS))
     # Alerts matching any entry (a matcher set) are stored and shown but open no incident
     # and page no one; so are alerts whose severity label is `none`.
-    ignore_alerts: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORE_ALERTS))
+    ignore_alerts: list[MatcherSet] = Field(default_factory=lambda: list(DEFAULT_IGNORE_ALERTS))
     # Identical deliveries (Alertmanager retries, HA pairs) within this window count once.
     duplicate_window_seconds: float = Field(default=300.0, ge=0)
     # Group commit: at most this many requests share one transaction.
@@ -95,19 +117,6 @@ class IngestSettings(_Section):
     @classmethod
     def _lower_names(cls, value: list[str]) -> list[str]:
         return [v.strip().lower() for v in value if v.strip()]
-
-    @field_validator("ignore_alerts")
-    @classmethod
-    def _parse_ignore(cls, value: list[str]) -> list[str]:
-        from incidents.exceptions import ValidationFailed
-        from incidents.routing.matchers import parse_matchers
-
-        for index, text in enumerate(value):
-            try:
-                parse_matchers(text, where=f"ignore_alerts[{index}]")
-            except ValidationFailed as exc:
-                raise ValueError(exc.message) from None
-        return value
 
 
 class InhibitRule(_Section):

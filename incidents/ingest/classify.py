@@ -92,12 +92,12 @@ def names_exporter(value: str, exporters: list[str]) -> bool:
 def ignore_reason(labels: Mapping[str, str], settings: IngestSettings) -> str | None:
     """Why the alert opens no incident (`severity="none"` or the matching entry of
     `ingest.ignore_alerts`), or None for an alert that takes part in incidents."""
-    found = _severity_label(labels, settings)
-    if found is not None and found[1].strip().lower() == "none":
-        return f'{found[0]}="{found[1]}"'
     for text, matchers in _ignore_rules(tuple(settings.ignore_alerts)):
         if matches_all(matchers, labels):
             return text
+    found = _severity_label(labels, settings)
+    if found is not None and found[1].strip().lower() == "none":
+        return f'{found[0]}="{found[1]}"'
     return None
 
 

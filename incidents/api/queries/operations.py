@@ -25,6 +25,7 @@ from incidents.models import (
     STATES,
     TOTALS,
 )
+from incidents.pipeline.totals import COUNTED_EVENTS
 
 
 @dataclass
@@ -93,5 +94,6 @@ def read_figures(factory: sessionmaker[Session]) -> Figures:
         out.oldest_job = min(_utc(v) for v in starts) if starts else None
         for reason in ("silenced", "inhibited", "ignored"):
             out.muted[reason] = int(session.scalar(queries[reason]) or 0)
-        out.totals = {str(e): int(c) for e, c in session.execute(queries["totals"])}
+        out.totals = dict.fromkeys(COUNTED_EVENTS, 0)
+        out.totals.update({str(e): int(c) for e, c in session.execute(queries["totals"])})
     return out
