@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,7 +15,14 @@ from incidents.models import ALERTS, SILENCES, STATES, Alert
 from incidents.routing.matchers import Matcher, Op, matches_all, parse_matchers
 
 
-def takes_no_part(alert: Alert, state: Any) -> bool:
+class MuteState(Protocol):
+    """The part of an alert's pipeline state that records what mutes it."""
+
+    silenced_by: list[str]
+    inhibited_by: list[str]
+
+
+def takes_no_part(alert: Alert, state: MuteState) -> bool:
     """True for an ignored alert (Watchdog, `severity: none`): it stays stored and shown,
     but joins no incident, so nothing mutes it; a mute recorded before is cleared."""
     if alert.ignored_by is None:

@@ -180,3 +180,29 @@ def test_metric_queries_use_indexes_at_100k_alerts(pg_url: str) -> None:
                 assert conn.execute(query).all() is not None
     finally:
         engine.dispose()
+
+
+def test_upgrading_an_existing_database_starts_the_totals_from_its_timeline(
+    tmp_path: Any,
+) -> None:
+    from incidents.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade(url, "0004")
+    engine = create_db_engine(url)
+    try:
+        with engine.begin() as conn:
+            for kind in ("opened", "opened", "resolved", "alert_joined", "reopened"):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO timeline (incident_id, at, kind, actor, message, pages, data)"
+                        " VALUES (1, :at, :kind, 'system', 'm', 1, '{}')"
+                    ),
+                    {"at": utcnow(), "kind": kind},
+                )
+        upgrade(url)
+        with engine.connect() as conn:
+            totals = dict(conn.execute(sa.text("SELECT event, count FROM incident_totals")).all())
+        assert totals == {"opened": 2, "reopened": 1, "resolved": 1}
+    finally:
+        engine.dispose()
