@@ -354,6 +354,7 @@ class IncidentStage:
             self._resolve(job, alert, state)
             return
         if mute.takes_no_part(alert, state):
+            self._resolve(job, alert, state)  # leaves an incident it opened before it was ignored
             return
 
         open_link = job.open_links.get(alert.fingerprint)

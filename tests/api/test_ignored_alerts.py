@@ -110,3 +110,25 @@ def test_ignored_alerts_inhibit_nothing(db_url: str, client_for: Callable[..., T
         assert listed(client)["LoadTest"]["ignored_by"] == 'alertname="LoadTest"'
     finally:
         pipe.close()
+
+
+def test_an_incident_opened_before_the_alert_was_ignored_is_left_behind(
+    db_url: str, client_for: Callable[..., TestClient]
+) -> None:
+    # Before the upgrade (or with an empty ignore list) the Watchdog opened an incident.
+    before = client_for(db_url, ingest={"ignore_alerts": []})
+    pipe = Pipeline(before, db_url)
+    watchdog = {"alertname": "Watchdog", "prometheus": "monitoring/k8s"}
+    try:
+        pipe.post(am_alert(watchdog, starts_at=recent(60)))
+        [incident] = pipe.incidents()
+        assert incident["status"] == "open"
+
+        # With the default list, its next delivery resolves that incident.
+        pipe.client = client_for(db_url)
+        pipe.post(am_alert(watchdog, starts_at=recent(60), annotations={"summary": "again"}))
+        [incident] = pipe.incidents()
+        assert incident["status"] == "resolved"
+        assert pipe.alert_row(incident["alert_fingerprints"][0])["status"] == "firing"
+    finally:
+        pipe.close()
