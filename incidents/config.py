@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -41,6 +42,37 @@ DEFAULT_SEVERITY_MAP: dict[str, Severity] = {
 }
 
 
+DEFAULT_SERVICE_LABELS = (
+    "service",
+    "app",
+    "app_kubernetes_io_name",
+    "component",
+    "deployment",
+    "statefulset",
+    "daemonset",
+    "job_name",
+    "pod",
+    "job",
+)
+DEFAULT_EXPORTERS = ("kube-state-metrics", "node-exporter", "cadvisor", "kubelet", "blackbox")
+DEFAULT_IGNORE_ALERTS = ('alertname="Watchdog"', 'alertname="InfoInhibitor"')
+
+
+def _matcher_set(text: str) -> str:
+    from incidents.exceptions import ValidationFailed
+    from incidents.routing.matchers import parse_matchers
+
+    try:
+        parse_matchers(text)
+    except ValidationFailed as exc:
+        raise ValueError(exc.message) from None
+    return text
+
+
+# A matcher set such as `{alertname="Watchdog"}`, checked where the settings are read.
+MatcherSet = Annotated[str, AfterValidator(_matcher_set)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -52,9 +84,16 @@ class IngestSettings(_Section):
     severity_labels: list[str] = Field(default_factory=lambda: ["severity", "priority"])
     severity_map: dict[str, Severity] = Field(default_factory=lambda: dict(DEFAULT_SEVERITY_MAP))
     default_severity: Severity = "P3"
-    service_labels: list[str] = Field(
-        default_factory=lambda: ["service", "app", "job", "component"]
-    )
+    # The first label present, with a value that does not name a known exporter, names the
+    # service; `pod` loses its controller's generated suffix (see ingest/classify.py).
+    service_labels: list[str] = Field(default_factory=lambda: list(DEFAULT_SERVICE_LABELS))
+    # A value naming one of these (or `<prefix>-<name>`, as Helm releases name them)
+    # describes the scraper, not the workload, and is skipped; except in the workload
+    # labels (deployment, statefulset, daemonset, job_name), which name the subject.
+    exporters: list[str] = Field(default_factory=lambda: list(DEFAULT_EXPORTERS))
+    # Alerts matching any entry (a matcher set) are stored and shown but open no incident
+    # and page no one; so are alerts whose severity label is `none`.
+    ignore_alerts: list[MatcherSet] = Field(default_factory=lambda: list(DEFAULT_IGNORE_ALERTS))
     # Identical deliveries (Alertmanager retries, HA pairs) within this window count once.
     duplicate_window_seconds: float = Field(default=300.0, ge=0)
     # Group commit: at most this many requests share one transaction.
@@ -74,6 +113,11 @@ class IngestSettings(_Section):
         if not value:
             raise ValueError("needs at least one label name")
         return value
+
+    @field_validator("exporters")
+    @classmethod
+    def _lower_names(cls, value: list[str]) -> list[str]:
+        return [v.strip().lower() for v in value if v.strip()]
 
 
 class InhibitRule(_Section):

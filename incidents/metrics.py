@@ -1,8 +1,18 @@
-"""Prometheus metrics of the service."""
+"""Prometheus metrics of the service.
+
+The incident, pipeline-lag and muted-alert figures are read from the database at scrape
+time, so they are right whichever process changed them (API replicas, Celery workers) and
+every replica reports the same values: aggregate them with max(), not sum().
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Iterator, Mapping
+from typing import ClassVar
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 ALERTS_INGESTED = Counter(
     "incidents_alerts_ingested_total",
@@ -34,3 +44,55 @@ INGEST_WAITING = Gauge(
 BROKER_QUEUE = Gauge(
     "incidents_broker_queue_length", "Messages waiting in the Celery broker queue."
 )
+OPEN_INCIDENTS = Gauge("incidents_open", "Open incidents, by severity.", ["severity"])
+OLDEST_OPEN_INCIDENT = Gauge(
+    "incidents_open_oldest_age_seconds",
+    "Seconds since the oldest open incident of each severity opened (0 when none is open).",
+    ["severity"],
+)
+PIPELINE_LAG = Gauge(
+    "incidents_pipeline_lag_seconds",
+    "Age of the oldest pipeline job not yet done, pending or running (0 when none waits).",
+)
+ALERTS_MUTED = Gauge(
+    "incidents_alerts_muted",
+    "Firing alerts that page no one, by reason: silenced, inhibited, ignored "
+    "(severity none or ingest.ignore_alerts).",
+    ["reason"],
+)
+
+
+class DatabaseTotals(Collector):
+    """Incident events counted in the database, exposed as counters.
+
+    The count is kept in the transaction that opens or resolves an incident, in whichever
+    process runs it; a counter held in a worker's memory would be seen by no scrape.
+    """
+
+    HELP: ClassVar[dict[str, str]] = {
+        "opened": "Incidents opened.",
+        "reopened": "Resolved incidents reopened by an alert firing again.",
+        "resolved": "Incidents resolved (an incident reopened and resolved again counts twice).",
+    }
+
+    def __init__(self) -> None:
+        self._values: dict[str, int] = {}
+
+    def set(self, values: Mapping[str, int]) -> None:
+        """Replace the values with those just read from the database."""
+        self._values = dict(values)
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        """The metric names, for the registry's duplicate check."""
+        for event, text in self.HELP.items():
+            yield CounterMetricFamily(f"incidents_{event}", text)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        """The last values read; nothing before the first read (never a false reset to 0)."""
+        for event, text in self.HELP.items():
+            if event in self._values:
+                yield CounterMetricFamily(f"incidents_{event}", text, value=self._values[event])
+
+
+INCIDENT_TOTALS = DatabaseTotals()
+REGISTRY.register(INCIDENT_TOTALS)

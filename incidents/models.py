@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Index, Integer, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table, Text, text
 from sqlmodel import Field, SQLModel
 
 from incidents.db import JSONType, UTCDateTime
@@ -18,6 +18,13 @@ class Alert(SQLModel, table=True):
     __table_args__ = (
         Index("ix_alerts_status_severity", "status", "severity"),
         Index("ix_alerts_service", "service"),
+        # Few alerts are ignored: /metrics counts the firing ones without a scan.
+        Index(
+            "ix_alerts_ignored_status",
+            "status",
+            postgresql_where=text("ignored_by IS NOT NULL"),
+            sqlite_where=text("ignored_by IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -42,6 +49,9 @@ class Alert(SQLModel, table=True):
     receive_count: int = Field(default=1, sa_column=Column(Integer, nullable=False))
     # Fields a newer sender added that we do not model yet; kept, not dropped.
     extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    # Why the alert opens no incident and pages no one (`severity="none"`, or the entry of
+    # `ingest.ignore_alerts` it matched); None for every other alert. Derived at ingest.
+    ignored_by: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class WebhookDelivery(SQLModel, table=True):
@@ -103,7 +113,11 @@ class Incident(SQLModel, table=True):
     """A group of related alerts that a human should look at once."""
 
     __tablename__ = "incidents"
-    __table_args__ = (Index("ix_incidents_status_last_alert", "status", "last_alert_at"),)
+    __table_args__ = (
+        Index("ix_incidents_status_last_alert", "status", "last_alert_at"),
+        # Open incidents by severity and their oldest, for /metrics, from the index alone.
+        Index("ix_incidents_status_severity_opened", "status", "severity", "opened_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     status: str = Field(default="open", sa_column=Column(String(16), nullable=False))
@@ -199,10 +213,30 @@ class Silence(SQLModel, table=True):
     updated_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
 
 
+# The predicates of the partial indexes on muted alerts; queries repeat them word for word
+# so that both databases can prove the index applies.
+SILENCED_SQL = {"postgresql": "silenced_by <> '[]'::jsonb", "sqlite": "silenced_by <> '[]'"}
+INHIBITED_SQL = {"postgresql": "inhibited_by <> '[]'::jsonb", "sqlite": "inhibited_by <> '[]'"}
+
+
 class AlertState(SQLModel, table=True):
     """What the pipeline last made of an alert: muting, flapping and its state changes."""
 
     __tablename__ = "alert_states"
+    __table_args__ = (
+        Index(
+            "ix_alert_states_silenced",
+            "fingerprint",
+            postgresql_where=text(SILENCED_SQL["postgresql"]),
+            sqlite_where=text(SILENCED_SQL["sqlite"]),
+        ),
+        Index(
+            "ix_alert_states_inhibited",
+            "fingerprint",
+            postgresql_where=text(INHIBITED_SQL["postgresql"]),
+            sqlite_where=text(INHIBITED_SQL["sqlite"]),
+        ),
+    )
 
     fingerprint: str = Field(sa_column=Column(String(128), primary_key=True))
     last_status: str = Field(sa_column=Column(String(16), nullable=False))
@@ -214,6 +248,16 @@ class AlertState(SQLModel, table=True):
         default_factory=list, sa_column=Column(JSONType, nullable=False)
     )
     updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class IncidentTotal(SQLModel, table=True):
+    """How many times incidents were opened, reopened and resolved, counted in the
+    transaction that did it: exact, and the same whichever replica reads it."""
+
+    __tablename__ = "incident_totals"
+
+    event: str = Field(sa_column=Column(String(16), primary_key=True))
+    count: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
 
 
 # Core table handles, for the batched statements that bypass the ORM on hot paths.
@@ -228,3 +272,4 @@ LINKS: Table = IncidentAlert.__table__  # type: ignore[attr-defined]
 TIMELINE: Table = TimelineEntry.__table__  # type: ignore[attr-defined]
 SILENCES: Table = Silence.__table__  # type: ignore[attr-defined]
 STATES: Table = AlertState.__table__  # type: ignore[attr-defined]
+TOTALS: Table = IncidentTotal.__table__  # type: ignore[attr-defined]

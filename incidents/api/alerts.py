@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -42,6 +42,11 @@ class AlertOut(BaseModel):
     silenced_by: list[str] = []
     inhibited_by: list[str] = []
     flapping: bool = False
+    ignored_by: str | None = Field(
+        default=None,
+        description='Why this alert opens no incident and pages no one: `severity="none"`'
+        " or the `ingest.ignore_alerts` entry it matched; null for other alerts.",
+    )
 
     @classmethod
     def of(cls, alert: Alert, state: AlertState | None = None) -> AlertOut:

@@ -12,8 +12,20 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from incidents.api.queries.operations import read_figures
 from incidents.api.responses import JsonResponse
-from incidents.metrics import BROKER_QUEUE, INGEST_WAITING, PIPELINE_PENDING
+from incidents.config import SEVERITIES
+from incidents.db import utcnow
+from incidents.metrics import (
+    ALERTS_MUTED,
+    BROKER_QUEUE,
+    INCIDENT_TOTALS,
+    INGEST_WAITING,
+    OLDEST_OPEN_INCIDENT,
+    OPEN_INCIDENTS,
+    PIPELINE_LAG,
+    PIPELINE_PENDING,
+)
 from incidents.pipeline.runner import pending_count
 
 from .deps import ServiceState, service
@@ -90,12 +102,30 @@ async def readyz(request: Request) -> JsonResponse:
     )
 
 
+def _set_database_figures(state: ServiceState) -> None:
+    figures = read_figures(state.sessions)
+    now = utcnow()
+    for severity in SEVERITIES:
+        count, first = figures.open_incidents.get(severity, (0, now))
+        OPEN_INCIDENTS.labels(severity=severity).set(count)
+        OLDEST_OPEN_INCIDENT.labels(severity=severity).set(max(0.0, (now - first).total_seconds()))
+    oldest = figures.oldest_job
+    PIPELINE_LAG.set(0.0 if oldest is None else max(0.0, (now - oldest).total_seconds()))
+    for reason, count in figures.muted.items():
+        ALERTS_MUTED.labels(reason=reason).set(count)
+    INCIDENT_TOTALS.set(figures.totals)
+
+
 def _refresh_gauges(state: ServiceState) -> None:
     INGEST_WAITING.set(state.committer.pending)
     try:
         PIPELINE_PENDING.set(pending_count(state.sessions))
     except Exception:
         log.warning("could not count pending pipeline jobs", exc_info=True)
+    try:
+        _set_database_figures(state)
+    except Exception:
+        log.warning("could not read the incident figures for /metrics", exc_info=True)
     if state.settings.broker_url.startswith(("redis://", "rediss://")):
         try:
             client = _redis_client(state.settings.broker_url)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from incidents.config import IngestSettings
 from incidents.exceptions import BadRequest, ValidationFailed
-from incidents.ingest.classify import classify
+from incidents.ingest.classify import classify, ignore_reason
 from incidents.ingest.fingerprint import content_key, label_fingerprint
 
 # Alertmanager writes Go's zero time for "no end".
@@ -119,6 +119,7 @@ class AlertRecord:
     severity: str
     service: str | None
     extra: dict[str, Any] = field(default_factory=dict)
+    ignored_by: str | None = None
 
     def identity(self) -> tuple[Any, ...]:
         """What makes two deliveries of this alert the same delivery."""
@@ -202,6 +203,7 @@ def _record(
         severity=severity,
         service=service,
         extra=extra or {},
+        ignored_by=ignore_reason(labels, settings),
     )
 
 

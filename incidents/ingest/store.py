@@ -35,6 +35,7 @@ _STATE_COLUMNS = (
     "severity",
     "service",
     "extra",
+    "ignored_by",
 )
 
 
@@ -103,6 +104,7 @@ def _merge(records: list[tuple[AlertRecord, str]], now: datetime) -> list[dict[s
                 "last_received": now,
                 "receive_count": count,
                 "extra": record.extra,
+                "ignored_by": record.ignored_by,
             }
         )
     return rows
@@ -240,15 +242,15 @@ def _pg_pick(column: str) -> str:
 _PG_ALERTS = f"""
 INSERT INTO alerts (fingerprint, source, status, labels, annotations, starts_at, ends_at,
     state_at, generator_url, group_key, severity, service, first_received, last_received,
-    receive_count, extra)
+    receive_count, extra, ignored_by)
 SELECT f, src, st, l::jsonb, a::jsonb, sa, ea, sta, gu, gk, sev, svc, %(now)b, %(now)b, n,
-    x::jsonb
+    x::jsonb, ign
 FROM unnest(%(fingerprint)b::text[], %(source)b::text[], %(status)b::text[],
     %(labels)b::text[], %(annotations)b::text[], %(starts_at)b::timestamptz[],
     %(ends_at)b::timestamptz[], %(state_at)b::timestamptz[], %(generator_url)b::text[],
     %(group_key)b::text[], %(severity)b::text[], %(service)b::text[], %(count)b::int[],
-    %(extra)b::text[])
-    AS t(f, src, st, l, a, sa, ea, sta, gu, gk, sev, svc, n, x)
+    %(extra)b::text[], %(ignored_by)b::text[])
+    AS t(f, src, st, l, a, sa, ea, sta, gu, gk, sev, svc, n, x, ign)
 ON CONFLICT (fingerprint) DO UPDATE SET
     {", ".join(_pg_pick(c) for c in _STATE_COLUMNS)},
     starts_at = CASE WHEN {_PG_CONTINUING} THEN {_PG_EARLIEST}
@@ -325,6 +327,7 @@ def _write_batch_pg(
                 "service": [r["service"] for r in rows],
                 "count": [r["receive_count"] for r in rows],
                 "extra": [_json(r["extra"]) for r in rows],
+                "ignored_by": [r["ignored_by"] for r in rows],
             },
         )
         cursor.execute(

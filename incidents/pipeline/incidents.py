@@ -43,7 +43,9 @@ from incidents.models import (
     IncidentService,
     TimelineEntry,
 )
+from incidents.pipeline import mute
 from incidents.pipeline.mute import ActiveSilence, Inhibitor, active_silences, match_labels
+from incidents.pipeline.totals import count_events
 
 log = logging.getLogger(__name__)
 
@@ -351,6 +353,9 @@ class IncidentStage:
                 state.inhibited_by = []
             self._resolve(job, alert, state)
             return
+        if mute.takes_no_part(alert, state):
+            self._resolve(job, alert, state)  # leaves an incident it opened before it was ignored
+            return
 
         open_link = job.open_links.get(alert.fingerprint)
         if open_link is not None:
@@ -657,6 +662,7 @@ class IncidentStage:
         session.execute(
             update(BY_SERVICE).where(BY_SERVICE.c.incident_id == incident.id).values(open=False)
         )
+        count_events(session, ["resolved"])
         session.add(
             TimelineEntry(
                 incident_id=incident.id,
@@ -720,6 +726,7 @@ class IncidentStage:
         self._refresh(job)
         self._note_joins(job)
         if job.new_notes:
+            count_events(job.session, (note["kind"] for note in job.new_notes))
             job.session.execute(insert(TIMELINE), job.new_notes)
             job.new_notes = []
 

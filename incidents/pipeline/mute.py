@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,6 +18,25 @@ from incidents.models import ALERTS, SILENCES, STATES, Alert
 from incidents.routing.matchers import Matcher, Op, matches_all, parse_matchers
 
 log = logging.getLogger(__name__)
+
+
+class MuteState(Protocol):
+    """The part of an alert's pipeline state that records what mutes it."""
+
+    silenced_by: list[str]
+    inhibited_by: list[str]
+
+
+def takes_no_part(alert: Alert, state: MuteState) -> bool:
+    """True for an ignored alert (Watchdog, `severity: none`): it stays stored and shown,
+    but joins no incident, so nothing mutes it; a mute recorded before is cleared."""
+    if alert.ignored_by is None:
+        return False
+    if state.silenced_by:
+        state.silenced_by = []
+    if state.inhibited_by:
+        state.inhibited_by = []
+    return True
 
 
 def match_labels(alert: Alert) -> dict[str, str]:
@@ -148,6 +167,8 @@ class Inhibitor:
             select(Alert)
             .outerjoin(STATES, STATES.c.fingerprint == ALERTS.c.fingerprint)
             .where(ALERTS.c.status == "firing")
+            # An ignored alert takes part in nothing, inhibition included.
+            .where(ALERTS.c.ignored_by.is_(None))
             # A source that is itself muted inhibits nothing (as in Alertmanager).
             .where(
                 (STATES.c.fingerprint.is_(None))

@@ -1,0 +1,1 @@
+"""Read queries, kept out of the route functions."""
