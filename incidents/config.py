@@ -2,6 +2,11 @@
 
 Environment variables win over the YAML file. A bad value fails at start-up with the
 file, line and field that caused it, never later on the first page.
+
+A setting whose name ends in `_file`, `_dir` or `_path` names a path. When it comes from
+the YAML file and is relative, it is taken relative to that file's folder (as is the path
+of a relative `sqlite:///` database URL); from the environment it stays relative to the
+working directory.
 """
 
 from __future__ import annotations
@@ -198,12 +203,48 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         explicit = getattr(init_settings, "init_kwargs", {}).get("config")
-        return (init_settings, env_settings, _YamlSource(settings_cls, explicit))
+        return (
+            init_settings,
+            _KnownNamesOnly(settings_cls, env_settings),
+            _YamlSource(settings_cls, explicit),
+        )
 
     @property
     def embedded_worker(self) -> bool:
         """True when no broker is configured and the API process runs the pipeline itself."""
         return not self.broker_url
+
+
+class _KnownNamesOnly(PydanticBaseSettingsSource):
+    """The environment without names that match no setting (`INCIDENTS_INGEST__TYPO`).
+
+    Those are reported as warnings at start-up (`incidents.config_check`), not refused:
+    an environment often carries stray variables, and a YAML file is where strictness
+    belongs.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self._inner = inner
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return _known_only(self._inner(), self.settings_cls)
+
+
+def _known_only(data: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    out = {}
+    for name, value in data.items():
+        field = model.model_fields.get(name)
+        if field is None:
+            continue
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel) and isinstance(value, dict):
+            value = _known_only(value, section)
+        out[name] = value
+    return out
 
 
 class _YamlSource(PydanticBaseSettingsSource):
@@ -217,13 +258,52 @@ class _YamlSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        path = (
-            self._explicit if self._explicit is not None else os.environ.get("INCIDENTS_CONFIG", "")
-        )
+        path = config_path(self._explicit)
         if not path:
             return {}
         data, _ = read_yaml_with_lines(Path(path))
-        return data
+        return _resolve_paths(data, Settings, Path(path).resolve().parent)
+
+
+def config_path(explicit: str | None = None) -> str:
+    """The YAML file to read: the one given, else INCIDENTS_CONFIG, else none ("")."""
+    return explicit if explicit is not None else os.environ.get("INCIDENTS_CONFIG", "")
+
+
+PATH_SUFFIXES = ("_file", "_dir", "_path")
+
+
+def _resolve_paths(data: dict[str, Any], model: type[BaseModel], base: Path) -> dict[str, Any]:
+    # Only keys the model knows: anything else is left for validation to name.
+    out = dict(data)
+    for name, value in data.items():
+        field = model.model_fields.get(name) if isinstance(name, str) else None
+        if field is None:
+            continue
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            if isinstance(value, dict):
+                out[name] = _resolve_paths(value, section, base)
+        elif name.endswith(PATH_SUFFIXES):
+            out[name] = _against(value, base)
+        elif name == "database_url" and isinstance(value, str):
+            out[name] = _sqlite_against(value, base)
+    return out
+
+
+def _against(value: Any, base: Path) -> Any:
+    if isinstance(value, list):
+        return [_against(item, base) for item in value]
+    if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+        return str(base / value)
+    return value
+
+
+def _sqlite_against(url: str, base: Path) -> str:
+    prefix, _, path = url.partition(":///")
+    if prefix.startswith("sqlite") and path and path != ":memory:" and not path.startswith("/"):
+        return f"{prefix}:///{base / path}"
+    return url
 
 
 def read_yaml_with_lines(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
@@ -263,8 +343,7 @@ def _collect_lines(
             _collect_lines(item, key, out)
 
 
-def _describe(exc: ValidationError) -> str:
-    path = os.environ.get("INCIDENTS_CONFIG", "")
+def _describe(exc: ValidationError, path: str) -> str:
     lines: dict[tuple[str, ...], int] = {}
     if path:
         try:
@@ -291,12 +370,15 @@ def _describe(exc: ValidationError) -> str:
     return "invalid configuration: " + "; ".join(problems)
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build the Settings, raising ConfigError that names the file, line and field."""
+def load_settings(config: str | None = None, **overrides: Any) -> Settings:
+    """Build the Settings (from `config`, else INCIDENTS_CONFIG), raising ConfigError that
+    names the file, line and field."""
+    if config is not None:
+        overrides["config"] = config
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from exc
+        raise ConfigError(_describe(exc, config_path(overrides.get("config")))) from exc
 
 
 @lru_cache(maxsize=1)
