@@ -166,9 +166,7 @@ def test_sqlite_in_a_folder_that_refuses_files(
 
 
 @pytest.mark.redis
-def test_the_worker_warns_of_an_unknown_setting_at_start(
-    redis_url: str, tmp_path: Path
-) -> None:
+def test_the_worker_warns_of_an_unknown_setting_at_start(redis_url: str, tmp_path: Path) -> None:
     env = clean_env(
         INCIDENTS_DATABASE_URL=f"sqlite:///{tmp_path / 'incidents.db'}",
         INCIDENTS_BROKER_URL=redis_url,
