@@ -151,3 +151,16 @@ def test_readme_receiver_delivers_to_make_run(
     finally:
         ours.close()
         am.stop()
+
+
+def test_the_compose_receiver_carries_the_compose_token() -> None:
+    # examples/alertmanager.yml is mounted by compose.yaml: its token must be the one the
+    # API containers get when INCIDENTS_API_TOKEN is not set.
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    setting = compose["x-incidents-env"]["INCIDENTS_API_TOKEN"]
+    match = re.fullmatch(r"\$\{INCIDENTS_API_TOKEN:-(.+)\}", setting)
+    assert match, setting
+    receiver = yaml.safe_load((ROOT / "examples" / "alertmanager.yml").read_text())
+    hooks = [c for r in receiver["receivers"] for c in r["webhook_configs"]]
+    assert [c["http_config"]["authorization"]["credentials"] for c in hooks] == [match[1]]
+    assert [c["url"] for c in hooks] == ["http://api:8080/api/v1/alerts/alertmanager"]
