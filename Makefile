@@ -1,8 +1,10 @@
 # Each target sets itself up: a virtual environment in .venv, installed from pyproject.toml.
+# `make run` installs what running needs; test, lint and bench add the `dev` extra.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
 # Defaults for `make run` only; the environment overrides each of them.
 INCIDENTS_HOST ?= 127.0.0.1
@@ -16,13 +18,20 @@ RUN_ENV = INCIDENTS_HOST=$(INCIDENTS_HOST) INCIDENTS_PORT=$(INCIDENTS_PORT) \
 
 .PHONY: run test bench lint format worker beat clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-run: $(STAMP)
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# The dev extra includes everything running needs, so it satisfies `make run` too.
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(RUN_STAMP)
+
+run: $(RUN_STAMP)
 	@mkdir -p var
 	@echo "incidents: serving on http://$(INCIDENTS_HOST):$(INCIDENTS_PORT) (database $(INCIDENTS_DATABASE_URL))"
 	@echo "Post the sample alert from another terminal:"
@@ -32,25 +41,25 @@ run: $(STAMP)
 	@echo "  curl -sS -H 'Authorization: Bearer $(INCIDENTS_API_TOKEN)' http://$(INCIDENTS_HOST):$(INCIDENTS_PORT)/api/v1/alerts"
 	$(RUN_ENV) $(BIN)/incidents serve
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check incidents workers tests alembic
 	$(BIN)/ruff format --check incidents workers tests alembic
 	$(BIN)/mypy
 
-format: $(STAMP)
+format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix incidents workers tests alembic
 	$(BIN)/ruff format incidents workers tests alembic
 
-worker: $(STAMP)
+worker: $(RUN_STAMP)
 	$(BIN)/incidents worker
 
-beat: $(STAMP)
+beat: $(RUN_STAMP)
 	$(BIN)/incidents beat
 
 clean:

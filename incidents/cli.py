@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
+from typing import Any
 
+from incidents import __version__
 from incidents.config import Settings, load_settings
-from incidents.exceptions import ConfigError
+from incidents.config_check import masked_settings, unknown_environment
+from incidents.exceptions import ConfigError, Unavailable
+
+log = logging.getLogger("incidents.cli")
+
+
+def _warn_unknown_settings() -> None:
+    for message in unknown_environment():
+        log.warning(message)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -14,9 +26,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from incidents.api.app import create_app
     from incidents.logging import configure_logging
-    from incidents.migrate import upgrade
+    from incidents.migrate import check_database, upgrade
 
     configure_logging(settings.log_level, settings.log_json)
+    _warn_unknown_settings()
+    check_database(settings.database_url)
     if not args.no_migrate:
         upgrade(settings.database_url)
     app = create_app(settings)
@@ -34,8 +48,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _db(settings: Settings, args: argparse.Namespace) -> int:
-    from incidents.migrate import current, upgrade
+    from incidents.migrate import check_database, current, upgrade
 
+    check_database(settings.database_url)
     if args.action == "upgrade":
         upgrade(settings.database_url, args.revision)
         print(f"database is at {args.revision}")
@@ -45,7 +60,17 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _check(settings: Settings, _: argparse.Namespace) -> int:
-    print(settings.model_dump_json(indent=2, exclude={"api_token"}))
+    print(json.dumps(masked_settings(settings), indent=2))
+    for message in unknown_environment():
+        print(f"incidents: WARNING: {message}", file=sys.stderr)
+    source = settings.config or "none (environment and defaults only)"
+    if settings.api_token:
+        auth = "on (Bearer token, or Basic auth with the token as password)"
+    else:
+        auth = "OFF: api_token is empty, so anyone who reaches the port can post and read"
+    print(f"incidents: config file: {source}", file=sys.stderr)
+    print(f"incidents: authentication is {auth}", file=sys.stderr)
+    print("incidents: the configuration is valid", file=sys.stderr)
     return 0
 
 
@@ -59,6 +84,7 @@ def _celery(settings: Settings, args: argparse.Namespace, role: str) -> int:
         )
         return 2
     configure_logging(settings.log_level, settings.log_json)
+    _warn_unknown_settings()
     argv = [role, "--loglevel", settings.log_level]
     if role == "worker":
         argv += ["--concurrency", str(args.concurrency), "-Q", "incidents"]
@@ -66,34 +92,110 @@ def _celery(settings: Settings, args: argparse.Namespace, role: str) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: ...)" unless the help already says it or there is none to say."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every parser and subparser shows defaults; subparsers are made of this class too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _describe_commands(parser: argparse.ArgumentParser) -> None:
+    # `incidents CMD --help` opens with what CMD does, even where only help= was given.
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, child in action.choices.items():
+                if child.description is None:
+                    child.description = helps.get(name)
+                _describe_commands(child)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `incidents` command."""
+    fields = Settings.model_fields
+    parser = _Parser(
+        prog="incidents",
+        description="Alert routing and incident management: Alertmanager webhooks in, "
+        "incidents out. Settings come from INCIDENTS_* environment variables and the YAML "
+        "file named by INCIDENTS_CONFIG.",
+    )
+    parser.add_argument("--version", action="version", version=f"incidents {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve",
+        help="run the HTTP API; without a broker it also runs the pipeline in this process",
+    )
+    serve.add_argument(
+        "--host",
+        help=f"address to listen on (default: INCIDENTS_HOST, else {fields['host'].default})",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        help=f"port to listen on (default: INCIDENTS_PORT, else {fields['port'].default})",
+    )
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="start without applying database migrations (default: apply them first)",
+    )
+    db = sub.add_parser("db", help="apply database migrations, or show the current revision")
+    db.add_argument(
+        "action",
+        choices=["upgrade", "current"],
+        help="upgrade: migrate to REVISION; current: print the database's revision (required)",
+    )
+    db.add_argument("revision", nargs="?", default="head", help="target revision of upgrade")
+    check = sub.add_parser(
+        "check-config",
+        help="validate the settings and print them with secrets masked",
+    )
+    check.add_argument(
+        "config_file",
+        nargs="?",
+        metavar="FILE",
+        help="YAML config file to check (default: INCIDENTS_CONFIG, else none)",
+    )
+    worker = sub.add_parser(
+        "worker", help="run a Celery worker for the pipeline (needs INCIDENTS_BROKER_URL)"
+    )
+    worker.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    sub.add_parser(
+        "beat", help="run Celery beat, which sweeps the outbox (exactly one per deployment)"
+    )
+    _describe_commands(parser)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
-    parser = argparse.ArgumentParser(prog="incidents", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the API (and the embedded worker without a broker)")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
-    db = sub.add_parser("db", help="database migrations")
-    db.add_argument("action", choices=["upgrade", "current"])
-    db.add_argument("revision", nargs="?", default="head")
-    sub.add_parser("check-config", help="validate the configuration and print it")
-    worker = sub.add_parser("worker", help="run a Celery worker (needs INCIDENTS_BROKER_URL)")
-    worker.add_argument("--concurrency", type=int, default=2)
-    sub.add_parser("beat", help="run Celery beat, which sweeps the outbox")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
-        settings = load_settings()
+        settings = load_settings(getattr(args, "config_file", None))
+        if args.command == "serve":
+            return _serve(settings, args)
+        if args.command == "db":
+            return _db(settings, args)
+        if args.command == "check-config":
+            return _check(settings, args)
+        return _celery(settings, args, args.command)
     except ConfigError as exc:
         print(f"incidents: {exc.message}", file=sys.stderr)
         return 2
-    if args.command == "serve":
-        return _serve(settings, args)
-    if args.command == "db":
-        return _db(settings, args)
-    if args.command == "check-config":
-        return _check(settings, args)
-    return _celery(settings, args, args.command)
+    except Unavailable as exc:
+        print(f"incidents: {exc.message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

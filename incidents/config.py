@@ -2,6 +2,9 @@
 
 Environment variables win over the YAML file. A bad value fails at start-up with the
 file, line and field that caused it, never later on the first page.
+
+A setting whose name ends in `_file`, `_dir` or `_path` names a path; a relative one in
+the YAML file is taken from the file's folder (see `incidents.config_sources`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -21,13 +23,13 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
+from incidents.config_sources import KnownNamesOnly, YamlSource, config_path, read_yaml_with_lines
 from incidents.exceptions import ConfigError
 
 SEVERITIES = ("P0", "P1", "P2", "P3")
@@ -250,7 +252,11 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         explicit = getattr(init_settings, "init_kwargs", {}).get("config")
-        return (init_settings, env_settings, _YamlSource(settings_cls, explicit))
+        return (
+            init_settings,
+            KnownNamesOnly(settings_cls, env_settings),
+            YamlSource(settings_cls, explicit),
+        )
 
     @property
     def embedded_worker(self) -> bool:
@@ -258,65 +264,7 @@ class Settings(BaseSettings):
         return not self.broker_url
 
 
-class _YamlSource(PydanticBaseSettingsSource):
-    """Reads the YAML file named by `config` (given directly) or `INCIDENTS_CONFIG`."""
-
-    def __init__(self, settings_cls: type[BaseSettings], explicit: str | None) -> None:
-        super().__init__(settings_cls)
-        self._explicit = explicit
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        path = (
-            self._explicit if self._explicit is not None else os.environ.get("INCIDENTS_CONFIG", "")
-        )
-        if not path:
-            return {}
-        data, _ = read_yaml_with_lines(Path(path))
-        return data
-
-
-def read_yaml_with_lines(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
-    """Parse a YAML mapping and remember the line of every key path."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
-    if data is None:
-        return {}, {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}:1: the config file must be a mapping of settings")
-    lines: dict[tuple[str, ...], int] = {}
-    _collect_lines(node, (), lines)
-    return data, lines
-
-
-def _collect_lines(
-    node: yaml.Node | None, prefix: tuple[str, ...], out: dict[tuple[str, ...], int]
-) -> None:
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = (*prefix, str(key_node.value))
-            out[key] = key_node.start_mark.line + 1
-            _collect_lines(value_node, key, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            key = (*prefix, str(index))
-            out[key] = item.start_mark.line + 1
-            _collect_lines(item, key, out)
-
-
-def _describe(exc: ValidationError) -> str:
-    path = os.environ.get("INCIDENTS_CONFIG", "")
+def _describe(exc: ValidationError, path: str) -> str:
     lines: dict[tuple[str, ...], int] = {}
     if path:
         try:
@@ -343,12 +291,15 @@ def _describe(exc: ValidationError) -> str:
     return "invalid configuration: " + "; ".join(problems)
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build the Settings, raising ConfigError that names the file, line and field."""
+def load_settings(config: str | None = None, **overrides: Any) -> Settings:
+    """Build the Settings (from `config`, else INCIDENTS_CONFIG), raising ConfigError that
+    names the file, line and field."""
+    if config is not None:
+        overrides["config"] = config
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from exc
+        raise ConfigError(_describe(exc, config_path(overrides.get("config")))) from exc
 
 
 @lru_cache(maxsize=1)

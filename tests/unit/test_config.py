@@ -106,3 +106,45 @@ def test_cli_refuses_a_bad_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     config.write_text("port: 99999\n")
     monkeypatch.setenv("INCIDENTS_CONFIG", str(config))
     assert main(["check-config"]) == 2
+
+
+def test_relative_paths_in_the_file_are_taken_from_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from tests.conftest import ROOT
+
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    shutil.copy(ROOT / "examples" / "services.yaml", conf / "graph.yaml")
+    (conf / "config.yaml").write_text(
+        "database_url: sqlite:///data/incidents.db\ncorrelation:\n  graph_file: graph.yaml\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    settings = load_settings("../conf/config.yaml")
+    assert settings.correlation.graph_file == str(conf.resolve() / "graph.yaml")
+    assert settings.database_url == f"sqlite:///{conf.resolve() / 'data' / 'incidents.db'}"
+
+    # Absolute paths and server URLs are left as written.
+    absolute = conf / "absolute.yaml"
+    absolute.write_text(
+        "database_url: postgresql://u@db:5432/x\n"
+        f"correlation:\n  graph_file: {conf / 'graph.yaml'}\n"
+    )
+    settings = load_settings(str(absolute))
+    assert settings.correlation.graph_file == str(conf / "graph.yaml")
+    assert settings.database_url == "postgresql://u@db:5432/x"
+
+
+def test_the_example_config_loads_from_any_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import ROOT
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INCIDENTS_CONFIG", str(ROOT / "examples" / "config.yaml"))
+    graph = Path(load_settings().correlation.graph_file)
+    assert graph.is_file() and graph.samefile(ROOT / "examples" / "services.yaml")
