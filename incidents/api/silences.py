@@ -18,9 +18,12 @@ from incidents.models import SILENCES, Silence
 from incidents.routing.matchers import Matcher, parse_matchers
 
 from .deps import as_utc, check_token, db_session
+from .params import strict_params
 
 router = APIRouter(
-    prefix="/api/v1/silences", tags=["silences"], dependencies=[Depends(check_token)]
+    prefix="/api/v1/silences",
+    tags=["silences"],
+    dependencies=[Depends(check_token), Depends(strict_params)],
 )
 
 
