@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -157,7 +157,12 @@ def list_alerts(
 
 
 @router.get("/{fingerprint}", response_model=AlertOut, summary="One alert by fingerprint")
-def get_alert(fingerprint: str, session: Annotated[Session, Depends(db_session)]) -> AlertOut:
+def get_alert(
+    fingerprint: Annotated[
+        str, Path(description="The alert's fingerprint.", examples=["b1a2c3d4e5f60718"])
+    ],
+    session: Annotated[Session, Depends(db_session)],
+) -> AlertOut:
     """The alert with this fingerprint."""
     alert = session.scalars(select(Alert).where(ALERTS.c.fingerprint == fingerprint)).first()
     if alert is None:

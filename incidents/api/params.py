@@ -34,7 +34,9 @@ def _to_utc(value: datetime) -> datetime:
 UtcDateTime = Annotated[datetime, AfterValidator(_to_utc)]
 """An ISO 8601 time, normalised to UTC; a time without a zone is taken as UTC."""
 
-IncidentId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="The incident's id.")]
+IncidentId = Annotated[
+    int, Path(ge=1, le=MAX_ROW_ID, description="The incident's id.", examples=[1])
+]
 
 CURSOR_PATTERN = r"^[1-9][0-9]{0,9}$"
 
