@@ -102,6 +102,9 @@ def test_docs_page_renders_every_operation_offline(
             assert f'data-path="{path}"' in dom, path
             assert f"opblock-{method}" in dom, (path, method)
     assert "btn authorize" in dom
+    # A lock on each operation that needs the token, and only there.
+    secured = sum(1 for p, ops in document["paths"].items() if p.startswith("/api/") for _ in ops)
+    assert dom.count('aria-label="authorization button unlocked"') == secured
     assert "Failed to load API definition" not in dom
 
     # It needed nothing but this server.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import base64
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from incidents.api import examples
 from incidents.api.schemas import IngestResult
 from incidents.ingest.adapters import AMPayload, GenericEnvelope
 from incidents.vocab import TimelineKind
-from tests.conftest import AUTH, ROOT
+from tests.conftest import AUTH, ROOT, TOKEN
 
 PUBLIC = {"/healthz", "/readyz", "/metrics"}
 ERROR_REF = "#/components/schemas/ErrorBody"
@@ -59,6 +60,14 @@ def test_security_schemes_are_declared_and_applied_to_the_api(document: dict[str
             assert path in PUBLIC, path
             assert "security" not in operation, path
     assert seen >= PUBLIC
+
+
+def test_the_declared_schemes_are_the_ones_the_api_accepts(app_client: TestClient) -> None:
+    basic = base64.b64encode(f"anyone:{TOKEN}".encode()).decode()
+    for header in [f"Bearer {TOKEN}", f"Basic {basic}"]:
+        response = app_client.get("/api/v1/incidents", headers={"Authorization": header})
+        assert response.status_code == 200, (header, response.text)
+    assert app_client.get("/api/v1/incidents").status_code == 401
 
 
 def test_every_api_operation_documents_its_errors(document: dict[str, Any]) -> None:
