@@ -53,9 +53,6 @@ def parse_cursor(value: str | None) -> int | None:
     return after
 
 
-_known: dict[int, frozenset[str]] = {}
-
-
 def _declared(dependant: Dependant) -> set[str]:
     names = {p.alias for p in dependant.query_params}
     for sub in dependant.dependencies:
@@ -63,22 +60,16 @@ def _declared(dependant: Dependant) -> set[str]:
     return names
 
 
-def _query_names(route: APIRoute) -> frozenset[str]:
-    names = _known.get(id(route))
-    if names is None:
-        names = frozenset(_declared(route.dependant))
-        _known[id(route)] = names
-    return names
-
-
 async def strict_params(request: Request) -> None:
     """Refuse query parameters the operation does not take, and NUL in any parameter."""
     route = request.scope.get("route")
     if isinstance(route, APIRoute):
-        unknown = sorted(set(request.query_params) - _query_names(route))
+        # A handful of parameters: cheaper to collect than to cache by route.
+        declared = _declared(route.dependant)
+        unknown = sorted(set(request.query_params) - declared)
         if unknown:
             names = ", ".join(repr(n[:64]) for n in unknown[:10])
-            known = ", ".join(sorted(_query_names(route))) or "none"
+            known = ", ".join(sorted(declared)) or "none"
             raise ValidationFailed(
                 f"{unknown[0][:64]}: unknown query parameter{'s' if len(unknown) > 1 else ''} "
                 f"{names}; this operation takes: {known}",

@@ -105,8 +105,3 @@ def error_response(status: int) -> dict[str, Any]:
     if status in _HEADERS:
         response["headers"] = _HEADERS[status]
     return response
-
-
-def error_statuses() -> frozenset[int]:
-    """The error statuses the API documents."""
-    return frozenset(_ERRORS)
