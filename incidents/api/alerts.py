@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,9 +14,14 @@ from incidents.exceptions import NotFound
 from incidents.models import ALERTS, STATES, Alert, AlertState
 from incidents.routing.matchers import Matcher, Op, matches_all, parse_matchers
 
-from .deps import check_token, db_session, parse_cursor
+from .deps import check_token, db_session
+from .params import CURSOR_PATTERN, parse_cursor, strict_params
 
-router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"], dependencies=[Depends(check_token)])
+router = APIRouter(
+    prefix="/api/v1/alerts",
+    tags=["alerts"],
+    dependencies=[Depends(check_token), Depends(strict_params)],
+)
 
 _SCAN_CHUNK = 500
 
@@ -24,24 +29,40 @@ _SCAN_CHUNK = 500
 class AlertOut(BaseModel):
     """An alert as the API shows it."""
 
-    fingerprint: str
-    source: str
-    status: str
-    severity: str
-    service: str | None
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    starts_at: datetime
-    ends_at: datetime | None
-    generator_url: str | None
-    group_key: str | None
-    first_received: datetime
-    last_received: datetime
-    receive_count: int
-    extra: dict[str, Any]
-    silenced_by: list[str] = []
-    inhibited_by: list[str] = []
-    flapping: bool = False
+    fingerprint: str = Field(
+        description="The alert's identity: the sender's fingerprint, or a hash of its labels."
+    )
+    source: str = Field(
+        description="Which endpoint it came in through: `alertmanager` or `generic`."
+    )
+    status: Literal["firing", "resolved"] = Field(description="Its latest state.")
+    severity: Literal["P0", "P1", "P2", "P3"] = Field(
+        description="Derived from its labels (`ingest.severity_labels`, `ingest.severity_map`)."
+    )
+    service: str | None = Field(
+        description="The service it is about, from `ingest.service_labels`; null if none matched."
+    )
+    labels: dict[str, str] = Field(description="Its labels, as sent.")
+    annotations: dict[str, str] = Field(description="Its annotations, as sent.")
+    starts_at: datetime = Field(description="When it started firing (UTC).")
+    ends_at: datetime | None = Field(
+        description="When it resolved, or when the sender expects it to (UTC); may be null."
+    )
+    generator_url: str | None = Field(description="Link to what produced it (a Prometheus graph).")
+    group_key: str | None = Field(
+        description="Alertmanager's group key of the latest delivery; null for generic alerts."
+    )
+    first_received: datetime = Field(description="When we first received it (UTC).")
+    last_received: datetime = Field(description="When we last received it (UTC).")
+    receive_count: int = Field(description="How many deliveries of it we received.")
+    extra: dict[str, Any] = Field(description="Fields the sender added that we do not interpret.")
+    silenced_by: list[str] = Field(
+        default=[], description="Ids of the silences that mute it; empty if none."
+    )
+    inhibited_by: list[str] = Field(
+        default=[], description="Fingerprints of the firing alerts that inhibit it; empty if none."
+    )
+    flapping: bool = Field(default=False, description="Whether it keeps firing and resolving.")
     ignored_by: str | None = Field(
         default=None,
         description='Why this alert opens no incident and pages no one: `severity="none"`'
@@ -69,22 +90,37 @@ def _states(session: Session, fingerprints: list[str]) -> dict[str, AlertState]:
 class AlertPage(BaseModel):
     """One page of alerts; pass `next_cursor` as `cursor` for the next one."""
 
-    items: list[AlertOut]
-    next_cursor: str | None
+    items: list[AlertOut] = Field(description="The alerts of this page, newest first.")
+    next_cursor: str | None = Field(
+        description="The `cursor` for the next page; null on the last page."
+    )
 
 
 @router.get("", response_model=AlertPage, summary="List alerts, newest first")
 def list_alerts(
     session: Annotated[Session, Depends(db_session)],
-    status: Literal["firing", "resolved"] | None = None,
-    severity: Annotated[list[Literal["P0", "P1", "P2", "P3"]] | None, Query()] = None,
-    service: str | None = None,
+    status: Annotated[
+        Literal["firing", "resolved"] | None, Query(description="Only this state.")
+    ] = None,
+    severity: Annotated[
+        list[Literal["P0", "P1", "P2", "P3"]] | None,
+        Query(description="Only these severities (repeatable)."),
+    ] = None,
+    service: Annotated[str | None, Query(description="Only alerts about this service.")] = None,
     filter: Annotated[
         list[str] | None,
-        Query(description='Label matchers, e.g. filter=alertname="DiskFull" (repeatable)'),
+        Query(
+            description=(
+                'Label matchers in Alertmanager\'s syntax, e.g. `alertname="DiskFull"` or '
+                '`{instance=~"db-.*"}` (repeatable; an alert must match all).'
+            )
+        ),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="`next_cursor` from the previous page."),
+    ] = None,
 ) -> AlertPage:
     """Alerts filtered by status, severity, service and label matchers, paginated by cursor."""
     matchers: list[Matcher] = []
@@ -126,7 +162,12 @@ def list_alerts(
 
 
 @router.get("/{fingerprint}", response_model=AlertOut, summary="One alert by fingerprint")
-def get_alert(fingerprint: str, session: Annotated[Session, Depends(db_session)]) -> AlertOut:
+def get_alert(
+    fingerprint: Annotated[
+        str, Path(description="The alert's fingerprint.", examples=["b1a2c3d4e5f60718"])
+    ],
+    session: Annotated[Session, Depends(db_session)],
+) -> AlertOut:
     """The alert with this fingerprint."""
     alert = session.scalars(select(Alert).where(ALERTS.c.fingerprint == fingerprint)).first()
     if alert is None:

@@ -26,6 +26,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException
 
 from incidents import __version__
 from incidents.db import utcnow
@@ -66,6 +67,11 @@ class AlertmanagerRoute(APIRoute):
                 return JsonResponse(exc.message, status_code=400)
             except NotFound as exc:
                 return JsonResponse(exc.message, status_code=404)
+            except HTTPException as exc:
+                # FastAPI's own 400 for a body that is not JSON at all.
+                if exc.status_code != 400:
+                    raise
+                return JsonResponse(f"body: {exc.detail}", status_code=400)
 
         return answer
 
@@ -116,45 +122,47 @@ class PostableSilence(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: str | None = Field(default=None, description="Set to update this silence")
-    matchers: list[AmMatcher] = Field(min_length=1)
-    startsAt: ZonedDatetime
-    endsAt: ZonedDatetime
-    createdBy: str = Field(min_length=1, max_length=255)
-    comment: str = Field(min_length=1, max_length=10000)
+    matchers: list[AmMatcher] = Field(min_length=1, description="All must match to mute")
+    startsAt: ZonedDatetime = Field(description="RFC 3339 with a time zone")
+    endsAt: ZonedDatetime = Field(description="RFC 3339 with a time zone")
+    createdBy: str = Field(min_length=1, max_length=255, description="Who made it")
+    comment: str = Field(min_length=1, max_length=10000, description="Why it exists")
 
 
 class SilenceStatus(BaseModel):
     """Where the silence is in its life."""
 
-    state: State
+    state: State = Field(description="pending before startsAt, active until endsAt, then expired")
 
 
 class GettableSilence(BaseModel):
     """A silence as Alertmanager's API shows it."""
 
-    id: str
-    status: SilenceStatus
-    updatedAt: str
-    matchers: list[AmMatcher]
-    startsAt: str
-    endsAt: str
-    createdBy: str
-    comment: str
+    id: str = Field(description="The silence's id (a UUID), shared with /api/v1/silences")
+    status: SilenceStatus = Field(description="Its state now")
+    updatedAt: str = Field(description="When it was last changed (RFC 3339, UTC)")
+    matchers: list[AmMatcher] = Field(description="All must match to mute")
+    startsAt: str = Field(description="When it starts muting (RFC 3339, UTC)")
+    endsAt: str = Field(description="When it stops muting (RFC 3339, UTC); now once expired")
+    createdBy: str = Field(description="Who made it")
+    comment: str = Field(description="Why it exists")
 
 
 class SilenceCreated(BaseModel):
     """The id of the silence created or updated."""
 
-    silenceID: str
+    silenceID: str = Field(description="The id of the silence created (or that replaced it)")
 
 
 class AmStatus(BaseModel):
     """Enough of Alertmanager's status for clients that check it before they act."""
 
-    cluster: dict[str, object]
-    versionInfo: dict[str, str]
-    config: dict[str, str]
-    uptime: str
+    cluster: dict[str, object] = Field(
+        description="Clustering is not used: status disabled, no peers"
+    )
+    versionInfo: dict[str, str] = Field(description="This service's version, not Alertmanager's")
+    config: dict[str, str] = Field(description="Empty: the configuration is not exposed")
+    uptime: str = Field(description="When this process started (RFC 3339, UTC)")
 
 
 _STARTED = utcnow()

@@ -22,8 +22,10 @@ from incidents.pipeline.dispatch import make_dispatcher
 
 from . import alerts, am_silences, incidents, ops, services, silences, webhooks
 from .deps import ServiceState
+from .docs import install_docs
 from .errors import install_error_handlers
 from .middleware import RequestContextMiddleware
+from .openapi import install_openapi
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         default_response_class=JsonResponse,
         lifespan=lifespan,
+        # Served by install_docs from local assets instead of a CDN.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.service = state
     install_error_handlers(app)
@@ -101,5 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(services.router)
     app.include_router(silences.router)
     app.include_router(am_silences.router)
+    install_openapi(app)
+    install_docs(app)
     app.add_middleware(RequestContextMiddleware)
     return app

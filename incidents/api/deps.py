@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from incidents.config import Settings
-from incidents.exceptions import PayloadTooLarge, Unauthorized, ValidationFailed
+from incidents.exceptions import PayloadTooLarge, Unauthorized
 from incidents.ingest.committer import IngestCommitter
 from incidents.pipeline.dispatch import Dispatcher
 
@@ -84,15 +84,6 @@ async def read_body(request: Request) -> bytes:
             raise PayloadTooLarge(f"body is over the limit of {limit} bytes", field="body")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def parse_cursor(value: str | None) -> int | None:
-    """A pagination cursor as this API hands them out: a row id."""
-    if value is None:
-        return None
-    if not (value.isascii() and value.isdigit() and len(value) <= 18):
-        raise ValidationFailed("cursor: not a cursor this API returned", field="cursor")
-    return int(value)
 
 
 def as_utc(value: datetime | None) -> datetime | None:

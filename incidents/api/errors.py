@@ -6,12 +6,20 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StatementError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from incidents.api.responses import JsonResponse
-from incidents.exceptions import IncidentsError, Unavailable
+from incidents.exceptions import Conflict, IncidentsError, Unavailable, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +75,51 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     async def _database(_: Request, exc: Exception) -> JsonResponse:
-        log.warning("database unavailable: %s", exc.__class__.__name__)
-        return error_response(Unavailable("the database is unavailable; retry shortly"))
+        return error_response(database_error(exc))
 
-    app.add_exception_handler(OperationalError, _database)
+    app.add_exception_handler(StatementError, _database)
     app.add_exception_handler(PoolTimeout, _database)
-    app.add_exception_handler(DBAPIError, _database)
+    app.add_exception_handler(DisconnectionError, _database)
+
+
+class InvalidValue(ValidationFailed):
+    """The database refused a value from the request (out of range, not representable)."""
+
+    code = "invalid_value"
+
+
+# Bind-time conversion errors: a value in the request that the column type cannot hold.
+_BIND_ERRORS = (OverflowError, ValueError)
+
+
+def database_error(exc: Exception) -> IncidentsError:
+    """Sort a database exception: the request's data (4xx), unavailability (503), or a bug.
+
+    Only real unavailability is a 503: a bad value retried forever would page "database
+    down" while the database is fine.
+    """
+    if isinstance(exc, DataError) or (
+        type(exc) is StatementError and isinstance(exc.orig, _BIND_ERRORS)
+    ):
+        reason = _first_line(exc.orig)
+        log.warning("request data refused by the database: %s", reason)
+        return InvalidValue(
+            f"a value in the request is out of range or invalid for storage: {reason}"
+        )
+    if isinstance(exc, IntegrityError):
+        log.warning("write conflicts with stored data: %s", _first_line(getattr(exc, "orig", None)))
+        return Conflict("the request conflicts with what is stored")
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout | DisconnectionError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        log.warning("database unavailable: %s", exc.__class__.__name__)
+        return Unavailable("the database is unavailable; retry shortly")
+    # A programming error or a fault inside the database: ours, not the client's, and not
+    # an outage either.
+    log.error("database error", exc_info=exc)
+    return IncidentsError("internal error while querying the database")
+
+
+def _first_line(exc: BaseException | None) -> str:
+    text = str(exc or "").strip().splitlines()
+    return text[0][:200] if text else "invalid value"

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -21,70 +21,104 @@ from incidents.models import (
     Incident,
 )
 from incidents.models import TimelineEntry as TimelineRow
+from incidents.vocab import TIMELINE_KIND_HELP, TimelineKind
 
-from .deps import as_utc, check_token, db_session, parse_cursor
+from .deps import check_token, db_session
+from .params import CURSOR_PATTERN, IncidentId, UtcDateTime, parse_cursor, strict_params
 
 router = APIRouter(
-    prefix="/api/v1/incidents", tags=["incidents"], dependencies=[Depends(check_token)]
+    prefix="/api/v1/incidents",
+    tags=["incidents"],
+    dependencies=[Depends(check_token), Depends(strict_params)],
 )
+
+
+Severity = Literal["P0", "P1", "P2", "P3"]
+IncidentStatus = Literal["open", "resolved", "merged"]
 
 
 class IncidentOut(BaseModel):
     """An incident as lists show it."""
 
-    id: int
-    status: str
-    severity: str
-    title: str
-    opened_at: datetime
-    updated_at: datetime
-    resolved_at: datetime | None
-    services: list[str]
-    root_cause_candidates: list[str]
-    blast_radius: list[str]
-    alert_fingerprints: list[str]
-    flapping: bool
-    merged_into: int | None
+    id: int = Field(description="The incident's id; pass it to `GET /api/v1/incidents/{id}`.")
+    status: IncidentStatus = Field(
+        description="`open`; `resolved` once all its alerts resolved; `merged` into another."
+    )
+    severity: Severity = Field(description="The highest severity among its alerts, P0 first.")
+    title: str = Field(description="A one-line summary, from the alert that opened it.")
+    opened_at: datetime = Field(description="When it opened (UTC).")
+    updated_at: datetime = Field(description="When it last changed (UTC).")
+    resolved_at: datetime | None = Field(
+        description="When its last alert ended (UTC); null while open."
+    )
+    services: list[str] = Field(description="The services its alerts are about.")
+    root_cause_candidates: list[str] = Field(
+        description=(
+            "Services ranked by how likely they are the cause: the affected service that the "
+            "others depend on comes first. A candidate may have no alert of its own."
+        )
+    )
+    blast_radius: list[str] = Field(
+        description="Every service that depends, directly or not, on the root-cause candidates."
+    )
+    alert_fingerprints: list[str] = Field(
+        description="The fingerprints of its alerts, in the order they started."
+    )
+    flapping: bool = Field(description="Whether an alert of it keeps firing and resolving.")
+    merged_into: int | None = Field(
+        description="The incident this one was merged into; null unless `status` is `merged`."
+    )
 
 
 class IncidentAlertOut(BaseModel):
     """One alert of an incident and why it joined."""
 
-    fingerprint: str
-    labels: dict[str, str]
-    status: str
-    severity: str
-    service: str
-    starts_at: datetime
-    ends_at: datetime | None
-    joined_at: datetime
-    joined_because: dict[str, Any]
-    flapping: bool
+    fingerprint: str = Field(description="The alert's fingerprint.")
+    labels: dict[str, str] = Field(description="The alert's labels.")
+    status: Literal["firing", "resolved"] = Field(description="The alert's state.")
+    severity: Severity = Field(description="The alert's severity, derived from its labels.")
+    service: str = Field(description="The service the alert is about.")
+    starts_at: datetime = Field(description="When the alert started firing (UTC).")
+    ends_at: datetime | None = Field(description="When it resolved (UTC); null while firing.")
+    joined_at: datetime = Field(description="When it joined this incident (UTC).")
+    joined_because: dict[str, Any] = Field(
+        description=(
+            "Why it joined: `reason`, and `hops`, the distance in the service graph to the "
+            "incident's services (null for the alert that opened it)."
+        )
+    )
+    flapping: bool = Field(description="Whether this alert keeps firing and resolving.")
 
 
 class TimelineOut(BaseModel):
     """One entry of an incident's timeline."""
 
-    at: datetime
-    kind: str
-    actor: str
-    message: str
-    pages: bool
-    data: dict[str, Any]
+    at: datetime = Field(description="When it happened (UTC).")
+    kind: TimelineKind = Field(
+        description="What happened: "
+        + "; ".join(f"`{k.value}`: {text}" for k, text in TIMELINE_KIND_HELP.items())
+        + "."
+    )
+    actor: str = Field(description="Who did it: `system` for the pipeline.")
+    message: str = Field(description="What happened, for a person.")
+    pages: bool = Field(description="Whether this event is one that pages someone.")
+    data: dict[str, Any] = Field(description="Details that depend on `kind`.")
 
 
 class IncidentDetail(IncidentOut):
     """An incident with its alerts and timeline."""
 
-    alerts: list[IncidentAlertOut]
-    timeline: list[TimelineOut]
+    alerts: list[IncidentAlertOut] = Field(description="Its alerts, in the order they started.")
+    timeline: list[TimelineOut] = Field(description="What happened to it, oldest first.")
 
 
 class IncidentPage(BaseModel):
     """One page of incidents; pass `next_cursor` as `cursor` for the next one."""
 
-    items: list[IncidentOut]
-    next_cursor: str | None
+    items: list[IncidentOut] = Field(description="The incidents of this page, newest first.")
+    next_cursor: str | None = Field(
+        description="The `cursor` for the next page; null on the last page."
+    )
 
 
 def _out(row: Incident, fingerprints: list[str]) -> dict[str, Any]:
@@ -123,16 +157,26 @@ def _fingerprints(session: Session, ids: list[int]) -> dict[int, list[str]]:
 @router.get("", response_model=IncidentPage, summary="List incidents, newest first")
 def list_incidents(
     session: Annotated[Session, Depends(db_session)],
-    status: Literal["open", "resolved", "merged"] | None = None,
-    severity: Annotated[list[Literal["P0", "P1", "P2", "P3"]] | None, Query()] = None,
-    service: str | None = None,
-    since: Annotated[datetime | None, Query(description="opened at or after")] = None,
-    until: Annotated[datetime | None, Query(description="opened before")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    status: Annotated[IncidentStatus | None, Query(description="Only this status.")] = None,
+    severity: Annotated[
+        list[Severity] | None, Query(description="Only these severities (repeatable).")
+    ] = None,
+    service: Annotated[str | None, Query(description="Only incidents affecting it.")] = None,
+    since: Annotated[
+        UtcDateTime | None,
+        Query(description="Opened at or after this ISO 8601 time (UTC if no zone given)."),
+    ] = None,
+    until: Annotated[
+        UtcDateTime | None,
+        Query(description="Opened before this ISO 8601 time (UTC if no zone given)."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="`next_cursor` from the previous page."),
+    ] = None,
 ) -> IncidentPage:
     """Incidents filtered by status, severity, affected service and time range."""
-    since, until = as_utc(since), as_utc(until)
     if since and until and until <= since:
         raise ValidationFailed("until: must be after since", field="until")
     query = select(Incident).order_by(INCIDENTS.c.id.desc())
@@ -163,7 +207,7 @@ def list_incidents(
 
 @router.get("/{incident_id}", response_model=IncidentDetail, summary="One incident in full")
 def get_incident(
-    incident_id: int, session: Annotated[Session, Depends(db_session)]
+    incident_id: IncidentId, session: Annotated[Session, Depends(db_session)]
 ) -> IncidentDetail:
     """The incident with its alerts (and why each joined) and its timeline."""
     row = session.get(Incident, incident_id)

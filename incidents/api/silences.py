@@ -18,9 +18,12 @@ from incidents.models import SILENCES, Silence
 from incidents.routing.matchers import Matcher, parse_matchers
 
 from .deps import check_token, db_session
+from .params import strict_params
 
 router = APIRouter(
-    prefix="/api/v1/silences", tags=["silences"], dependencies=[Depends(check_token)]
+    prefix="/api/v1/silences",
+    tags=["silences"],
+    dependencies=[Depends(check_token), Depends(strict_params)],
 )
 
 State = Literal["pending", "active", "expired"]
@@ -48,27 +51,32 @@ class SilenceIn(BaseModel):
         default_factory=list,
         description="Alertmanager matchers, e.g. 'alertname=\"DiskFull\"' (regexes are RE2)",
     )
-    service: str | None = None
+    service: str | None = Field(
+        default=None,
+        description="A service from the graph: a maintenance window that mutes its alerts",
+    )
     starts_at: ZonedDatetime | None = Field(
         default=None, description="RFC 3339 with a time zone; default now"
     )
     ends_at: ZonedDatetime = Field(description="RFC 3339 with a time zone")
-    created_by: str = Field(min_length=1, max_length=255)
-    comment: str = Field(min_length=1, max_length=10000)
+    created_by: str = Field(min_length=1, max_length=255, description="Who made it")
+    comment: str = Field(min_length=1, max_length=10000, description="Why it exists")
 
 
 class SilenceOut(BaseModel):
     """A silence as the API shows it."""
 
-    id: str
-    state: Literal["pending", "active", "expired"]
-    matchers: list[str]
-    service: str | None
-    starts_at: datetime
-    ends_at: datetime
-    created_by: str
-    comment: str
-    created_at: datetime
+    id: str = Field(description="The silence's id (a UUID), shared with the v2 API")
+    state: Literal["pending", "active", "expired"] = Field(
+        description="pending before starts_at, active until ends_at, then expired"
+    )
+    matchers: list[str] = Field(description="Its matchers, as Alertmanager prints them")
+    service: str | None = Field(description="The service of a maintenance window, or null")
+    starts_at: datetime = Field(description="When it starts muting (UTC)")
+    ends_at: datetime = Field(description="When it stops muting (UTC); now once expired")
+    created_by: str = Field(description="Who made it")
+    comment: str = Field(description="Why it exists")
+    created_at: datetime = Field(description="When it was created (UTC)")
 
 
 def silence_state(row: Silence, now: datetime) -> State:
