@@ -15,8 +15,8 @@ from alembic import op
 
 import incidents.db
 
-revision = '0005_workers'
-down_revision = '0004'
+revision = "0005_workers"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
@@ -25,21 +25,21 @@ OLD_STALE_AFTER = timedelta(seconds=60)
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('pipeline_jobs', schema=None) as batch_op:
+    with op.batch_alter_table("pipeline_jobs", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column('lease_until', incidents.db.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("lease_until", incidents.db.UTCDateTime(timezone=True), nullable=True)
         )
-        batch_op.add_column(sa.Column('claim_token', sa.String(length=32), nullable=True))
+        batch_op.add_column(sa.Column("claim_token", sa.String(length=32), nullable=True))
     jobs = sa.table(
-        'pipeline_jobs',
-        sa.column('id', sa.Integer()),
-        sa.column('status', sa.String()),
-        sa.column('claimed_at', incidents.db.UTCDateTime(timezone=True)),
-        sa.column('lease_until', incidents.db.UTCDateTime(timezone=True)),
+        "pipeline_jobs",
+        sa.column("id", sa.Integer()),
+        sa.column("status", sa.String()),
+        sa.column("claimed_at", incidents.db.UTCDateTime(timezone=True)),
+        sa.column("lease_until", incidents.db.UTCDateTime(timezone=True)),
     )
     bind = op.get_bind()
     running = bind.execute(
-        sa.select(jobs.c.id, jobs.c.claimed_at).where(jobs.c.status == 'running')
+        sa.select(jobs.c.id, jobs.c.claimed_at).where(jobs.c.status == "running")
     ).all()
     for job_id, claimed_at in running:
         lease = (claimed_at or incidents.db.utcnow()) + OLD_STALE_AFTER
@@ -47,6 +47,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('pipeline_jobs', schema=None) as batch_op:
-        batch_op.drop_column('claim_token')
-        batch_op.drop_column('lease_until')
+    with op.batch_alter_table("pipeline_jobs", schema=None) as batch_op:
+        batch_op.drop_column("claim_token")
+        batch_op.drop_column("lease_until")

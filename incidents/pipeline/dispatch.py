@@ -150,9 +150,7 @@ class CeleryDispatcher:
             self.skipped_queue_full += 1
             if time.monotonic() - self._full_logged_at >= FULL_LOG_EVERY_SECONDS:
                 self._full_logged_at = time.monotonic()
-                log.warning(
-                    "pipeline hand-off queue is full; the outbox sweep hands out the rest"
-                )
+                log.warning("pipeline hand-off queue is full; the outbox sweep hands out the rest")
 
     def start(self) -> None:
         """Start the publisher thread."""

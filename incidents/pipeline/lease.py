@@ -77,12 +77,7 @@ def claim(factory: sessionmaker[Session], job_id: int, settings: PipelineSetting
         ids = [job_id]
         extra = settings.max_jobs_per_run - 1
         if extra > 0:
-            waiting = (
-                select(JOBS.c.id)
-                .where(_claimable(now))
-                .order_by(JOBS.c.id)
-                .limit(extra)
-            )
+            waiting = select(JOBS.c.id).where(_claimable(now)).order_by(JOBS.c.id).limit(extra)
             if session.get_bind().dialect.name == "postgresql":
                 waiting = waiting.with_for_update(skip_locked=True)
             more = session.execute(
@@ -214,4 +209,3 @@ class Heartbeat:
                 # The database may be back before the lease runs out; the fence at
                 # commit decides in any case.
                 log.warning("could not renew the lease of job(s) %s", list(self.held.ids))
-
