@@ -129,6 +129,8 @@ class CeleryDispatcher:
             broker_connection_timeout=PUBLISH_TIMEOUT_SECONDS,
             broker_transport_options={
                 **self._app.conf.broker_transport_options,
+                # Connect once per attempt: kombu's default retries sleep seconds.
+                "max_retries": 0,
                 "socket_connect_timeout": PUBLISH_TIMEOUT_SECONDS,
                 "socket_timeout": PUBLISH_TIMEOUT_SECONDS,
             },

@@ -143,3 +143,42 @@ while True:
     assert result == [0]
     assert counter.read_text() == "stopped"  # stopping passes the signal on, once
     assert supervisor.restarts == 2
+
+
+def test_handing_off_to_a_dead_broker_returns_at_once_and_resumes_when_it_is_back(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    import redis as redis_client
+
+    from incidents.pipeline.dispatch import CeleryDispatcher
+    from tests.conftest import make_settings
+
+    broker = PrivateRedis(tmp_path)  # not started yet: nothing listens on its port
+    dispatcher = CeleryDispatcher(make_settings(sqlite_url, broker_url=broker.url), capacity=100)
+    dispatcher.start()
+    try:
+        start = time.monotonic()
+        for job_id in range(1000):
+            dispatcher.dispatch(job_id)
+        # The writer thread only queues; beyond the queue's capacity it leaves ids to the sweep.
+        assert time.monotonic() - start < 0.5
+        assert dispatcher.skipped_queue_full >= 900
+        # The publisher tried the broker once, then skipped the rest without waiting on it.
+        wait_for(
+            lambda: dispatcher.skipped_queue_full + dispatcher.skipped_broker_down == 1000,
+            5,
+            "the queued ids to be skipped",
+        )
+
+        broker.start()
+        client = redis_client.Redis.from_url(broker.url)
+
+        def handed_off() -> bool:
+            dispatcher.dispatch(5000)
+            return bool(client.llen("incidents"))
+
+        wait_for(handed_off, 10, "a hand-off once the broker is back")
+        client.close()
+    finally:
+        dispatcher.stop()
+        broker.kill()
