@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 
@@ -165,16 +165,18 @@ def fail_exhausted(factory: sessionmaker[Session], settings: PipelineSettings) -
         return _rowcount(result)
 
 
-@dataclass
 class Heartbeat:
     """Renews a claim's lease every third of the lease while the job runs."""
 
-    factory: sessionmaker[Session]
-    held: Claim
-    settings: PipelineSettings
-    lost: threading.Event = field(default_factory=threading.Event)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    def __init__(
+        self, factory: sessionmaker[Session], held: Claim, settings: PipelineSettings
+    ) -> None:
+        self.factory = factory
+        self.held = held
+        self.settings = settings
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> Heartbeat:
         self._thread = threading.Thread(
