@@ -76,7 +76,7 @@ def _check(settings: Settings, _: argparse.Namespace) -> int:
 
 def _celery(settings: Settings, args: argparse.Namespace, role: str) -> int:
     from incidents.logging import configure_logging
-    from workers.app import celery_app
+    from workers.supervisor import celery_command, supervise
 
     if settings.embedded_worker:
         print(
@@ -85,11 +85,8 @@ def _celery(settings: Settings, args: argparse.Namespace, role: str) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_json)
     _warn_unknown_settings()
-    argv = [role, "--loglevel", settings.log_level]
-    if role == "worker":
-        argv += ["--concurrency", str(args.concurrency), "-Q", "incidents"]
-    celery_app.start(argv=argv)
-    return 0
+    # Celery runs in a child process that is started again if it ever exits on its own.
+    return supervise(celery_command(role, getattr(args, "concurrency", 1)), role)
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

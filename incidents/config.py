@@ -191,9 +191,14 @@ class CorrelationSettings(_Section):
 class PipelineSettings(_Section):
     """How stored alerts reach the pipeline workers."""
 
-    # Jobs left pending this long (lost enqueue, crashed worker) are picked up again.
-    sweep_interval_seconds: float = Field(default=15.0, gt=0)
-    stale_after_seconds: float = Field(default=60.0, gt=0)
+    # The outbox sweep: jobs pending this long (hand-off lost or dropped while the broker
+    # was down) and jobs whose worker stopped renewing its lease are handed out again.
+    sweep_interval_seconds: float = Field(default=3.0, gt=0)
+    # A running job's lease; its worker renews it every third of this. A killed worker's
+    # job waits at most about lease_seconds + sweep_interval_seconds.
+    lease_seconds: float = Field(default=6.0, ge=0.5)
+    # Un-muting alerts whose silence ended, closing quiet flapping incidents.
+    upkeep_interval_seconds: float = Field(default=15.0, gt=0)
     max_attempts: int = Field(default=10, gt=0)
     # A run takes up to this many waiting jobs together (shares the per-run cost).
     max_jobs_per_run: int = Field(default=50, ge=1, le=1000)

@@ -93,6 +93,10 @@ class PipelineJob(SQLModel, table=True):
     status: str = Field(default="pending", sa_column=Column(String(16), nullable=False))
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     claimed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    # The running worker renews its lease; once it lapses, a sweep hands the job to
+    # another worker under a new token, and the old one can no longer finish it.
+    lease_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    claim_token: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
     finished_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 

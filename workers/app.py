@@ -17,18 +17,34 @@ def create_celery(settings: Settings) -> Celery:
         "incidents", broker=settings.broker_url or "memory://", include=["workers.pipeline"]
     )
     app.conf.update(
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=4,
+        # The outbox row and its lease make a job run, not the message: a message lost
+        # with a worker or a broker is handed out again by the sweep. Acking early also
+        # keeps few unacknowledged messages on the channel, which is what kombu 5.7
+        # trips over when it closes a dead connection (see workers.supervisor).
+        task_acks_late=False,
+        worker_prefetch_multiplier=1,
         task_ignore_result=True,
+        # Reconnect for as long as the broker is down (the default gives up after 100
+        # attempts and the worker exits).
+        broker_connection_retry=True,
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        # Only tasks that ack late are affected; set so that none ever runs twice at once.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_transport_options={"visibility_timeout": 3600},
         task_default_queue="incidents",
         beat_schedule={
             "sweep-pipeline-outbox": {
                 "task": "workers.pipeline.sweep_outbox",
                 "schedule": settings.pipeline.sweep_interval_seconds,
-            }
+                # A sweep not run by the next one is superseded by it.
+                "options": {"expires": settings.pipeline.sweep_interval_seconds},
+            },
+            "pipeline-upkeep": {
+                "task": "workers.pipeline.upkeep",
+                "schedule": settings.pipeline.upkeep_interval_seconds,
+                "options": {"expires": settings.pipeline.upkeep_interval_seconds},
+            },
         },
         timezone="UTC",
     )

@@ -1,4 +1,4 @@
-"""Pipeline tasks: run one job by id, and sweep the outbox for lost or stale jobs."""
+"""Pipeline tasks: run one job by id, sweep the outbox, and the periodic upkeep."""
 
 from __future__ import annotations
 
@@ -16,9 +16,17 @@ def run_pipeline_job(job_id: int) -> str:
 
 @celery_app.task(name="workers.pipeline.sweep_outbox")  # type: ignore[untyped-decorator]
 def sweep_outbox() -> int:
-    """Re-enqueue jobs whose hand-off was lost or whose worker died."""
+    """Hand out again the jobs whose hand-off was lost or whose worker's lease lapsed."""
+    ids = due_jobs(session_factory(), get_settings().pipeline)
+    for job_id in ids:
+        run_pipeline_job.delay(job_id)
+    return len(ids)
+
+
+@celery_app.task(name="workers.pipeline.upkeep")  # type: ignore[untyped-decorator]
+def upkeep() -> int:
+    """Un-mute alerts whose silence ended and close quiet flapping incidents."""
     ids = maintain(session_factory(), get_settings())
-    ids += due_jobs(session_factory(), get_settings().pipeline)
     for job_id in ids:
         run_pipeline_job.delay(job_id)
     return len(ids)

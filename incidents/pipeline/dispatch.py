@@ -16,6 +16,14 @@ from incidents.pipeline.runner import due_jobs, run_job
 
 log = logging.getLogger(__name__)
 
+RUN_JOB_TASK = "workers.pipeline.run_pipeline_job"
+# Ids waiting for the publisher; beyond this the hand-off is left to the sweep.
+HANDOFF_CAPACITY = 10_000
+PUBLISH_TIMEOUT_SECONDS = 1.0
+# After a failed publish, skip the broker for this long rather than wait on it per id.
+BROKER_DOWN_PAUSE_SECONDS = 1.0
+FULL_LOG_EVERY_SECONDS = 10.0
+
 
 class Dispatcher(Protocol):
     """Something that gets a committed job id to a worker."""
@@ -59,15 +67,22 @@ class EmbeddedWorker:
             self._thread.join(timeout=30)
 
     def _loop(self) -> None:
-        interval = self._settings.pipeline.sweep_interval_seconds
-        next_sweep = time.monotonic() + interval
+        pipeline = self._settings.pipeline
+        next_sweep = time.monotonic() + pipeline.sweep_interval_seconds
+        next_upkeep = time.monotonic() + pipeline.upkeep_interval_seconds
         while True:
             # Sweep on schedule even when the queue never runs dry.
-            if time.monotonic() >= next_sweep:
+            now = time.monotonic()
+            if now >= next_upkeep:
+                self._upkeep()
+                next_upkeep = time.monotonic() + pipeline.upkeep_interval_seconds
+            if now >= next_sweep:
                 self._sweep()
-                next_sweep = time.monotonic() + interval
+                next_sweep = time.monotonic() + pipeline.sweep_interval_seconds
             try:
-                job_id = self._queue.get(timeout=max(0.0, next_sweep - time.monotonic()))
+                job_id = self._queue.get(
+                    timeout=max(0.0, min(next_sweep, next_upkeep) - time.monotonic())
+                )
             except queue.Empty:
                 continue
             if job_id is None:
@@ -82,12 +97,14 @@ class EmbeddedWorker:
         except Exception:
             log.exception("embedded worker could not run job %s", job_id)
 
-    def _sweep(self) -> None:
+    def _upkeep(self) -> None:
         try:
             for job_id in maintain(self._factory, self._settings):
                 self._run(job_id)
         except Exception:
             log.exception("pipeline upkeep failed")
+
+    def _sweep(self) -> None:
         try:
             for job_id in due_jobs(self._factory, self._settings.pipeline):
                 self._run(job_id)
@@ -96,22 +113,91 @@ class EmbeddedWorker:
 
 
 class CeleryDispatcher:
-    """Sends job ids to the Celery workers through the broker."""
+    """Sends job ids to the Celery workers through the broker, from a thread of its own.
 
-    def __init__(self, settings: Settings) -> None:
+    `dispatch` never waits for the broker: it only queues the id (bounded). The publisher
+    thread sends each once, without retries and with short timeouts; while the broker is
+    down it drops ids instead of trying each. Nothing is lost by dropping: the job's row
+    is already committed, and the outbox sweep hands it out once the broker is back.
+    """
+
+    def __init__(self, settings: Settings, capacity: int = HANDOFF_CAPACITY) -> None:
         from workers.app import create_celery
 
         self._app = create_celery(settings)
+        self._app.conf.update(
+            broker_connection_timeout=PUBLISH_TIMEOUT_SECONDS,
+            broker_transport_options={
+                **self._app.conf.broker_transport_options,
+                # Connect once per attempt: kombu's default retries sleep seconds.
+                "max_retries": 0,
+                "socket_connect_timeout": PUBLISH_TIMEOUT_SECONDS,
+                "socket_timeout": PUBLISH_TIMEOUT_SECONDS,
+            },
+        )
+        self._queue: queue.Queue[int | None] = queue.Queue(maxsize=capacity)
+        self._thread: threading.Thread | None = None
+        self._paused_until = 0.0
+        self._broker_down = False
+        self._full_logged_at = -FULL_LOG_EVERY_SECONDS
+        # Counted by one thread each, so neither needs a lock.
+        self.skipped_broker_down = 0
+        self.skipped_queue_full = 0
 
     def dispatch(self, job_id: int) -> None:
-        """Enqueue the job; if the broker is down, the beat sweeper enqueues it later."""
-        self._app.send_task("workers.pipeline.run_pipeline_job", args=[job_id])
+        """Queue the id for the publisher; leave it to the sweep if the queue is full."""
+        try:
+            self._queue.put_nowait(job_id)
+        except queue.Full:
+            self.skipped_queue_full += 1
+            if time.monotonic() - self._full_logged_at >= FULL_LOG_EVERY_SECONDS:
+                self._full_logged_at = time.monotonic()
+                log.warning("pipeline hand-off queue is full; the outbox sweep hands out the rest")
 
     def start(self) -> None:
-        """Nothing to start: the workers run elsewhere."""
+        """Start the publisher thread."""
+        self._thread = threading.Thread(target=self._loop, name="pipeline-publisher", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
-        """Nothing to stop."""
+        """Publish what is queued (skipped while the broker is down), then stop."""
+        if self._thread is None:
+            return
+        while self._thread.is_alive():
+            try:
+                self._queue.put(None, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            if job_id is None:
+                return
+            if time.monotonic() < self._paused_until:
+                self.skipped_broker_down += 1
+                continue
+            try:
+                self._app.send_task(RUN_JOB_TASK, args=[job_id], retry=False)
+            except Exception as exc:
+                self.skipped_broker_down += 1
+                self._paused_until = time.monotonic() + BROKER_DOWN_PAUSE_SECONDS
+                if not self._broker_down:
+                    self._broker_down = True
+                    log.warning(
+                        "broker unavailable (%s): pipeline hand-offs are skipped until it "
+                        "answers; the outbox sweep hands those jobs out then",
+                        exc,
+                    )
+            else:
+                if self._broker_down:
+                    self._broker_down = False
+                    log.info(
+                        "broker answers again; %d hand-off(s) so far were left to the sweep",
+                        self.skipped_broker_down,
+                    )
 
 
 def make_dispatcher(factory: sessionmaker[Session], settings: Settings) -> Dispatcher:

@@ -1,8 +1,8 @@
 """Run pipeline jobs from the outbox: claim, run every stage, record the outcome.
 
-A job is claimed with a conditional UPDATE, so any number of workers (embedded or
-Celery) may be handed the same id and only one runs it. A job that a crashed worker
-left behind is claimed again once it is stale.
+A job is claimed under a lease (see `lease`), so any number of workers (embedded or
+Celery) may be handed the same id and only one runs it. A job whose worker died is
+handed out again once its lease lapses, and the dead worker's run can never commit.
 """
 
 from __future__ import annotations
@@ -12,12 +12,20 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Protocol
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from incidents.config import PipelineSettings, Settings
 from incidents.db import session_scope, utcnow
-from incidents.models import JOBS, PipelineJob
+from incidents.models import JOBS
+from incidents.pipeline.lease import (
+    Heartbeat,
+    LeaseLost,
+    claim,
+    fail_exhausted,
+    finish,
+    give_back,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,111 +54,71 @@ def build_stages(settings: Settings) -> list[Stage]:
     return built
 
 
-def claim(factory: sessionmaker[Session], job_id: int, settings: PipelineSettings) -> list[int]:
-    """Claim a job if it is pending or stale, and with it up to `max_jobs_per_run - 1`
-    other pending jobs; return the claimed ids ([] if this caller did not get the job).
-
-    Under load every run takes whatever else waits, so the per-run cost (transactions,
-    lock, reads) is shared; the runs later handed those ids find them taken and skip.
-    """
-    now = utcnow()
-    stale = now - timedelta(seconds=settings.stale_after_seconds)
-    with session_scope(factory) as session:
-        result = session.execute(
-            update(JOBS)
-            .where(JOBS.c.id == job_id)
-            .where(
-                or_(
-                    JOBS.c.status == "pending",
-                    (JOBS.c.status == "running") & (JOBS.c.claimed_at < stale),
-                )
-            )
-            .values(status="running", claimed_at=now, attempts=JOBS.c.attempts + 1)
-        )
-        if not result.rowcount:  # type: ignore[attr-defined]
-            return []
-        claimed = [job_id]
-        extra = settings.max_jobs_per_run - 1
-        if extra > 0:
-            waiting = (
-                select(JOBS.c.id).where(JOBS.c.status == "pending").order_by(JOBS.c.id).limit(extra)
-            )
-            if session.get_bind().dialect.name == "postgresql":
-                waiting = waiting.with_for_update(skip_locked=True)
-            more = session.execute(
-                update(JOBS)
-                .where(JOBS.c.id.in_(waiting.scalar_subquery()))
-                .values(status="running", claimed_at=now, attempts=JOBS.c.attempts + 1)
-                .returning(JOBS.c.id)
-            )
-            claimed.extend(int(i) for i in more.scalars())
-        return claimed
-
-
 def run_job(
     factory: sessionmaker[Session],
     job_id: int,
     full_settings: Settings,
     pipeline: Sequence[Stage] | None = None,
 ) -> str:
-    """Run a job (and the others it claims) through every stage; return its final status
-    ('skipped' if another run has it)."""
+    """Run a job (and the others it claims) through every stage; return its final status:
+    'done', 'pending' (to be retried), 'failed', 'skipped' (another run has it) or 'lost'
+    (another worker took it over while this one ran; nothing was committed)."""
     settings = full_settings.pipeline
     stages = build_stages(full_settings) if pipeline is None else pipeline
-    claimed = claim(factory, job_id, settings)
-    if not claimed:
+    held = claim(factory, job_id, settings)
+    if held is None:
         return "skipped"
-    try:
-        with session_scope(factory) as session:
-            jobs = list(session.scalars(select(PipelineJob).where(JOBS.c.id.in_(claimed))))
-            fingerprints = sorted({fp for job in jobs for fp in job.fingerprints})
-            for stage in stages:
-                stage(session, fingerprints)
-            finished = utcnow()
-            for job in jobs:
-                job.status = "done"
-                job.finished_at = finished
-                job.error = None
-        return "done"
-    except Exception as exc:
-        log.exception("pipeline job %s failed (with %d claimed)", job_id, len(claimed))
-        with session_scope(factory) as session:
-            status = "failed"
-            for job in session.scalars(select(PipelineJob).where(JOBS.c.id.in_(claimed))):
-                job.status = "failed" if job.attempts >= settings.max_attempts else "pending"
-                job.error = f"{type(exc).__name__}: {exc}"[:2000]
-                job.claimed_at = None
-                if job.id == job_id:
-                    status = job.status
-            return status
+    with Heartbeat(factory, held, settings) as heartbeat:
+        try:
+            with session_scope(factory) as session:
+                rows = session.execute(select(JOBS.c.fingerprints).where(JOBS.c.id.in_(held.ids)))
+                fingerprints = sorted({fp for (fps,) in rows for fp in fps})
+                for stage in stages:
+                    heartbeat.check()
+                    stage(session, fingerprints)
+                finish(session, held)
+            return "done"
+        except LeaseLost:
+            log.warning("pipeline job %s was taken over by another worker; not committed", job_id)
+            return "lost"
+        except Exception as exc:
+            log.exception("pipeline job %s failed (with %d claimed)", job_id, len(held.ids))
+            return give_back(factory, held, job_id, f"{type(exc).__name__}: {exc}", settings)
 
 
 def due_jobs(
-    factory: sessionmaker[Session], settings: PipelineSettings, limit: int = 500
+    factory: sessionmaker[Session], settings: PipelineSettings, limit: int = 5000
 ) -> list[int]:
-    """Jobs whose enqueue was lost, whose worker died, or that wait for a retry."""
+    """Ids to hand out again: jobs whose hand-off was lost or dropped, whose worker let the
+    lease lapse, or that wait for a retry.
+
+    A run takes up to `max_jobs_per_run` waiting jobs with it, so of the pending ones only
+    one id in that many is returned.
+    """
+    fail_exhausted(factory, settings)
     now = utcnow()
     older = now - timedelta(seconds=settings.sweep_interval_seconds)
-    stale = now - timedelta(seconds=settings.stale_after_seconds)
     with session_scope(factory) as session:
-        rows = session.execute(
+        pending = session.scalars(
             select(JOBS.c.id)
-            .where(
-                or_(
-                    (JOBS.c.status == "pending") & (JOBS.c.created_at < older),
-                    (JOBS.c.status == "running") & (JOBS.c.claimed_at < stale),
-                )
-            )
+            .where(JOBS.c.status == "pending")
+            .where(JOBS.c.created_at < older)
             .order_by(JOBS.c.id)
             .limit(limit)
-        )
-        return [int(r[0]) for r in rows]
+        ).all()
+        lapsed = session.scalars(
+            select(JOBS.c.id)
+            .where(JOBS.c.status == "running")
+            .where(JOBS.c.lease_until < now)
+            .order_by(JOBS.c.id)
+            .limit(limit)
+        ).all()
+    step = settings.max_jobs_per_run
+    return sorted({int(i) for i in lapsed} | {int(i) for i in pending[::step]})
 
 
 def pending_count(factory: sessionmaker[Session]) -> int:
     """How many jobs wait in the outbox (for /metrics)."""
-    from sqlalchemy import func
-
     with session_scope(factory) as session:
         return int(
             session.scalar(select(func.count()).select_from(JOBS).where(JOBS.c.status == "pending"))

@@ -271,8 +271,8 @@ def test_silence_times_without_a_zone_are_not_a_server_error(client: TestClient)
 def test_silenced_alert_is_kept_but_opens_no_incident_until_the_silence_ends(
     db_url: str, client_for: Callable[..., TestClient]
 ) -> None:
-    # A short sweep interval: the upkeep that un-mutes alerts runs within the test.
-    pipe = Pipeline(client_for(db_url, pipeline={"sweep_interval_seconds": 0.2}), db_url)
+    # A short upkeep interval: the upkeep that un-mutes alerts runs within the test.
+    pipe = Pipeline(client_for(db_url, pipeline={"upkeep_interval_seconds": 0.2}), db_url)
     try:
         pipe.load_graph()
         created = silence(pipe.client, matchers=['alertname="DiskFull"'])

@@ -61,7 +61,7 @@ def test_sweeper_runs_a_job_whose_hand_off_was_lost(db_url: str) -> None:
     sessions = make_session_factory(engine)
     settings = Settings(
         database_url=db_url,
-        pipeline=PipelineSettings(sweep_interval_seconds=1, stale_after_seconds=5),
+        pipeline=PipelineSettings(sweep_interval_seconds=1, lease_seconds=5),
     )
     with sessions.begin() as session:
         session.add(PipelineJob(created_at=utcnow() - timedelta(seconds=30), fingerprints=["lost"]))
@@ -71,13 +71,17 @@ def test_sweeper_runs_a_job_whose_hand_off_was_lost(db_url: str) -> None:
                 fingerprints=["crashed"],
                 status="running",
                 claimed_at=utcnow() - timedelta(minutes=4),
+                lease_until=utcnow() - timedelta(minutes=3),
+                claim_token="dead-worker",
                 attempts=1,
             )
         )
         session.add(PipelineJob(created_at=utcnow(), fingerprints=["fresh"]))
     due = due_jobs(sessions, settings.pipeline)
     assert len(due) == 2  # the fresh one is still within its normal hand-off time
-    assert [run_job(sessions, job_id, settings) for job_id in due] == ["done", "done"]
+    # The first run takes the other claimable jobs with it (the lapsed one included).
+    assert [run_job(sessions, job_id, settings) for job_id in due] == ["done", "skipped"]
+    assert {status for _, status, _ in _jobs(db_url)} == {"done"}
     # A job already done is not run twice when it is handed out again.
     assert run_job(sessions, due[0], settings) == "skipped"
     engine.dispose()

@@ -1,0 +1,37 @@
+"""One Celery worker or beat process, as `incidents worker` and `incidents beat` start it.
+
+Run under `workers.supervisor`, which starts it again if it exits on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from incidents.config import get_settings
+from incidents.logging import configure_logging
+
+# Gossip, mingle and the event heartbeat are cluster chatter we do not use; each is one
+# more channel that has to be torn down and rebuilt when the broker goes away.
+WORKER_FLAGS = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start a Celery worker or beat in this process."""
+    parser = argparse.ArgumentParser(prog="python -m workers.main", description=__doc__)
+    parser.add_argument("role", choices=["worker", "beat"])
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    from workers.app import celery_app
+
+    celery_argv = [args.role, "--loglevel", settings.log_level]
+    if args.role == "worker":
+        celery_argv += ["--concurrency", str(args.concurrency), "-Q", "incidents", *WORKER_FLAGS]
+    celery_app.start(argv=celery_argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
