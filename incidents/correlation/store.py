@@ -120,6 +120,11 @@ def replace_graph(
     raise PreconditionFailed("the service graph is being replaced by others; retry", field="graph")
 
 
+def save_graph(session: Session, graph: ServiceGraph, *, by: str | None = None) -> Replacement:
+    """Store the graph unconditionally (empty allowed) in the caller's transaction."""
+    return replace_graph(session, graph, by=by, via="code", allow_empty=True)
+
+
 def apply_graph_file(session: Session, path: str) -> Replacement | None:
     """Apply the graph file when its graph changed since it was last applied; else None.
 
