@@ -24,8 +24,9 @@ try:
 except ImportError:  # pragma: no cover - PyYAML built without libyaml
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
-# Nodes that aliases may add to a document in all. Merge keys and shared defaults in a
-# hand-written file stay far below it; a billion-laughs document passes it in a few levels.
+# Nodes that aliases may add to a document, beyond as many as the document writes out
+# itself: shared defaults and merge keys stay far below it, while a billion-laughs
+# document, whose expansion grows exponentially with its size, passes it in a few levels.
 MAX_ALIAS_NODES: Final = 10_000
 # Far deeper than any document we read, and shallow enough for a recursive composer.
 MAX_DEPTH: Final = 64
@@ -265,6 +266,7 @@ class _StrictLoader(_BaseLoader):
         self._complete: dict[str, tuple[yaml.Node, int]] = {}
         self._open: set[str] = set()
         self._alias_nodes = 0
+        self._written_nodes = 0
 
     def _next(self) -> Any:
         # The stubs type events loosely (and the C parser's marks as another class).
@@ -300,6 +302,7 @@ class _StrictLoader(_BaseLoader):
         """One node and its size once aliases are expanded."""
         if self.check_event(yaml.AliasEvent):
             return self._alias(self._next())
+        self._written_nodes += 1
         event = self._peek()
         if depth > MAX_DEPTH:
             raise _limit(f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
@@ -364,10 +367,10 @@ class _StrictLoader(_BaseLoader):
             )
         node, size = self._complete[anchor]
         self._alias_nodes += size
-        if self._alias_nodes > MAX_ALIAS_NODES:
+        budget = MAX_ALIAS_NODES + self._written_nodes
+        if self._alias_nodes > budget:
             raise _limit(
-                f"aliases expand to more than {MAX_ALIAS_NODES} nodes (an alias bomb?)",
-                event.start_mark,
+                f"aliases expand to more than {budget} nodes (an alias bomb?)", event.start_mark
             )
         return node, size
 
