@@ -10,15 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Generic, NoReturn, TypeVar
+from typing import Any, Final, NoReturn
 
 import networkx as nx
 
 from incidents.correlation.graph_document import SERVICE_KEYS, ServiceSpec, validate_graph
+from incidents.correlation.lru import LRU
 from incidents.documents import Document, load_file, load_json, load_yaml
 from incidents.exceptions import NotFound, ValidationFailed
 
@@ -28,34 +27,6 @@ MAX_REPORTED_CYCLES: Final = 20
 # Bounds memory: a cached ancestor set of a shared database can hold every service.
 CACHE_SIZE: Final = 1024
 SEVERITY_ORDER: Final = {"P0": 0, "P1": 1, "P2": 2, "P3": 3}
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-
-class _LRU(Generic[K, V]):
-    """A small thread-safe least-recently-used cache of computed values."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_or_compute(self, key: K, compute: Callable[[], V]) -> V:
-        """Return the cached value for key, computing and storing it on a miss."""
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        # Computed outside the lock: two threads may both compute a miss, which is harmless
-        # because the graph is immutable, and no reader waits behind a slow ancestors() call.
-        value = compute()
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return value
 
 
 class ServiceGraph:
@@ -77,9 +48,9 @@ class ServiceGraph:
     _names: tuple[str, ...]
     _neighbours: dict[str, tuple[str, ...]]
     _digest: str
-    _ancestors: _LRU[str, tuple[str, ...]]
-    _descendants: _LRU[str, frozenset[str]]
-    _cycles: _LRU[int, tuple[tuple[str, ...], ...]]
+    _ancestors: LRU[str, tuple[str, ...]]
+    _descendants: LRU[str, frozenset[str]]
+    _cycles: LRU[int, tuple[tuple[str, ...], ...]]
 
     def __init__(self, services: Iterable[ServiceSpec]) -> None:
         """Build from already validated services; use from_document() or empty() instead."""
@@ -98,9 +69,9 @@ class ServiceGraph:
         init(self, "_services", by_name)
         init(self, "_names", names)
         init(self, "_neighbours", neighbours)
-        init(self, "_ancestors", _LRU[str, tuple[str, ...]](CACHE_SIZE))
-        init(self, "_descendants", _LRU[str, frozenset[str]](CACHE_SIZE))
-        init(self, "_cycles", _LRU[int, tuple[tuple[str, ...], ...]](8))
+        init(self, "_ancestors", LRU[str, tuple[str, ...]](CACHE_SIZE))
+        init(self, "_descendants", LRU[str, frozenset[str]](CACHE_SIZE))
+        init(self, "_cycles", LRU[int, tuple[tuple[str, ...], ...]](8))
         init(self, "_digest", _digest_of(self.to_document()))
 
     def __setattr__(self, name: str, value: object) -> NoReturn:
