@@ -17,9 +17,11 @@ from fastapi.testclient import TestClient
 
 from incidents.api.app import create_app
 from incidents.cli import main
+from incidents.config import load_settings
 from incidents.correlation.graph import ServiceGraph
 from incidents.correlation.store import Replacement, apply_graph_file
 from incidents.db import session_scope
+from incidents.exceptions import ConfigError
 from tests.api.test_graph_replace import pg_sessions, wait_for_lock_wait
 from tests.conftest import AUTH, make_settings
 
@@ -188,3 +190,10 @@ def test_graph_load_of_a_bad_file_names_file_and_line(
     assert "--allow-empty" in capsys.readouterr().err
     assert run_cli(monkeypatch, sqlite_url, "graph", "load", "--allow-empty", str(path)) == 0
     assert run_cli(monkeypatch, sqlite_url, "graph", "load", str(tmp_path / "missing.yaml")) == 2
+
+
+def test_a_graph_file_with_no_services_fails_at_start_up(tmp_path: Path) -> None:
+    path = tmp_path / "services.yaml"
+    path.write_text("services: []\n")
+    with pytest.raises(ConfigError, match="lists no services"):
+        load_settings(correlation={"graph_file": str(path)})
