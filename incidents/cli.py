@@ -74,6 +74,89 @@ def _check(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
+
+
+def _print_problems(path: str, exc: Exception) -> None:
+    """One `file:line: field: message` line per problem, after the summary."""
+    from incidents.exceptions import ValidationFailed
+
+    assert isinstance(exc, ValidationFailed)
+    print(f"incidents: {exc.message}", file=sys.stderr)
+    errors = exc.extra.get("errors", [])
+    if len(errors) == 1 and errors[0]["field"] == "document":
+        return
+    for error in errors:
+        line = error.get("line")
+        where = f"{path}:{line}" if line is not None else path
+        print(f"{where}: {error['field']}: {error['message']}", file=sys.stderr)
+
+
+def _graph_load(settings: Settings, args: argparse.Namespace) -> int:
+    from incidents.correlation.graph import ServiceGraph
+    from incidents.correlation.store import log_replacement, replace_graph
+    from incidents.db import create_db_engine, make_session_factory, session_scope
+    from incidents.exceptions import ValidationFailed
+    from incidents.migrate import require_schema
+
+    try:
+        graph = ServiceGraph.from_file(args.file)
+    except OSError as exc:
+        print(f"incidents: {args.file}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 2
+    except ValidationFailed as exc:
+        _print_problems(args.file, exc)
+        return 1
+    require_schema(settings.database_url)
+    engine = create_db_engine(settings.database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            replacement = replace_graph(
+                session,
+                graph,
+                by=f"cli:{_user()}",
+                via="cli",
+                allow_empty=args.allow_empty,
+            )
+    except ValidationFailed as exc:
+        print(f"incidents: {args.file}: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    log_replacement(replacement, graph_file=args.file)
+    print(f"service graph loaded from {args.file}: {len(graph)} services, {replacement.describe()}")
+    return 0
+
+
+def _graph_show(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from incidents.correlation.store import current_graph
+    from incidents.db import create_db_engine, make_session_factory
+    from incidents.migrate import require_schema
+
+    require_schema(settings.database_url)
+    engine = create_db_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            document = current_graph(session).to_document()
+    finally:
+        engine.dispose()
+    if args.format == "json":
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        print(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), end="")
+    return 0
+
+
 def _celery(settings: Settings, args: argparse.Namespace, role: str) -> int:
     from incidents.logging import configure_logging
     from workers.supervisor import celery_command, supervise
@@ -171,6 +254,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "beat", help="run Celery beat, which sweeps the outbox (exactly one per deployment)"
     )
+    graph = sub.add_parser("graph", help="load or print the stored service graph")
+    graph_sub = graph.add_subparsers(dest="graph_command", required=True, metavar="ACTION")
+    load = graph_sub.add_parser(
+        "load", help="validate a graph file, store it for every replica and print what changed"
+    )
+    load.add_argument("file", help="YAML file (or .json) holding {services: [...]} (required)")
+    load.add_argument(
+        "--allow-empty", action="store_true", help="store a graph with no services (default: no)"
+    )
+    show = graph_sub.add_parser("show", help="print the stored service graph")
+    show.add_argument("--format", choices=["yaml", "json"], default="yaml", help="output format")
     _describe_commands(parser)
     return parser
 
@@ -186,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
             return _db(settings, args)
         if args.command == "check-config":
             return _check(settings, args)
+        if args.command == "graph":
+            if args.graph_command == "load":
+                return _graph_load(settings, args)
+            return _graph_show(settings, args)
         return _celery(settings, args, args.command)
     except ConfigError as exc:
         print(f"incidents: {exc.message}", file=sys.stderr)

@@ -163,7 +163,9 @@ class CorrelationSettings(_Section):
 
     # Off: alerts are stored and muted state is not computed (for benchmarks and bulk imports).
     enabled: bool = True
-    # YAML file with the service graph; loaded at start-up when the database has none.
+    # YAML (or .json) file with the service graph. Applied at start-up whenever its graph
+    # differs from the one it held when last applied; a graph replaced through the API
+    # since stays until the file changes again.
     graph_file: str = ""
     hops: int = Field(default=2, ge=0, le=10)
     window_seconds: float = Field(default=600.0, gt=0)
@@ -182,9 +184,12 @@ class CorrelationSettings(_Section):
         from incidents.exceptions import ValidationFailed
 
         try:
-            ServiceGraph.from_file(value)
+            graph = ServiceGraph.from_file(value)
         except ValidationFailed as exc:
             raise ValueError(f"invalid service graph: {exc.message}") from None
+        if len(graph) == 0:
+            # Applying it would empty the stored graph at the next start.
+            raise ValueError(f"{value}: the service graph lists no services")
         return value
 
 

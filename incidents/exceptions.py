@@ -74,6 +74,13 @@ class Conflict(IncidentsError):
     code = "conflict"
 
 
+class PreconditionFailed(IncidentsError):
+    """The resource changed since the version the client named (If-Match)."""
+
+    status_code = 412
+    code = "precondition_failed"
+
+
 class Unavailable(IncidentsError):
     """Trouble on our side (database down, overloaded): the sender should retry."""
 

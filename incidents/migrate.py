@@ -103,3 +103,21 @@ def _explain(url: URL, exc: SQLAlchemyError) -> str:
 def _missing_database(sqlstate: str | None, detail: str) -> bool:
     """True when PostgreSQL said the database does not exist (3D000)."""
     return sqlstate == "3D000" or bool(re.search(r'database ".*" does not exist', detail))
+
+
+def require_schema(database_url: str) -> None:
+    """Raise Unavailable with the fix when the database has not been migrated yet."""
+    from sqlalchemy import inspect
+
+    check_database(database_url)
+    engine = create_db_engine(database_url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            migrated = inspect(conn).has_table("alembic_version")
+    finally:
+        engine.dispose()
+    if not migrated:
+        shown = make_url(normalise_url(database_url)).render_as_string(hide_password=True)
+        raise Unavailable(
+            f"database {shown} has no tables yet; create them with: incidents db upgrade"
+        )

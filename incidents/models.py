@@ -111,6 +111,8 @@ class ServiceGraphDoc(SQLModel, table=True):
     digest: str = Field(sa_column=Column(String(64), nullable=False))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     updated_by: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    # The digest of the graph that `correlation.graph_file` held when it was last applied.
+    file_digest: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
 
 
 class Incident(SQLModel, table=True):

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from incidents import __version__
 from incidents.api.responses import JsonResponse
 from incidents.config import Settings, get_settings
-from incidents.correlation.store import seed_graph_from_file
+from incidents.correlation.store import apply_graph_file, log_replacement
 from incidents.db import create_db_engine, make_session_factory, session_scope
 from incidents.ingest.committer import IngestCommitter
 from incidents.ingest.store import Incoming, WriteResult
@@ -60,13 +60,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if not settings.api_token:
             log.warning("INCIDENTS_API_TOKEN is empty: ingestion and the API accept anyone")
-        if settings.correlation.graph_file:
+        graph_file = settings.correlation.graph_file
+        if graph_file:
             try:
                 with session_scope(sessions) as session:
-                    if seed_graph_from_file(session, settings.correlation.graph_file):
-                        log.info("service graph loaded from %s", settings.correlation.graph_file)
+                    applied = apply_graph_file(session, graph_file)
+                if applied is not None:
+                    log_replacement(applied, graph_file=graph_file)
             except SQLAlchemyError:
-                log.warning("database unavailable at start-up; service graph not seeded")
+                log.warning("database unavailable at start-up; the graph file was not applied")
         dispatcher.start()
         await committer.start()
         # Long-lived objects from start-up leave the collector's view, and young
