@@ -16,8 +16,9 @@ DUPLICATE_DELIVERIES = Counter(
 )
 INGEST_REJECTED = Counter(
     "incidents_ingest_rejected_total",
-    "Ingest requests refused, by source and HTTP status.",
-    ["source", "code"],
+    "Requests refused: every 4xx of the ingest endpoints (source alertmanager or generic), "
+    "and on other API endpoints (source api) refused keys and bodies (401, 403, 408, 413, 415).",
+    ["source", "status"],
 )
 REQUEST_LATENCY = Histogram(
     "incidents_http_request_duration_seconds",

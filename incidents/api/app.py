@@ -21,8 +21,10 @@ from incidents.metrics import ALERTS_INGESTED, DUPLICATE_DELIVERIES
 from incidents.pipeline.dispatch import make_dispatcher
 
 from . import alerts, incidents, ops, services, silences, webhooks
+from .auth import RefusalLog
 from .deps import ServiceState
 from .errors import install_error_handlers
+from .guard import install_guard
 from .middleware import RequestContextMiddleware
 
 log = logging.getLogger(__name__)
@@ -100,5 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(incidents.router)
     app.include_router(services.router)
     app.include_router(silences.router)
-    app.add_middleware(RequestContextMiddleware)
+    install_guard(app, settings)  # inside the request context: its refusals get an id
+    app.add_middleware(
+        RequestContextMiddleware, refusals=RefusalLog(settings.http.auth_log_interval_seconds)
+    )
     return app
