@@ -15,6 +15,8 @@ from tests.conftest import TOKEN
 
 AUTH_LINE = f"Authorization: Bearer {TOKEN}\r\n".encode()
 TIMEOUT = 0.5
+# The server's event loop reads its clock once per iteration: a timer may fire a few ms early.
+EARLY = TIMEOUT - 0.05
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +40,14 @@ def test_headers_that_never_finish_get_408_and_the_connection_closes(server: Liv
         assert b"headers did not arrive in time" in body
         assert headers["connection"] == ["close"]
         assert closed_by_server(sock, within=2)
-        assert TIMEOUT <= time.monotonic() - started < TIMEOUT + 2
+        assert EARLY <= time.monotonic() - started < TIMEOUT + 2
 
 
 def test_a_connection_that_sends_nothing_is_closed(server: LiveServer) -> None:
     with server.connect() as sock:
         started = time.monotonic()
         assert closed_by_server(sock, within=TIMEOUT + 2)
-        assert time.monotonic() - started >= TIMEOUT
+        assert time.monotonic() - started >= EARLY
 
 
 def test_a_slow_head_after_a_kept_alive_request_gets_408(server: LiveServer) -> None:
@@ -76,7 +78,7 @@ def test_an_idle_kept_alive_connection_is_closed(server: LiveServer) -> None:
         assert read_response(sock)[0] == 200
         started = time.monotonic()
         assert closed_by_server(sock, within=3)
-        assert time.monotonic() - started >= 0.9
+        assert time.monotonic() - started >= 0.8
 
 
 @pytest.mark.parametrize(
@@ -96,7 +98,7 @@ def test_a_body_that_stops_arriving_gets_408(server: LiveServer, path: str) -> N
         started = time.monotonic()
         status, headers, body = read_response(sock)
         assert status == 408, body
-        assert TIMEOUT <= time.monotonic() - started < TIMEOUT + 2
+        assert EARLY <= time.monotonic() - started < TIMEOUT + 2
         answer = orjson.loads(body)
         assert answer["error"] == "request_timeout"
         assert f"{TIMEOUT:g} seconds" in answer["message"]
