@@ -12,7 +12,8 @@ import binascii
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from incidents.metrics import INGEST_REJECTED
 
@@ -29,6 +30,15 @@ INGEST_SOURCES = {
 
 # Past this many remembered addresses, entries older than the interval are dropped.
 _MAX_TRACKED = 10_000
+
+
+def route_path(scope: Mapping[str, Any]) -> str:
+    """The path as the router matches it: without the proxy prefix (root_path), if any."""
+    path: str = scope["path"]
+    root = scope.get("root_path")
+    if root and path.startswith(root):
+        return path[len(root) :]
+    return path
 
 
 def source_of(method: str, path: str) -> str:

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from incidents.config import Settings
 from incidents.metrics import INGEST_REJECTED
 
-from .auth import CHALLENGES, check_authorization, source_of
+from .auth import CHALLENGES, check_authorization, route_path, source_of
 from .responses import JsonResponse
 
 # Set in scope["state"] once the guard has accepted the key; check_token trusts it.
@@ -34,6 +34,9 @@ AUTHENTICATED = "authenticated"
 GRAPH_PATH = "/api/v1/services/graph"
 # The ingest endpoints decode gzip themselves; everywhere else a body must be identity.
 DECODING_PATHS = frozenset({"/api/v1/alerts", "/api/v1/alerts/alertmanager"})
+
+
+_ERRORS = {413: "payload_too_large", 415: "unsupported_media_type"}
 
 
 class BodyRefused(StarletteHTTPException):
@@ -97,7 +100,11 @@ class GuardMiddleware:
         return self.default_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = route_path(scope)
+        if not path.startswith("/api/"):
             await self.app(scope, receive, send)
             return
         authorization = length = encoding = b""
@@ -115,14 +122,13 @@ class GuardMiddleware:
         # cannot be taken for the next request, and the client stops sending it.
         has_body = chunked or length not in (b"", b"0")
         close = [(b"connection", b"close")] if has_body else []
-        path = scope["path"]
         method = scope["method"]
         if self.token:
             problem = check_authorization(authorization.decode("latin-1"), self.token)
             if problem is not None:
                 headers = [(b"www-authenticate", c.encode()) for c in CHALLENGES]
                 body = {"error": "unauthorized", "message": problem}
-                await self._send(send, _json(401, body, headers + close))
+                await _send(send, _json(401, body, headers + close))
                 return
         scope.setdefault("state", {})[AUTHENTICATED] = True
         if not has_body:
@@ -134,13 +140,15 @@ class GuardMiddleware:
                 f"Content-Encoding {encoding.decode('latin-1')[:40]!r} is not accepted here; "
                 "send the body uncompressed (only the alert ingest endpoints decode gzip)"
             )
-            await self._refuse(scope, send, 415, "unsupported_media_type", message, close)
+            await _refuse(send, source_of(method, path), 415, message, close)
             return
         limit = self.limit_for(method, path)
         if length.isdigit() and int(length) > limit:
             message = f"body of {int(length)} bytes is over the limit of {limit} bytes"
-            await self._refuse(scope, send, 413, "payload_too_large", message, close)
+            await _refuse(send, source_of(method, path), 413, message, close)
             return
+        # With a Content-Length the server itself stops at the declared size: only a
+        # chunked body needs counting.
         await self.app(scope, self._bounded(receive, limit if chunked else 0), send)
 
     def _bounded(self, receive: Receive, limit: int) -> Receive:
@@ -190,28 +198,24 @@ class GuardMiddleware:
 
         return bounded_receive
 
-    @staticmethod
-    async def _send(send: Send, messages: list[Message]) -> None:
-        for message in messages:
-            await send(message)
 
-    async def _refuse(
-        self,
-        scope: Scope,
-        send: Send,
-        status: int,
-        error: str,
-        message: str,
-        headers: list[tuple[bytes, bytes]],
-    ) -> None:
-        INGEST_REJECTED.labels(source_of(scope["method"], scope["path"]), str(status)).inc()
-        body = {"error": error, "message": message, "field": "body"}
-        await self._send(send, _json(status, body, headers))
+async def _send(send: Send, messages: list[Message]) -> None:
+    for message in messages:
+        await send(message)
+
+
+async def _refuse(
+    send: Send, source: str, status: int, message: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    INGEST_REJECTED.labels(source, str(status)).inc()
+    body = {"error": _ERRORS[status], "message": message, "field": "body"}
+    await _send(send, _json(status, body, headers))
 
 
 async def _body_refused(request: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, BodyRefused)
-    INGEST_REJECTED.labels(source_of(request.method, request.url.path), str(exc.status_code)).inc()
+    source = source_of(request.method, route_path(request.scope))
+    INGEST_REJECTED.labels(source, str(exc.status_code)).inc()
     return JsonResponse(
         {"error": exc.error, "message": exc.message, "field": "body"},
         status_code=exc.status_code,

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from incidents.logging import request_id_var
 from incidents.metrics import REQUEST_LATENCY
 
-from .auth import RefusalLog, scheme_of
+from .auth import RefusalLog, route_path, scheme_of
 
 log = logging.getLogger("incidents.access")
 
@@ -98,6 +98,6 @@ class RequestContextMiddleware:
             status,
             client[0] if client else "unknown",
             scope["method"],
-            scope["path"],
+            route_path(scope),
             scheme_of(header.decode("latin-1")),
         )

@@ -12,8 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
+from incidents.api.app import create_app
 from tests.api.live import LiveServer, closed_by_server, live_server, read_response
-from tests.conftest import AUTH, TOKEN
+from tests.conftest import AUTH, TOKEN, make_settings
 from tests.unit.test_graph import random_document
 
 HUNDRED_MB = 100 * 1024 * 1024
@@ -191,3 +192,16 @@ def test_public_endpoints_need_no_key(client: TestClient) -> None:
     for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"):
         assert client.get(path).status_code == 200, path
     assert client.get("/").status_code != 401
+
+
+def test_the_guard_applies_behind_a_proxy_prefix(sqlite_url: str) -> None:
+    app = create_app(make_settings(sqlite_url, http={"max_body_bytes": 1000}))
+    with TestClient(app, root_path="/incidents") as client:
+        padded = orjson.dumps({**SILENCE, "comment": "x" * 2000})
+        response = client.post("/incidents/api/v1/silences", content=padded, headers=JSON_AUTH)
+        assert response.status_code == 413
+        response = client.get("/incidents/api/v1/incidents")
+        assert response.status_code == 401
+        assert len(response.headers.get_list("www-authenticate")) == 2
+        response = client.get("/incidents/api/v1/incidents", headers=AUTH)
+        assert response.status_code == 200
