@@ -16,8 +16,9 @@ DUPLICATE_DELIVERIES = Counter(
 )
 INGEST_REJECTED = Counter(
     "incidents_ingest_rejected_total",
-    "Requests refused: every 4xx of the ingest endpoints (source alertmanager or generic), "
-    "and on other API endpoints (source api) refused keys and bodies (401, 403, 408, 413, 415).",
+    "Requests refused, by source (alertmanager, generic; api for other endpoints) and HTTP "
+    "status: invalid ingest bodies (400, 422), refused keys (401, 403), and bodies too slow "
+    "(408), too large (413) or compressed where not accepted (415).",
     ["source", "status"],
 )
 REQUEST_LATENCY = Histogram(

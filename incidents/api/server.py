@@ -72,8 +72,8 @@ class HeadDeadline(asyncio.Protocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing():
-            return
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:
+            return  # closed already, or handed over (a WebSocket upgrade)
         if self.cycle is not None and not self.cycle.response_complete:
             return  # a request is being served; its body has its own deadline
         if self._head_begun:
