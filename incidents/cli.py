@@ -34,6 +34,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if not args.no_migrate:
         upgrade(settings.database_url)
     app = create_app(settings)
+    from incidents.api.server import uvicorn_options
+
     uvicorn.run(
         app,
         host=args.host or settings.host,
@@ -41,8 +43,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         loop="auto",
-        http="auto",
         timeout_graceful_shutdown=10,
+        **uvicorn_options(settings.http),  # header timeout, keep-alive, connection limit
     )
     return 0
 

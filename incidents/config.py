@@ -209,6 +209,25 @@ class PipelineSettings(_Section):
     max_jobs_per_run: int = Field(default=50, ge=1, le=1000)
 
 
+class HttpSettings(_Section):
+    """Limits of the HTTP server: body sizes, timeouts for slow clients, connections."""
+
+    # Body limit of API endpoints other than ingest (which use ingest.max_body_bytes).
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    # PUT /api/v1/services/graph: a 10,000-service graph is a few MB.
+    graph_max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # A request line and headers must arrive within this time, or the connection closes.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Longest wait for the next piece of a request body before a 408.
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    # An idle keep-alive connection is closed after this time.
+    keep_alive_timeout_seconds: int = Field(default=5, ge=1)
+    # Beyond this many open connections (or requests in progress), requests get a 503.
+    max_connections: int = Field(default=1000, gt=0)
+    # Refused credentials are logged at most once per client address per interval.
+    auth_log_interval_seconds: float = Field(default=60.0, ge=0)
+
+
 class Settings(BaseSettings):
     """Every setting of the service."""
 
@@ -229,6 +248,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     correlation: CorrelationSettings = Field(default_factory=CorrelationSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
 
     @field_validator("database_url")
     @classmethod

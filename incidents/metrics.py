@@ -26,8 +26,10 @@ DUPLICATE_DELIVERIES = Counter(
 )
 INGEST_REJECTED = Counter(
     "incidents_ingest_rejected_total",
-    "Ingest requests refused, by source and HTTP status.",
-    ["source", "code"],
+    "Requests refused, by source (alertmanager, generic; api for other endpoints) and HTTP "
+    "status: invalid ingest bodies (400, 422), refused keys (401, 403), and bodies too slow "
+    "(408), too large (413) or compressed where not accepted (415).",
+    ["source", "status"],
 )
 REQUEST_LATENCY = Histogram(
     "incidents_http_request_duration_seconds",

@@ -21,9 +21,11 @@ from incidents.metrics import ALERTS_INGESTED, DUPLICATE_DELIVERIES
 from incidents.pipeline.dispatch import make_dispatcher
 
 from . import alerts, am_silences, incidents, ops, services, silences, webhooks
+from .auth import RefusalLog
 from .deps import ServiceState
 from .docs import install_docs
 from .errors import install_error_handlers
+from .guard import install_guard
 from .middleware import RequestContextMiddleware
 from .openapi import install_openapi
 
@@ -111,5 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(am_silences.router)
     install_openapi(app)
     install_docs(app)
-    app.add_middleware(RequestContextMiddleware)
+    install_guard(app, settings)  # inside the request context: its refusals get an id
+    app.add_middleware(
+        RequestContextMiddleware, refusals=RefusalLog(settings.http.auth_log_interval_seconds)
+    )
     return app

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +14,9 @@ from incidents.config import Settings
 from incidents.exceptions import PayloadTooLarge, Unauthorized
 from incidents.ingest.committer import IngestCommitter
 from incidents.pipeline.dispatch import Dispatcher
+
+from .auth import check_authorization
+from .guard import AUTHENTICATED
 
 
 @dataclass
@@ -47,25 +47,13 @@ def db_session(request: Request) -> Iterator[Session]:
 
 async def check_token(request: Request) -> None:
     """Accept `Authorization: Bearer <token>` or basic auth whose password is the token."""
-    expected = service(request).settings.api_token
-    if not expected:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, credentials = header.partition(" ")
-    scheme = scheme.lower()
-    presented = ""
-    if scheme == "bearer":
-        presented = credentials.strip()
-    elif scheme == "basic":
-        try:
-            decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise Unauthorized("malformed basic credentials") from None
-        presented = decoded.partition(":")[2]
-    if not header:
-        raise Unauthorized("missing Authorization header (Bearer token or basic auth)")
-    if not presented or not hmac.compare_digest(presented.encode(), expected.encode()):
-        raise Unauthorized("invalid credentials")
+    if request.scope.get("state", {}).get(AUTHENTICATED):
+        return  # the guard in front of /api/ has checked this request already
+    problem = check_authorization(
+        request.headers.get("authorization", ""), service(request).settings.api_token
+    )
+    if problem is not None:
+        raise Unauthorized(problem)
 
 
 async def read_body(request: Request) -> bytes:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from incidents.api.auth import CHALLENGES
 from incidents.api.responses import JsonResponse
 from incidents.exceptions import Conflict, IncidentsError, Unavailable, ValidationFailed
 
@@ -42,9 +43,11 @@ def error_response(exc: IncidentsError) -> JsonResponse:
     headers = {}
     if isinstance(exc, Unavailable):
         headers["Retry-After"] = str(exc.retry_after)
+    response = JsonResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
     if exc.status_code == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="incidents"'
-    return JsonResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
+        for challenge in CHALLENGES:
+            response.headers.append("WWW-Authenticate", challenge)
+    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:

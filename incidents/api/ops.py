@@ -28,6 +28,7 @@ from incidents.metrics import (
 )
 from incidents.pipeline.runner import pending_count
 
+from .auth import check_authorization
 from .deps import ServiceState, service
 
 router = APIRouter(tags=["operations"])
@@ -89,13 +90,20 @@ async def healthz() -> JsonResponse:
 
 @router.get("/readyz", summary="Database and broker reachable")
 async def readyz(request: Request) -> JsonResponse:
-    """200 when every dependency answers, else 503; each is listed with status and latency."""
+    """200 when every dependency answers, else 503.
+
+    Anonymous callers see each dependency's status only; with the API key (or when none
+    is configured) also its kind, latency and error text, which name internal hosts.
+    """
     state = service(request)
     checks = {
         "database": await run_in_threadpool(_check_database, state),
         "broker": await run_in_threadpool(_check_broker, state),
     }
     ready = all(c["status"] == "ok" for c in checks.values())
+    header = request.headers.get("authorization", "")
+    if check_authorization(header, state.settings.api_token) is not None:
+        checks = {name: {"status": check["status"]} for name, check in checks.items()}
     return JsonResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks},
         status_code=200 if ready else 503,

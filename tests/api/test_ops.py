@@ -16,7 +16,7 @@ from tests.factories import am_alert, am_payload
 
 def test_healthz_and_readyz(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", headers=AUTH)
     assert ready.status_code == 200
     checks = ready.json()["checks"]
     assert checks["database"]["status"] == "ok"

@@ -146,7 +146,7 @@ def test_celery_worker_on_redis_runs_the_pipeline(
     pg_url: str, celery_worker: dict[str, str], client_for: Callable[..., TestClient]
 ) -> None:
     client = client_for(pg_url, broker_url=celery_worker["broker"])
-    ready = client.get("/readyz").json()
+    ready = client.get("/readyz", headers=AUTH).json()
     assert ready["checks"]["broker"]["kind"] == "redis"
     assert ready["checks"]["broker"]["status"] == "ok"
     fingerprints = [_post(client, f"Celery{i}") for i in range(3)]
