@@ -14,9 +14,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from incidents.config import Settings
-from incidents.exceptions import PayloadTooLarge, Unauthorized, ValidationFailed
+from incidents.exceptions import Unauthorized, ValidationFailed
 from incidents.ingest.committer import IngestCommitter
 from incidents.pipeline.dispatch import Dispatcher
+
+from .body import read_limited
 
 
 @dataclass
@@ -68,22 +70,10 @@ async def check_token(request: Request) -> None:
         raise Unauthorized("invalid credentials")
 
 
-async def read_body(request: Request) -> bytes:
+async def read_body(request: Request, *, allow_gzip: bool = False) -> bytes:
     """The request body, refused with 413 once it passes the configured limit."""
     limit = service(request).settings.ingest.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(
-            f"body of {declared} bytes is over the limit of {limit} bytes", field="body"
-        )
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is over the limit of {limit} bytes", field="body")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_limited(request, limit, allow_gzip=allow_gzip)
 
 
 def parse_cursor(value: str | None) -> int | None:

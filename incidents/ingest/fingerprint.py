@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 import orjson
 
@@ -32,10 +31,9 @@ def label_fingerprint(labels: Mapping[str, str]) -> str:
     return f"{h:016x}"
 
 
-def content_key(parts: Iterable[Any]) -> str:
-    """A stable SHA-256 of JSON-serialisable parts, for recognising a repeated delivery."""
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(orjson.dumps(part, option=orjson.OPT_SORT_KEYS))
-        digest.update(b"\x00")
+def content_key(head: list[str], identities: list[bytes]) -> str:
+    """A SHA-256 over a delivery's head and its alerts' digests, whatever their order."""
+    digest = hashlib.sha256(orjson.dumps(head))
+    for identity in sorted(identities):
+        digest.update(identity)
     return digest.hexdigest()
