@@ -21,6 +21,10 @@ from incidents.models import JOBS, PipelineJob
 
 log = logging.getLogger(__name__)
 
+# Fingerprints per stage call. A storm body (or many jobs claimed together) can hold
+# more than a statement can bind (PostgreSQL: 65,535 parameters) in the stages' IN lists.
+STAGE_SLICE = 10_000
+
 
 class Stage(Protocol):
     """One step of the pipeline; it runs in the job's transaction and reads the alerts
@@ -104,8 +108,10 @@ def run_job(
         with session_scope(factory) as session:
             jobs = list(session.scalars(select(PipelineJob).where(JOBS.c.id.in_(claimed))))
             fingerprints = sorted({fp for job in jobs for fp in job.fingerprints})
-            for stage in stages:
-                stage(session, fingerprints)
+            for at in range(0, len(fingerprints), STAGE_SLICE):
+                part = fingerprints[at : at + STAGE_SLICE]
+                for stage in stages:
+                    stage(session, part)
             finished = utcnow()
             for job in jobs:
                 job.status = "done"

@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 from incidents.config import IngestSettings
 from incidents.db import create_db_engine
 from incidents.ingest.adapters import parse_alertmanager, parse_generic
-from incidents.ingest.schemas import GenericAlert, GenericEnvelope
 from incidents.ingest.store import Incoming, write_batch
 from tests.api.test_ingest import T0, alerts, count_rows, post
 from tests.factories import GO_ZERO, am_alert, am_payload, iso
@@ -53,6 +52,18 @@ def test_alertmanager_refire_without_times_is_applied(client: TestClient) -> Non
     assert _status(client) == "resolved"
     assert post(client, am_payload([fire])).json()["status"] == "accepted"
     assert _status(client) == "firing"
+
+
+def test_ha_pair_without_start_counts_once(client: TestClient) -> None:
+    # The key covers the times as sent, not the receipt time that stands in for them.
+    fire = am_alert({"alertname": "PairNoStart", "service": "x"})
+    fire["startsAt"] = GO_ZERO
+    body = am_payload([fire])
+    assert post(client, body).json()["status"] == "accepted"
+    twin = post(client, {**body, "externalURL": "http://alertmanager-2.example:9093"})
+    assert twin.json()["status"] == "duplicate"
+    [stored] = alerts(client)
+    assert stored["receive_count"] == 1
 
 
 def test_ha_pair_counts_each_notification_once(client: TestClient, db_url: str) -> None:
@@ -195,6 +206,8 @@ def test_generic_refuses_both_spellings_of_a_field(client: TestClient) -> None:
 
 
 def test_generic_schema_describes_every_field_with_an_example() -> None:
+    from incidents.ingest.schemas import GenericAlert, GenericEnvelope
+
     schema = GenericAlert.model_json_schema()
     assert schema["examples"]
     for name, prop in schema["properties"].items():
