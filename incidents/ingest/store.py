@@ -27,6 +27,12 @@ from incidents.models import ALERTS, DELIVERIES, DELIVERY_KEYS, JOBS
 
 # Fingerprints per IN list when reading stored states (SQLite allows 32,766 parameters).
 _READ_CHUNK = 10_000
+# Rows per upsert statement: a storm's rows go in several statements of one transaction,
+# so the encoded parameters of only one of them are in memory at a time.
+_WRITE_CHUNK = 5_000
+# Bodies above this size go in a statement each, as a plain parameter: in an array
+# they would be copied once more while the array is encoded.
+_LARGE_BODY = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -102,6 +108,19 @@ def _decide(
     return duplicates, to_store
 
 
+def _statements(
+    rows: list[dict[str, Any]], start_known: list[bool]
+) -> Iterable[tuple[bool, list[dict[str, Any]]]]:
+    """The rows by upsert statement: rows with and without a known start, in chunks."""
+    if len(rows) <= _WRITE_CHUNK and all(start_known):
+        yield True, rows  # the common case: one statement
+        return
+    for known in (True, False):
+        part = [r for r, k in zip(rows, start_known, strict=True) if k is known]
+        for at in range(0, len(part), _WRITE_CHUNK):
+            yield known, part[at : at + _WRITE_CHUNK]
+
+
 def _chunks(values: list[str]) -> Iterable[list[str]]:
     for at in range(0, len(values), _READ_CHUNK):
         yield values[at : at + _READ_CHUNK]
@@ -155,10 +174,8 @@ def write_batch(
     job_id: int | None = None
     rows, start_known = merge_rows(to_store, now)
     if rows:
-        for known_start in (True, False):
-            part = [r for r, k in zip(rows, start_known, strict=True) if k is known_start]
-            if part:
-                conn.execute(alert_upsert(conn, known_start), part)
+        for known_start, part in _statements(rows, start_known):
+            conn.execute(alert_upsert(conn, known_start), part)
         job_id = conn.execute(
             insert(JOBS)
             .values(
@@ -202,6 +219,13 @@ INSERT INTO webhook_deliveries
 SELECT s, %(now)b, k, d, n, r, g, convert_from(b, 'UTF8')
 FROM unnest(%(source)b::text[], %(key)b::text[], %(duplicate)b::bool[], %(count)b::int[],
             %(request)b::text[], %(group)b::text[], %(body)b::bytea[]) AS t(s, k, d, n, r, g, b)
+"""
+
+_PG_DELIVERY = """
+INSERT INTO webhook_deliveries
+    (source, received_at, dedup_key, duplicate, alert_count, request_id, group_key, body)
+VALUES (%(source)b, %(now)b, %(key)b, %(duplicate)b, %(count)b, %(request)b, %(group)b,
+    convert_from(%(body)b, 'UTF8'))
 """
 
 _PG_JOB = """
@@ -253,29 +277,42 @@ def _write_batch_pg(
         cursor.execute(_PG_STORED, {"fingerprints": list(watched)})
         known.update((f, (s, t)) for f, s, t in cursor.fetchall())
     duplicates, to_store = _decide(batch, fresh, watched, known)
-    cursor.execute(
-        _PG_DELIVERIES,
-        {
-            "now": now,
-            "source": [item.parsed.source for item in batch],
-            "key": [item.parsed.dedup_key for item in batch],
-            "duplicate": duplicates,
-            "count": [len(item.parsed.alerts) for item in batch],
-            "request": [item.request_id for item in batch],
-            "group": [item.parsed.group_key for item in batch],
-            "body": [item.body for item in batch],
-        },
-    )
+    pairs = list(zip(batch, duplicates, strict=True))
+    small = [p for p in pairs if len(p[0].body) <= _LARGE_BODY]
+    if small:
+        cursor.execute(
+            _PG_DELIVERIES,
+            {
+                "now": now,
+                "source": [item.parsed.source for item, _ in small],
+                "key": [item.parsed.dedup_key for item, _ in small],
+                "duplicate": [dup for _, dup in small],
+                "count": [len(item.parsed.alerts) for item, _ in small],
+                "request": [item.request_id for item, _ in small],
+                "group": [item.parsed.group_key for item, _ in small],
+                "body": [item.body for item, _ in small],
+            },
+        )
+    for item, dup in pairs if len(small) < len(pairs) else ():
+        if len(item.body) > _LARGE_BODY:
+            cursor.execute(
+                _PG_DELIVERY,
+                {
+                    "now": now,
+                    "source": item.parsed.source,
+                    "key": item.parsed.dedup_key,
+                    "duplicate": dup,
+                    "count": len(item.parsed.alerts),
+                    "request": item.request_id,
+                    "group": item.parsed.group_key,
+                    "body": item.body,
+                },
+            )
     job_id: int | None = None
     rows, start_known = merge_rows(to_store, now)
     if rows:
-        if all(start_known):
-            cursor.execute(PG_ALERTS[True], _pg_alert_params(rows, now))
-        else:
-            for known_start in (True, False):
-                part = [r for r, k in zip(rows, start_known, strict=True) if k is known_start]
-                if part:
-                    cursor.execute(PG_ALERTS[known_start], _pg_alert_params(part, now))
+        for known_start, part in _statements(rows, start_known):
+            cursor.execute(PG_ALERTS[known_start], _pg_alert_params(part, now))
         cursor.execute(
             _PG_JOB, {"now": now, "fingerprints": _json([r["fingerprint"] for r in rows])}
         )

@@ -193,3 +193,32 @@ def test_client_that_disconnects_mid_body_is_one_line_not_a_500(
     assert "ERROR" not in text, text
     access = [line for line in text.splitlines() if f"POST {WEBHOOK}" in line]
     assert access and " 500" not in access[-1] and "499" in access[-1], text
+
+
+def test_large_and_small_bodies_in_one_commit_are_both_kept(db_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from incidents.ingest.adapters import parse_alertmanager, parse_generic
+    from incidents.ingest.store import Incoming, write_batch
+
+    now = datetime.now(UTC)
+    large = storm(1_500)
+    small = orjson.dumps([{"labels": {"alertname": "Small"}}])
+    assert len(large) > 1024 * 1024 > len(small)
+    batch = [
+        Incoming(parse_alertmanager(large, IngestSettings(), now), large, "large"),
+        Incoming(parse_generic(small, IngestSettings(), now), small, "small"),
+    ]
+    engine = create_db_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            results = write_batch(conn, batch, now, 300.0)
+        with engine.connect() as conn:
+            bodies = dict(
+                conn.execute(sa.text("SELECT request_id, body FROM webhook_deliveries")).all()
+            )
+    finally:
+        engine.dispose()
+    assert [r.duplicate for r in results] == [False, False]
+    assert bodies == {"large": large.decode(), "small": small.decode()}
+    assert count_rows(db_url, "alerts") == 1_501
