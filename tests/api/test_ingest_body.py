@@ -202,7 +202,7 @@ def test_large_and_small_bodies_in_one_commit_are_both_kept(db_url: str) -> None
     from incidents.ingest.store import Incoming, write_batch
 
     now = datetime.now(UTC)
-    large = storm(2_000)
+    large = storm(2_500)
     small = orjson.dumps([{"labels": {"alertname": "Small"}}])
     assert len(large) > 1024 * 1024 > len(small)
     batch = [
@@ -221,4 +221,4 @@ def test_large_and_small_bodies_in_one_commit_are_both_kept(db_url: str) -> None
         engine.dispose()
     assert [r.duplicate for r in results] == [False, False]
     assert bodies == {"large": large.decode(), "small": small.decode()}
-    assert count_rows(db_url, "alerts") == 2_001
+    assert count_rows(db_url, "alerts") == 2_501
