@@ -6,10 +6,9 @@ to keep fields that a newer sender adds.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -162,20 +161,17 @@ def _record(
     )
 
 
-def _identity(record: AlertRecord, starts_at: datetime | None, ends_at: datetime | None) -> bytes:
-    """A digest of one alert as it was sent (times as given, not as defaulted)."""
-    data = orjson.dumps(
-        (
-            record.fingerprint,
-            record.status,
-            record.labels,
-            record.annotations,
-            starts_at,
-            ends_at,
-        ),
-        option=orjson.OPT_SORT_KEYS,
-    )
-    return hashlib.sha256(data).digest()
+Identity = tuple[str, str, dict[str, str], dict[str, str], datetime | None, datetime | None]
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
+
+
+def _identity(record: AlertRecord, start: datetime | None, end: datetime | None) -> Identity:
+    """One alert as it was sent (times as given, not as defaulted)."""
+    return record.fingerprint, record.status, record.labels, record.annotations, start, end
+
+
+def _sort_key(identity: Identity) -> tuple[str, str, datetime]:
+    return identity[0], identity[1], identity[4] or _NO_TIME
 
 
 def _find_nul(value: Any, path: str) -> str | None:
@@ -231,7 +227,7 @@ def parse_alertmanager(body: bytes, settings: IngestSettings, now: datetime) -> 
             ends_at=a.endsAt,
             generator_url=a.generatorURL,
             group_key=payload.groupKey,
-            extra=_extra(a, f"alerts[{index}]"),
+            extra=_extra(a, f"alerts[{index}]") if a.model_extra else {},
             now=now,
         )
         records.append(record)
@@ -239,7 +235,7 @@ def parse_alertmanager(body: bytes, settings: IngestSettings, now: datetime) -> 
     # externalURL is left out: the two members of an HA pair send the same
     # notification with different URLs, and it must still count once.
     head = ["alertmanager", payload.receiver, payload.groupKey, payload.status]
-    key = content_key(head, identities)
+    key = content_key(head, sorted(identities, key=_sort_key))
     return Parsed(source="alertmanager", alerts=records, dedup_key=key, group_key=payload.groupKey)
 
 
@@ -276,9 +272,10 @@ def parse_generic(body: bytes, settings: IngestSettings, now: datetime) -> Parse
             ends_at=alert.ends_at,
             generator_url=alert.generator_url,
             group_key=None,
-            extra=_extra(alert, f"{prefix}[{index}]", SPELLINGS),
+            extra=_extra(alert, f"{prefix}[{index}]", SPELLINGS) if alert.model_extra else {},
             now=now,
         )
         records.append(record)
         identities.append(_identity(record, alert.starts_at, alert.ends_at))
-    return Parsed(source="generic", alerts=records, dedup_key=content_key(["generic"], identities))
+    key = content_key(["generic"], sorted(identities, key=_sort_key))
+    return Parsed(source="generic", alerts=records, dedup_key=key)
