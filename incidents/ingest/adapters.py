@@ -6,6 +6,7 @@ to keep fields that a newer sender adds.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +20,8 @@ from incidents.exceptions import BadRequest, ValidationFailed
 from incidents.ingest.classify import classify
 from incidents.ingest.fingerprint import content_key, label_fingerprint
 from incidents.ingest.schemas import SPELLINGS, AMPayload, GenericAlert, GenericEnvelope
+
+log = logging.getLogger(__name__)
 
 # What orjson (and so the JSON columns) can write: a 64-bit signed or unsigned integer.
 _INT_MIN = -(2**63)
@@ -232,6 +235,13 @@ def parse_alertmanager(body: bytes, settings: IngestSettings, now: datetime) -> 
         )
         records.append(record)
         identities.append(_identity(record, a.startsAt, a.endsAt))
+    if payload.truncatedAlerts:
+        log.warning(
+            "Alertmanager left %d alerts out of a notification (its max_alerts); "
+            "they were not received",
+            payload.truncatedAlerts,
+            extra={"receiver": payload.receiver, "group_key": payload.groupKey},
+        )
     # externalURL is left out: the two members of an HA pair send the same
     # notification with different URLs, and it must still count once.
     head = ["alertmanager", payload.receiver, payload.groupKey, payload.status]

@@ -85,8 +85,38 @@ class AMAlert(_Lenient):
     _labels = field_validator("labels")(_check_labels)
 
 
+_AM_EXAMPLE: Any = {
+    "version": "4",
+    "groupKey": '{}:{alertname="HighErrorRate"}',
+    "truncatedAlerts": 0,
+    "status": "firing",
+    "receiver": "incidents",
+    "groupLabels": {"alertname": "HighErrorRate"},
+    "commonLabels": {"alertname": "HighErrorRate", "service": "api-gateway"},
+    "commonAnnotations": {},
+    "externalURL": "http://alertmanager.example:9093",
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {
+                "alertname": "HighErrorRate",
+                "service": "api-gateway",
+                "severity": "critical",
+            },
+            "annotations": {"summary": "5xx rate above 5% for 5 minutes"},
+            "startsAt": "2026-11-23T05:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus.example:9090/graph",
+            "fingerprint": "b1a2c3d4e5f60718",
+        }
+    ],
+}
+
+
 class AMPayload(_Lenient):
     """The Alertmanager webhook body, version 4."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_AM_EXAMPLE]})
 
     version: str = Field(description='Payload version; must be "4".')
     groupKey: str = Field(description="The aggregation group the notification is for.")
@@ -95,9 +125,15 @@ class AMPayload(_Lenient):
     )
     status: Status = Field(description="firing if any alert of the group fires.")
     receiver: str = Field(description="The Alertmanager receiver that sent it.")
-    groupLabels: dict[str, str] = Field(default_factory=dict)
-    commonLabels: dict[str, str] = Field(default_factory=dict)
-    commonAnnotations: dict[str, str] = Field(default_factory=dict)
+    groupLabels: dict[str, str] = Field(
+        default_factory=dict, description="The labels the group is formed by."
+    )
+    commonLabels: dict[str, str] = Field(
+        default_factory=dict, description="Labels all alerts of the notification share."
+    )
+    commonAnnotations: dict[str, str] = Field(
+        default_factory=dict, description="Annotations all alerts of the notification share."
+    )
     externalURL: str = Field(default="", description="The sending Alertmanager's URL.")
     alerts: list[AMAlert] = Field(description="The alerts of the group.")
 

@@ -222,3 +222,14 @@ def test_large_and_small_bodies_in_one_commit_are_both_kept(db_url: str) -> None
     assert [r.duplicate for r in results] == [False, False]
     assert bodies == {"large": large.decode(), "small": small.decode()}
     assert count_rows(db_url, "alerts") == 2_501
+
+
+def test_truncated_notification_is_logged(
+    sqlite_url: str, client_for: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    client = client_for(sqlite_url)
+    body = {**am_payload([am_alert({"alertname": "Cut"})]), "truncatedAlerts": 7}
+    with caplog.at_level("WARNING", logger="incidents.ingest.adapters"):
+        response = client.post(WEBHOOK, content=orjson.dumps(body), headers=AUTH)
+    assert response.status_code == 200
+    assert any("left 7 alerts out" in r.getMessage() for r in caplog.records)
