@@ -108,7 +108,7 @@ def run_job(
         with session_scope(factory) as session:
             jobs = list(session.scalars(select(PipelineJob).where(JOBS.c.id.in_(claimed))))
             fingerprints = sorted({fp for job in jobs for fp in job.fingerprints})
-            for at in range(0, len(fingerprints), STAGE_SLICE):
+            for at in range(0, max(len(fingerprints), 1), STAGE_SLICE):
                 part = fingerprints[at : at + STAGE_SLICE]
                 for stage in stages:
                     stage(session, part)
