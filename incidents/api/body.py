@@ -54,11 +54,12 @@ class _Gunzip:
             while data:
                 if self._zlib.eof:
                     # Concatenated gzip members form one body (RFC 1952).
-                    data = self._zlib.unused_data + data
                     self._zlib = zlib.decompressobj(wbits=31)
                 room = self._limit - self._out.tell() + 1
                 self._emit(self._zlib.decompress(data, room))
-                data = self._zlib.unconsumed_tail
+                data = self._zlib.unconsumed_tail or (
+                    self._zlib.unused_data if self._zlib.eof else b""
+                )
         except zlib.error as exc:
             raise BadRequest(f"body is not valid gzip: {exc}", field="body") from None
 
