@@ -6,13 +6,13 @@ to keep fields that a newer sender adds.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from incidents.config import IngestSettings
@@ -204,7 +204,9 @@ def _refuse_nul(body: bytes) -> None:
     """
     if b"\\u0000" not in body:
         return
-    where = _find_nul(orjson.loads(body), "")
+    # The standard library's parser, as it takes all the parser above took (NaN, huge
+    # numbers) that orjson refuses; this path is rare.
+    where = _find_nul(json.loads(body), "")
     if where is not None:
         raise _refuse(where, "NUL characters are not allowed")
 

@@ -120,6 +120,12 @@ CASES: list[tuple[str, bytes, int, str]] = [
         "alerts[0].labels.alertname",
     ),
     (
+        "escaped \\u0000 text next to NaN",
+        _raw_alert_with(b"NaN", ratio="RAW", annotations={"path": "C:\\u0000"}),
+        422,
+        "alerts[0].ratio",
+    ),
+    (
         "nul in an extra field",
         orjson.dumps(_alert_with(note={"deep": ["\x00"]})),
         422,
