@@ -23,6 +23,9 @@ from incidents.ingest.schemas import SPELLINGS, AMPayload, GenericAlert, Generic
 
 log = logging.getLogger(__name__)
 
+# The width of the derived service column: a longer label value must not fail the write.
+_SERVICE_MAX = 255
+
 # What orjson (and so the JSON columns) can write: a 64-bit signed or unsigned integer.
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
@@ -147,6 +150,8 @@ def _record(
     else:
         start = now
     severity, service = classify(labels, settings)
+    if service is not None and len(service) > _SERVICE_MAX:
+        service = service[:_SERVICE_MAX]  # the labels keep the whole value
     return AlertRecord(
         fingerprint=fingerprint or label_fingerprint(labels),
         status=status,

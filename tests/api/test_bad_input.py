@@ -166,6 +166,17 @@ def test_label_names_alertmanager_accepts_are_stored(client: TestClient) -> None
     assert stored["labels"] == labels
 
 
+def test_service_label_longer_than_the_column_is_stored(client: TestClient) -> None:
+    # The derived service is a column of 255 characters; the labels keep the full value.
+    long = "svc-" + "x" * 1000
+    body = _alert_with(labels={"alertname": "Long", "service": long})
+    response = client.post(WEBHOOK, content=orjson.dumps(body), headers=AUTH)
+    assert response.status_code == 200, response.text
+    [stored] = client.get("/api/v1/alerts", headers=AUTH).json()["items"]
+    assert stored["labels"]["service"] == long
+    assert stored["service"] == long[:255]
+
+
 def test_escaped_backslash_u0000_is_text_not_nul(client: TestClient, db_url: str) -> None:
     # The JSON text "a\\u0000b" is the six characters \u0000 between a and b.
     body = orjson.dumps(_alert_with(annotations={"summary": "a\\u0000b"}))
