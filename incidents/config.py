@@ -82,7 +82,9 @@ class _Section(BaseModel):
 class IngestSettings(_Section):
     """How alerts are parsed, classified and written."""
 
-    max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    # Alertmanager sends a whole group as one body and drops a 413 for good: the default
+    # takes a storm of 50,000 alerts of about 800 bytes. Applies to gzip-decoded size too.
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     severity_labels: list[str] = Field(default_factory=lambda: ["severity", "priority"])
     severity_map: dict[str, Severity] = Field(default_factory=lambda: dict(DEFAULT_SEVERITY_MAP))
     default_severity: Severity = "P3"

@@ -53,6 +53,24 @@ class PayloadTooLarge(IncidentsError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(IncidentsError):
+    """The body is in a form (such as a Content-Encoding) that we do not read."""
+
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class ClientGone(IncidentsError):
+    """The client closed the connection before its request ended; nobody gets the answer.
+
+    Its status is nginx's 499, so that the access log and metrics do not count it as a
+    server error.
+    """
+
+    status_code = 499
+    code = "client_closed_request"
+
+
 class Unauthorized(IncidentsError):
     """Missing or wrong credentials."""
 

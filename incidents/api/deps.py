@@ -11,11 +11,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from incidents.config import Settings
-from incidents.exceptions import PayloadTooLarge, Unauthorized
+from incidents.exceptions import Unauthorized
 from incidents.ingest.committer import IngestCommitter
 from incidents.pipeline.dispatch import Dispatcher
 
 from .auth import check_authorization
+from .body import read_limited
 from .guard import AUTHENTICATED
 
 
@@ -56,22 +57,10 @@ async def check_token(request: Request) -> None:
         raise Unauthorized(problem)
 
 
-async def read_body(request: Request) -> bytes:
+async def read_body(request: Request, *, allow_gzip: bool = False) -> bytes:
     """The request body, refused with 413 once it passes the configured limit."""
     limit = service(request).settings.ingest.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(
-            f"body of {declared} bytes is over the limit of {limit} bytes", field="body"
-        )
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is over the limit of {limit} bytes", field="body")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_limited(request, limit, allow_gzip=allow_gzip)
 
 
 def as_utc(value: datetime | None) -> datetime | None:

@@ -11,6 +11,8 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .schemas import ErrorBody
+
 GRAPH_EXAMPLE: Final[dict[str, Any]] = {
     "services": [
         {
@@ -125,25 +127,25 @@ class GraphReplaced(BaseModel):
     cycles: list[list[str]] = Field(
         description="Up to 20 dependency cycles, [a, b] meaning a -> b -> a."
     )
-    changes: GraphChanges
+    changes: GraphChanges = Field(description="Services added, removed and changed.")
 
 
 class OpenIncident(BaseModel):
     """An open incident that affects the service."""
 
-    id: int
+    id: int = Field(description="The incident's id.")
     severity: str = Field(description="P0 (most severe) to P3.")
-    title: str
-    opened_at: datetime
+    title: str = Field(description="The incident's title.")
+    opened_at: datetime = Field(description="When it opened (UTC).")
 
 
 class MaintenanceWindow(BaseModel):
     """A maintenance window of the service that has not ended."""
 
-    id: str
-    starts_at: datetime
-    ends_at: datetime
-    comment: str
+    id: str = Field(description="The silence's id.")
+    starts_at: datetime = Field(description="When it starts muting (UTC).")
+    ends_at: datetime = Field(description="When it stops muting (UTC).")
+    comment: str = Field(description="Why it exists.")
 
 
 class ServiceView(BaseModel):
@@ -181,8 +183,10 @@ class ServiceView(BaseModel):
     blast_radius: list[str] = Field(
         description="Every service that depends on it, directly or transitively."
     )
-    open_incidents: list[OpenIncident]
-    maintenance_windows: list[MaintenanceWindow]
+    open_incidents: list[OpenIncident] = Field(description="Open incidents that affect it.")
+    maintenance_windows: list[MaintenanceWindow] = Field(
+        description="Its maintenance windows that have not ended."
+    )
 
 
 class ProblemEntry(BaseModel):
@@ -195,7 +199,7 @@ class ProblemEntry(BaseModel):
 
 
 class GraphError(BaseModel):
-    """An error body of the graph endpoints."""
+    """The error body of a 412 on the graph: the shared error body plus the current ETag."""
 
     error: str = Field(description="A stable code: validation_error, precondition_failed, ...")
     message: str = Field(description="One sentence for people, naming the field.")
@@ -229,14 +233,14 @@ PUT_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
         "description": "Stored; in effect everywhere from now on.",
         "headers": ETAG_HEADER,
     },
-    400: {"model": GraphError, "description": "The body is empty or not UTF-8 text."},
+    400: {"model": ErrorBody, "description": "The body is empty or not UTF-8 text."},
     412: {
         "model": GraphError,
         "description": "If-Match names a graph that has since been replaced; GET it again.",
     },
-    413: {"model": GraphError, "description": "The body is over ingest.max_body_bytes."},
+    413: {"model": ErrorBody, "description": "The body is over http.graph_max_body_bytes."},
     422: {
-        "model": GraphError,
+        "model": ErrorBody,
         "description": "The document is invalid (every problem named, with its line for "
         "YAML), nests aliases or levels beyond the limits, or empties the graph without "
         "?allow_empty=true.",
@@ -253,5 +257,5 @@ GET_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
 
 SERVICE_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     200: {"model": ServiceView, "description": "The service."},
-    404: {"model": GraphError, "description": "No service of that name in the graph."},
+    404: {"model": ErrorBody, "description": "No service of that name in the graph."},
 }

@@ -16,7 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from incidents.ingest.adapters import AMPayload, GenericAlert, GenericEnvelope
+from incidents.ingest.schemas import AMPayload, GenericAlert, GenericEnvelope
 
 from . import examples
 from .schemas import ErrorBody, IngestResult, error_response

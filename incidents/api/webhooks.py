@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from incidents.api.responses import JsonResponse
 from incidents.config import IngestSettings
 from incidents.db import utcnow
-from incidents.exceptions import BadRequest, IncidentsError, ValidationFailed
+from incidents.exceptions import BadRequest, ClientGone, IncidentsError
 from incidents.ingest.adapters import Parsed, parse_alertmanager, parse_generic
 from incidents.ingest.store import Incoming
 from incidents.metrics import INGEST_REJECTED
@@ -24,47 +24,30 @@ router = APIRouter(prefix="/api/v1/alerts", tags=["ingest"])
 
 Parser = Callable[[bytes, IngestSettings, datetime], Parsed]
 
-
-def _find_nul(value: Any, path: str) -> str | None:
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
-                return f"{path}.{key!r}"
-            found = _find_nul(item, f"{path}.{key}" if path else key)
-            if found:
-                return found
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _find_nul(item, f"{path}[{index}]")
-            if found:
-                return found
-    return None
+# Bodies above this size are parsed in a worker thread: a storm of tens of megabytes
+# takes seconds to validate, and other requests must not wait on the event loop for it.
+_INLINE_PARSE_BYTES = 256 * 1024
 
 
 async def _ingest(request: Request, parser: Parser, source: str) -> JsonResponse:
     state = service(request)
     await check_token(request)
+    settings = state.settings.ingest
     try:
-        body = await read_body(request)
-        if not body.strip():
+        body = await read_body(request, allow_gzip=True)
+        if not body or body.isspace():
             raise BadRequest("request body is empty; expected JSON", field="body")
-        parsed = parser(body, state.settings.ingest, utcnow())
-        if b"\\u0000" in body:
-            # PostgreSQL cannot store NUL in text; refuse it by name rather than fail later.
-            import orjson
-
-            where = _find_nul(orjson.loads(body), "")
-            raise ValidationFailed(
-                f"{where or 'body'}: NUL characters are not allowed", field=where or "body"
-            )
-        text = body.decode("utf-8")
+        if len(body) > _INLINE_PARSE_BYTES:
+            parsed = await run_in_threadpool(parser, body, settings, utcnow())
+        else:
+            parsed = parser(body, settings, utcnow())
+    except ClientGone:
+        raise  # logged where it happened; not a rejection, nobody hears the answer
     except IncidentsError as exc:
         INGEST_REJECTED.labels(source, str(exc.status_code)).inc()
         raise
     result = await state.committer.submit(
-        Incoming(parsed=parsed, body=text, request_id=request.scope["state"].get("request_id"))
+        Incoming(parsed=parsed, body=body, request_id=request.scope["state"].get("request_id"))
     )
     return JsonResponse(
         {

@@ -6,99 +6,29 @@ to keep fields that a newer sender adds.
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from incidents.config import IngestSettings
 from incidents.exceptions import BadRequest, ValidationFailed
 from incidents.ingest.classify import classify, ignore_reason
 from incidents.ingest.fingerprint import content_key, label_fingerprint
+from incidents.ingest.schemas import SPELLINGS, AMPayload, GenericAlert, GenericEnvelope
 
-# Alertmanager writes Go's zero time for "no end".
-_GO_ZERO_YEAR = 1
+log = logging.getLogger(__name__)
 
-Status = Literal["firing", "resolved"]
+# The width of the derived service column: a longer label value must not fail the write.
+_SERVICE_MAX = 255
 
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None or value.year <= _GO_ZERO_YEAR:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def _check_labels(value: dict[str, str]) -> dict[str, str]:
-    if not value:
-        raise ValueError("an alert needs at least one label")
-    for name in value:
-        if not name:
-            raise ValueError("label names must not be empty")
-    return value
-
-
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="allow", str_max_length=65536)
-
-
-class AMAlert(_Lenient):
-    """One alert inside an Alertmanager webhook (payload version 4)."""
-
-    status: Status
-    labels: dict[str, str]
-    annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: datetime
-    endsAt: datetime | None = None
-    generatorURL: str = ""
-    fingerprint: str | None = Field(default=None, min_length=1, max_length=128)
-
-    _labels = field_validator("labels")(_check_labels)
-
-
-class AMPayload(_Lenient):
-    """The Alertmanager webhook body, version 4."""
-
-    version: str
-    groupKey: str
-    truncatedAlerts: int = Field(default=0, ge=0)
-    status: Status
-    receiver: str
-    groupLabels: dict[str, str] = Field(default_factory=dict)
-    commonLabels: dict[str, str] = Field(default_factory=dict)
-    commonAnnotations: dict[str, str] = Field(default_factory=dict)
-    externalURL: str = ""
-    alerts: list[AMAlert]
-
-    @field_validator("version")
-    @classmethod
-    def _v4(cls, value: str) -> str:
-        if value != "4":
-            raise ValueError(f"unsupported webhook version {value!r}; expected '4'")
-        return value
-
-
-class GenericAlert(_Lenient):
-    """One alert from a source other than Alertmanager."""
-
-    labels: dict[str, str]
-    annotations: dict[str, str] = Field(default_factory=dict)
-    status: Status = "firing"
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
-    generator_url: str = ""
-    fingerprint: str | None = Field(default=None, min_length=1, max_length=128)
-
-    _labels = field_validator("labels")(_check_labels)
-
-
-class GenericEnvelope(_Lenient):
-    """`{"alerts": [...]}`, accepted as well as a bare list."""
-
-    alerts: list[GenericAlert]
-
+# What orjson (and so the JSON columns) can write: a 64-bit signed or unsigned integer.
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
 
 _generic_list = TypeAdapter(list[GenericAlert])
 
@@ -120,17 +50,9 @@ class AlertRecord:
     service: str | None
     extra: dict[str, Any] = field(default_factory=dict)
     ignored_by: str | None = None
-
-    def identity(self) -> tuple[Any, ...]:
-        """What makes two deliveries of this alert the same delivery."""
-        return (
-            self.fingerprint,
-            self.status,
-            self.labels,
-            self.annotations,
-            self.starts_at.isoformat(),
-            self.ends_at.isoformat() if self.ends_at else None,
-        )
+    # False when the sender gave no start: starts_at then only stands in for a new row,
+    # and the store keeps the start it already knows.
+    start_known: bool = True
 
 
 @dataclass(slots=True)
@@ -165,6 +87,39 @@ def _raise_for(exc: ValidationError) -> None:
     ) from None
 
 
+def _refuse(where: str, message: str) -> ValidationFailed:
+    return ValidationFailed(f"{where}: {message}", field=where)
+
+
+def _storable(value: Any, path: str) -> None:
+    """Refuse what the JSON columns cannot hold as sent: huge integers, inf and NaN."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise _refuse(path, "integer out of range (at most 64 bits)")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise _refuse(path, "number out of range (not a finite double)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _storable(item, f"{path}[{index}]")
+
+
+def _extra(model: BaseModel, path: str, spellings: dict[str, str] | None = None) -> dict[str, Any]:
+    extra = model.model_extra
+    if not extra:
+        return {}
+    for name in extra:
+        if spellings and name in spellings:
+            raise _refuse(f"{path}.{name}", f"give either {spellings[name]} or {name}, not both")
+    _storable(extra, path)
+    return dict(extra)
+
+
 def _state_at(status: str, starts_at: datetime, ends_at: datetime | None) -> datetime:
     if status == "resolved" and ends_at is not None:
         return ends_at
@@ -182,14 +137,22 @@ def _record(
     ends_at: datetime | None,
     generator_url: str,
     group_key: str | None,
-    extra: dict[str, Any] | None,
+    extra: dict[str, Any],
     now: datetime,
 ) -> AlertRecord:
-    start = _utc(starts_at) or now
-    end = _utc(ends_at)
+    end = ends_at
     if status == "resolved" and end is None:
         end = now
+    if starts_at is not None:
+        start = starts_at
+    elif status == "resolved":
+        # Only a new row uses this: the latest its start can have been.
+        start = min(end, now) if end is not None else now
+    else:
+        start = now
     severity, service = classify(labels, settings)
+    if service is not None and len(service) > _SERVICE_MAX:
+        service = service[:_SERVICE_MAX]  # the labels keep the whole value
     return AlertRecord(
         fingerprint=fingerprint or label_fingerprint(labels),
         status=status,
@@ -202,9 +165,57 @@ def _record(
         group_key=group_key,
         severity=severity,
         service=service,
-        extra=extra or {},
+        extra=extra,
+        start_known=starts_at is not None,
         ignored_by=ignore_reason(labels, settings),
     )
+
+
+Identity = tuple[str, str, dict[str, str], dict[str, str], datetime | None, datetime | None]
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
+
+
+def _identity(record: AlertRecord, start: datetime | None, end: datetime | None) -> Identity:
+    """One alert as it was sent (times as given, not as defaulted)."""
+    return record.fingerprint, record.status, record.labels, record.annotations, start, end
+
+
+def _sort_key(identity: Identity) -> tuple[str, str, datetime]:
+    return identity[0], identity[1], identity[4] or _NO_TIME
+
+
+def _find_nul(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        return (path or "body") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else key
+            if "\x00" in key:
+                return f"{path}.{key!r}" if path else repr(key)
+            found = _find_nul(item, inner)
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _find_nul(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def _refuse_nul(body: bytes) -> None:
+    """Refuse NUL characters by field: PostgreSQL cannot store them in text or JSON.
+
+    The byte search is only a cheap filter: the escaped text `\\\\u0000` matches it too and
+    is valid, so the decoded values decide.
+    """
+    if b"\\u0000" not in body:
+        return
+    # The standard library's parser, as it takes all the parser above took (NaN, huge
+    # numbers) that orjson refuses; this path is rare.
+    where = _find_nul(json.loads(body), "")
+    if where is not None:
+        raise _refuse(where, "NUL characters are not allowed")
 
 
 def parse_alertmanager(body: bytes, settings: IngestSettings, now: datetime) -> Parsed:
@@ -214,8 +225,11 @@ def parse_alertmanager(body: bytes, settings: IngestSettings, now: datetime) -> 
     except ValidationError as exc:
         _raise_for(exc)
         raise  # unreachable: _raise_for always raises
-    records = [
-        _record(
+    _refuse_nul(body)
+    records = []
+    identities = []
+    for index, a in enumerate(payload.alerts):
+        record = _record(
             settings=settings,
             fingerprint=a.fingerprint,
             status=a.status,
@@ -225,66 +239,62 @@ def parse_alertmanager(body: bytes, settings: IngestSettings, now: datetime) -> 
             ends_at=a.endsAt,
             generator_url=a.generatorURL,
             group_key=payload.groupKey,
-            extra=dict(a.model_extra or {}),
+            extra=_extra(a, f"alerts[{index}]") if a.model_extra else {},
             now=now,
         )
-        for a in payload.alerts
-    ]
+        records.append(record)
+        identities.append(_identity(record, a.startsAt, a.endsAt))
+    if payload.truncatedAlerts:
+        log.warning(
+            "Alertmanager left %d alerts out of a notification (its max_alerts); "
+            "they were not received",
+            payload.truncatedAlerts,
+            extra={"receiver": payload.receiver, "group_key": payload.groupKey},
+        )
     # externalURL is left out: the two members of an HA pair send the same
     # notification with different URLs, and it must still count once.
-    key = content_key(
-        [
-            "alertmanager",
-            payload.receiver,
-            payload.groupKey,
-            payload.status,
-            sorted((r.identity() for r in records), key=lambda i: (i[0], i[1], i[4])),
-        ]
-    )
+    head = ["alertmanager", payload.receiver, payload.groupKey, payload.status]
+    key = content_key(head, sorted(identities, key=_sort_key))
     return Parsed(source="alertmanager", alerts=records, dedup_key=key, group_key=payload.groupKey)
+
+
+def _first_byte(body: bytes) -> int:
+    for byte in body:
+        if byte not in b" \t\r\n":
+            return byte
+    return 0
 
 
 def parse_generic(body: bytes, settings: IngestSettings, now: datetime) -> Parsed:
     """Validate a generic JSON list of alerts (or `{"alerts": [...]}`)."""
-    stripped = body.lstrip()
+    envelope = _first_byte(body) == ord("{")
     try:
-        if stripped.startswith(b"{"):
+        if envelope:
             alerts = GenericEnvelope.model_validate_json(body).alerts
         else:
             alerts = _generic_list.validate_json(body)
     except ValidationError as exc:
         _raise_for(exc)
         raise
+    _refuse_nul(body)
+    prefix = "alerts" if envelope else ""
     records = []
     identities = []
-    for alert in alerts:
-        records.append(
-            _record(
-                settings=settings,
-                fingerprint=alert.fingerprint,
-                status=alert.status,
-                labels=alert.labels,
-                annotations=alert.annotations,
-                # Without a start time a re-sent alert must keep one identity, so the
-                # first receipt stands in; the store keeps the earliest.
-                starts_at=alert.starts_at,
-                ends_at=alert.ends_at,
-                generator_url=alert.generator_url,
-                group_key=None,
-                extra=dict(alert.model_extra or {}),
-                now=now,
-            )
+    for index, alert in enumerate(alerts):
+        record = _record(
+            settings=settings,
+            fingerprint=alert.fingerprint,
+            status=alert.status,
+            labels=alert.labels,
+            annotations=alert.annotations,
+            starts_at=alert.starts_at,
+            ends_at=alert.ends_at,
+            generator_url=alert.generator_url,
+            group_key=None,
+            extra=_extra(alert, f"{prefix}[{index}]", SPELLINGS) if alert.model_extra else {},
+            now=now,
         )
-        record = records[-1]
-        identities.append(
-            (
-                record.fingerprint,
-                record.status,
-                record.labels,
-                record.annotations,
-                alert.starts_at.isoformat() if alert.starts_at else None,
-                alert.ends_at.isoformat() if alert.ends_at else None,
-            )
-        )
-    key = content_key(["generic", sorted(identities, key=str)])
+        records.append(record)
+        identities.append(_identity(record, alert.starts_at, alert.ends_at))
+    key = content_key(["generic"], sorted(identities, key=_sort_key))
     return Parsed(source="generic", alerts=records, dedup_key=key)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -32,10 +32,14 @@ def label_fingerprint(labels: Mapping[str, str]) -> str:
     return f"{h:016x}"
 
 
-def content_key(parts: Iterable[Any]) -> str:
-    """A stable SHA-256 of JSON-serialisable parts, for recognising a repeated delivery."""
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(orjson.dumps(part, option=orjson.OPT_SORT_KEYS))
-        digest.update(b"\x00")
+# Identities per serialisation: a storm's key never needs one copy of the whole body.
+_KEY_CHUNK = 1000
+
+
+def content_key(head: list[str], identities: Sequence[Any]) -> str:
+    """A SHA-256 of a delivery's head and its (sorted) alert identities."""
+    digest = hashlib.sha256(orjson.dumps(head))
+    for at in range(0, len(identities), _KEY_CHUNK):
+        chunk = identities[at : at + _KEY_CHUNK]
+        digest.update(orjson.dumps(chunk, option=orjson.OPT_SORT_KEYS))
     return digest.hexdigest()

@@ -10,6 +10,7 @@ the cost per alert is a bounded graph search and dictionary look-ups, not querie
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -58,12 +59,19 @@ def _rank(severity: str) -> int:
     return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
 
 
+_NODE_MAX = 255
+
+
 def correlation_service(alert: Alert) -> str:
     """The graph node an alert stands on; without a service label, one per alert name, so
     unrelated unlabelled alerts do not all fall into one incident."""
     if alert.service:
         return alert.service
-    return f"unknown:{alert.labels.get('alertname', alert.fingerprint)}"
+    node = f"unknown:{alert.labels.get('alertname', alert.fingerprint)}"
+    if len(node) > _NODE_MAX:
+        # Service columns hold 255 characters; a digest keeps long names apart.
+        node = f"{node[: _NODE_MAX - 17]}#{hashlib.sha1(node.encode()).hexdigest()[:16]}"
+    return node
 
 
 def lock_correlation(session: Session) -> None:

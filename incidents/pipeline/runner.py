@@ -29,6 +29,10 @@ from incidents.pipeline.lease import (
 
 log = logging.getLogger(__name__)
 
+# Fingerprints per stage call. A storm body (or many jobs claimed together) can hold
+# more than a statement can bind (PostgreSQL: 65,535 parameters) in the stages' IN lists.
+STAGE_SLICE = 10_000
+
 
 class Stage(Protocol):
     """One step of the pipeline; it runs in the job's transaction and reads the alerts
@@ -73,9 +77,13 @@ def run_job(
             with session_scope(factory) as session:
                 rows = session.execute(select(JOBS.c.fingerprints).where(JOBS.c.id.in_(held.ids)))
                 fingerprints = sorted({fp for (fps,) in rows for fp in fps})
-                for stage in stages:
-                    heartbeat.check()
-                    stage(session, fingerprints)
+                # Slices keep each stage's IN lists under the database's bind-parameter
+                # limit (65,535 on PostgreSQL) when a storm brings one huge job.
+                for at in range(0, max(len(fingerprints), 1), STAGE_SLICE):
+                    part = fingerprints[at : at + STAGE_SLICE]
+                    for stage in stages:
+                        heartbeat.check()
+                        stage(session, part)
                 finish(session, held)
             return "done"
         except LeaseLost:

@@ -33,6 +33,14 @@ def _alert_with(**changes: Any) -> dict[str, Any]:
     return body
 
 
+BIG = b"123456789012345678901234567890"  # above 2**64: orjson cannot write it
+
+
+def _raw_alert_with(value: bytes, **changes: Any) -> bytes:
+    """A body whose alert carries `value` (raw JSON text) where changes say "RAW"."""
+    return orjson.dumps(_alert_with(**changes)).replace(b'"RAW"', value)
+
+
 CASES: list[tuple[str, bytes, int, str]] = [
     ("malformed json", b'{"version": "4", "alerts": [', 400, "body"),
     ("not utf-8", b'{"version": "\xff\xfe"}', 400, "body"),
@@ -51,6 +59,77 @@ CASES: list[tuple[str, bytes, int, str]] = [
         orjson.dumps(_alert_with(annotations={"summary": "a\x00b"})),
         422,
         "alerts[0].annotations.summary",
+    ),
+    (
+        "year 9999 with a negative offset",
+        orjson.dumps(_alert_with(startsAt="9999-12-31T23:00:00-05:00")),
+        422,
+        "alerts[0].startsAt",
+    ),
+    (
+        "end after the year 9998",
+        orjson.dumps(_alert_with(status="resolved", endsAt="9999-06-01T00:00:00Z")),
+        422,
+        "alerts[0].endsAt",
+    ),
+    ("huge integer in an extra field", _raw_alert_with(BIG, big="RAW"), 422, "alerts[0].big"),
+    (
+        "huge integer deep in an extra field",
+        _raw_alert_with(b'{"n": [1, ' + BIG + b"]}", meta="RAW"),
+        422,
+        "alerts[0].meta.n[1]",
+    ),
+    (
+        "huge integer in annotations",
+        _raw_alert_with(BIG, annotations={"x": "RAW"}),
+        422,
+        "alerts[0].annotations.x",
+    ),
+    ("float beyond double", _raw_alert_with(b"1e400", ratio="RAW"), 422, "alerts[0].ratio"),
+    ("NaN", _raw_alert_with(b"NaN", ratio="RAW"), 422, "alerts[0].ratio"),
+    ("-Infinity", _raw_alert_with(b"-Infinity", ratio="RAW"), 422, "alerts[0].ratio"),
+    (
+        "lone surrogate in a label value",
+        _raw_alert_with(b'"\\ud800"', labels={"alertname": "RAW"}),
+        400,
+        "body",
+    ),
+    (
+        "lone surrogate in an annotation name",
+        orjson.dumps(_alert_with(annotations={"SUR": "x"})).replace(b"SUR", b"\\udc00"),
+        400,
+        "body",
+    ),
+    (
+        "nesting deeper than the parser allows",
+        _raw_alert_with(b"[" * 5000 + b"]" * 5000, deep="RAW"),
+        400,
+        "body",
+    ),
+    ("empty label name", orjson.dumps(_alert_with(labels={"": "x"})), 422, "alerts[0].labels"),
+    (
+        "nul in a label name",
+        orjson.dumps(_alert_with(labels={"a\x00b": "x"})),
+        422,
+        "alerts[0].labels.'a\\x00b'",
+    ),
+    (
+        "nul in a label value",
+        orjson.dumps(_alert_with(labels={"alertname": "a\x00b"})),
+        422,
+        "alerts[0].labels.alertname",
+    ),
+    (
+        "escaped \\u0000 text next to NaN",
+        _raw_alert_with(b"NaN", ratio="RAW", annotations={"path": "C:\\u0000"}),
+        422,
+        "alerts[0].ratio",
+    ),
+    (
+        "nul in an extra field",
+        orjson.dumps(_alert_with(note={"deep": ["\x00"]})),
+        422,
+        "alerts[0].note.deep[0]",
     ),
     (
         "negative truncated",
@@ -75,6 +154,43 @@ def test_bad_alertmanager_body_names_the_field(
         assert conn.execute(sa.text("SELECT count(*) FROM alerts")).scalar_one() == 0
         assert conn.execute(sa.text("SELECT count(*) FROM webhook_deliveries")).scalar_one() == 0
     engine.dispose()
+
+
+def test_label_names_alertmanager_accepts_are_stored(client: TestClient) -> None:
+    # Alertmanager 0.28 takes UTF-8 names, and "__" names pass its validation: a 4xx
+    # would make it drop the whole notification.
+    labels = {"alertname": "Utf8", "service.name": "checkout", "__tenant": "a", "zone": ""}
+    response = client.post(WEBHOOK, content=orjson.dumps(_alert_with(labels=labels)), headers=AUTH)
+    assert response.status_code == 200, response.text
+    [stored] = client.get("/api/v1/alerts", headers=AUTH).json()["items"]
+    assert stored["labels"] == labels
+
+
+def test_service_label_longer_than_the_column_is_stored(client: TestClient) -> None:
+    # The derived service is a column of 255 characters; the labels keep the full value.
+    long = "svc-" + "x" * 1000
+    body = _alert_with(labels={"alertname": "Long", "service": long})
+    response = client.post(WEBHOOK, content=orjson.dumps(body), headers=AUTH)
+    assert response.status_code == 200, response.text
+    [stored] = client.get("/api/v1/alerts", headers=AUTH).json()["items"]
+    assert stored["labels"]["service"] == long
+    assert stored["service"] == long[:255]
+
+
+def test_escaped_backslash_u0000_is_text_not_nul(client: TestClient, db_url: str) -> None:
+    # The JSON text "a\\u0000b" is the six characters \u0000 between a and b.
+    body = orjson.dumps(_alert_with(annotations={"summary": "a\\u0000b"}))
+    assert b"\\\\u0000" in body
+    response = client.post(WEBHOOK, content=body, headers=AUTH)
+    assert response.status_code == 200, response.text
+    [stored] = client.get("/api/v1/alerts", headers=AUTH).json()["items"]
+    assert stored["annotations"]["summary"] == "a\\u0000b"
+    generic = client.post(
+        "/api/v1/alerts",
+        content=orjson.dumps([{"labels": {"path": "C:\\u0000"}}]),
+        headers=AUTH,
+    )
+    assert generic.status_code == 200, generic.text
 
 
 def test_generic_bad_input_names_the_field(client: TestClient) -> None:

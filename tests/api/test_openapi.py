@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from incidents.api import examples
 from incidents.api.schemas import IngestResult
-from incidents.ingest.adapters import AMPayload, GenericEnvelope
+from incidents.ingest.schemas import AMPayload, GenericEnvelope
 from incidents.vocab import TimelineKind
 from tests.conftest import AUTH, ROOT, TOKEN
 

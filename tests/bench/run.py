@@ -18,6 +18,8 @@ ingest   (only with --without-pipeline) (a) and (b) with a broker that nobody re
 prod     the production shape: Redis broker and a separate Celery worker process, (a) and
              (b) with correlation on (a 200-service graph) and off; after each load the
              time until the worker has run every job gives the end-to-end rate;
+storm    one body of 50,000 alerts (about 40 MB): the server's peak RSS while it arrives,
+             and the embedded pipeline's time for its job (tests/bench/storm.py);
 then     correlate() timed on a 10,000-service graph with 10,000 open incidents, in
              memory and with the PostgreSQL-backed index (tests/bench/correlation.py).
 
@@ -44,7 +46,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from tests.bench import correlation, payloads, rawdb
+from tests.bench import correlation, payloads, rawdb, storm
 from tests.bench.httpload import LoadResult, encode_post, new_event_loop, run_load
 from tests.bench.payloads import Body
 from tests.bench.service import (
@@ -727,6 +729,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-correlation-micro", action="store_true", help="skip the correlate() timings"
     )
+    parser.add_argument("--no-storm", action="store_true", help="skip the 50,000-alert body")
+    parser.add_argument("--only-storm", action="store_true", help="run only the storm")
     args = parser.parse_args(argv)
     args.duration = min(max(args.duration, 1.0), 30.0)
     args.batch_concurrency = min(max(args.batch_concurrency, 1), 256)
@@ -756,6 +760,13 @@ def _environment() -> str:
     )
 
 
+def _storm_only() -> int:
+    print("Storm (one Alertmanager body)", flush=True)
+    for line in storm.lines(storm.run()):
+        print(f"  {line}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every scenario and print the figures; 1 if a database check fails."""
     args = _parse_args(argv)
@@ -764,6 +775,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     started = time.perf_counter()
     print(f"incidents ingestion benchmark: {_environment()}")
+    if args.only_storm:
+        return _storm_only()
     print("Building request bodies ...", flush=True)
     prepared = prepare(args)
     print(f"  done in {time.perf_counter() - started:.1f} s\n")
@@ -787,6 +800,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\nSummary")
     for line in _summary(args, results):
         print(f"  {line}")
+    if not args.no_storm:
+        print("\nStorm (one Alertmanager body)", flush=True)
+        for line in storm.lines(storm.run()):
+            print(f"  {line}")
     if not args.no_correlation_micro:
         print("\nCorrelation step (10,000 services, 10,000 open incidents)")
         for line in correlation.run(10_000, 10_000, 20_000, 3_000):

@@ -25,7 +25,7 @@ def test_defaults() -> None:
     assert settings.host == "127.0.0.1" and settings.port == 8080
     assert settings.embedded_worker
     assert settings.database_url.startswith("sqlite:///")
-    assert settings.ingest.max_body_bytes == 5 * 1024 * 1024
+    assert settings.ingest.max_body_bytes == 64 * 1024 * 1024
 
 
 def test_environment_and_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
