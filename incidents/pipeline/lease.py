@@ -80,14 +80,19 @@ def claim(factory: sessionmaker[Session], job_id: int, settings: PipelineSetting
             waiting = select(JOBS.c.id).where(_claimable(now)).order_by(JOBS.c.id).limit(extra)
             if session.get_bind().dialect.name == "postgresql":
                 waiting = waiting.with_for_update(skip_locked=True)
-            more = session.execute(
-                update(JOBS)
-                .where(JOBS.c.id.in_(waiting.scalar_subquery()))
-                .where(_claimable(now))
-                .values(**held)
-                .returning(JOBS.c.id)
-            )
-            ids.extend(int(i) for i in more.scalars())
+            # Picked first, then updated: as a subquery of the UPDATE, PostgreSQL may rescan
+            # it per row, and each rescan skips the rows this statement already locked and
+            # so takes the next ones: a run claimed every waiting job, not `extra` of them.
+            picked = [int(i) for i in session.scalars(waiting)]
+            if picked:
+                more = session.execute(
+                    update(JOBS)
+                    .where(JOBS.c.id.in_(picked))
+                    .where(_claimable(now))
+                    .values(**held)
+                    .returning(JOBS.c.id)
+                )
+                ids.extend(int(i) for i in more.scalars())
         return Claim(token, tuple(ids))
 
 
