@@ -133,6 +133,9 @@ def load_yaml(text: str, *, source: str, is_file: bool = False) -> Document:
         mark = exc.problem_mark or exc.context_mark
         # PyYAML quotes tags and tokens from the text: bound them too.
         problem = (exc.problem or exc.context or "invalid YAML")[: 2 * QUOTE_LIMIT]
+        if "nesting depth" in problem:
+            # Newer libyaml refuses deep nesting in its scanner, before our composer counts it.
+            problem = f"nested deeper than {MAX_DEPTH} levels"
         if mark is None:
             syntax_error(document, problem)
         syntax_error(document, problem, mark.line + 1, mark.column + 1)

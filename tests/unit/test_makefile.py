@@ -77,6 +77,8 @@ def test_make_run_after_make_test_installs_nothing(project: Path) -> None:
 
 def test_a_changed_pyproject_reinstalls(project: Path) -> None:
     make(project, "test")
-    (project / "pyproject.toml").touch()
+    # A plain touch can land in the same clock tick as the stamp make just wrote.
+    newer = (project / ".venv" / ".installed-dev").stat().st_mtime + 2
+    os.utime(project / "pyproject.toml", (newer, newer))
     assert installs(make(project, "run")) == ["pip install --quiet -e ."]
     assert installs(make(project, "test")) == ["pip install --quiet -e .[dev]"]
