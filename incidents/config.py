@@ -31,8 +31,9 @@ from pydantic_settings import (
 
 from incidents.config_sources import KnownNamesOnly, YamlSource, config_path, read_yaml_with_lines
 from incidents.exceptions import ConfigError
+from incidents.vocab import SEVERITY_ORDER
 
-SEVERITIES = ("P0", "P1", "P2", "P3")
+SEVERITIES = SEVERITY_ORDER
 Severity = Literal["P0", "P1", "P2", "P3"]
 
 DEFAULT_SEVERITY_MAP: dict[str, Severity] = {
