@@ -16,12 +16,13 @@ from typing import Any, Final, NoReturn
 
 import networkx as nx
 
+from incidents.correlation.condensed import Condensed, build_condensed
 from incidents.correlation.graph_document import SERVICE_KEYS, ServiceSpec, validate_graph
 from incidents.correlation.lru import LRU
 from incidents.documents import Document, load_file, load_json, load_yaml
 from incidents.exceptions import NotFound, ValidationFailed
 
-__all__ = ["SERVICE_KEYS", "ServiceGraph"]
+__all__ = ["SERVICE_KEYS", "Condensed", "ServiceGraph"]
 
 MAX_REPORTED_CYCLES: Final = 20
 # Bounds memory: a cached ancestor set of a shared database can hold every service.
@@ -34,6 +35,7 @@ class ServiceGraph:
 
     __slots__ = (
         "_ancestors",
+        "_condensed",
         "_cycles",
         "_descendants",
         "_digest",
@@ -51,6 +53,7 @@ class ServiceGraph:
     _ancestors: LRU[str, tuple[str, ...]]
     _descendants: LRU[str, frozenset[str]]
     _cycles: LRU[int, tuple[tuple[str, ...], ...]]
+    _condensed: LRU[int, Condensed]
 
     def __init__(self, services: Iterable[ServiceSpec]) -> None:
         """Build from already validated services; use from_document() or empty() instead."""
@@ -72,6 +75,7 @@ class ServiceGraph:
         init(self, "_ancestors", LRU[str, tuple[str, ...]](CACHE_SIZE))
         init(self, "_descendants", LRU[str, frozenset[str]](CACHE_SIZE))
         init(self, "_cycles", LRU[int, tuple[tuple[str, ...], ...]](8))
+        init(self, "_condensed", LRU[int, Condensed](1))
         init(self, "_digest", _digest_of(self.to_document()))
 
     def __setattr__(self, name: str, value: object) -> NoReturn:
@@ -337,6 +341,24 @@ class ServiceGraph:
                     parent[nxt] = current
                     queue.append(nxt)
         raise AssertionError(f"no cycle through {start!r} in its strongly connected group")
+
+    # -- condensation -------------------------------------------------------------------------
+
+    def condensed(self) -> Condensed:
+        """Cycles collapsed to single nodes, plus weak components; computed once, O(V + E)."""
+        return self._condensed.get_or_compute(0, self._condense)
+
+    def _condense(self) -> Condensed:
+        graph = self._graph
+        return build_condensed(
+            nx.strongly_connected_components(graph),
+            graph.edges,
+            nx.weakly_connected_components(graph),
+        )
+
+    def partition_of(self, name: str) -> str:
+        """The least service name of name's weakly connected component; unknown: name itself."""
+        return self.condensed().partition.get(name, name)
 
 
 def _digest_of(document: Mapping[str, Any]) -> str:
