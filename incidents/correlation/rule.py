@@ -68,6 +68,8 @@ class _Memo:
         if found is not None:
             return found
         value = compute()
+        if len(value) > self._limit:
+            return value
         with self._lock:
             if self._held + len(value) > self._limit:
                 self._items.clear()
