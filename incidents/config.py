@@ -175,6 +175,9 @@ class CorrelationSettings(_Section):
     flap_changes: int = Field(default=4, ge=1)
     flap_window_seconds: float = Field(default=1800.0, gt=0)
     inhibit_rules: list[InhibitRule] = Field(default_factory=_default_inhibit_rules)
+    # Incidents that may page as they open in any minute; past it, new incidents still
+    # open but share one "alert storm" page. 0 turns the cap off.
+    max_new_incidents_per_minute: int = Field(default=30, ge=0)
 
     @field_validator("graph_file")
     @classmethod

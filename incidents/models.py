@@ -150,6 +150,17 @@ class Incident(SQLModel, table=True):
         default_factory=dict,
         sa_column=Column(JSONType, nullable=False, server_default="{}"),
     )
+    # Its alerting services that no other of its alerting services lies below (rule v2).
+    roots: list[str] = Field(
+        default_factory=list, sa_column=Column(JSONType, nullable=False, server_default="[]")
+    )
+    # Ranked candidates with why: {service, inferred, reason, explains}.
+    root_causes: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSONType, nullable=False, server_default="[]")
+    )
+    # What has been paged for it: the severity and when (None: nothing paged yet).
+    paged_severity: str | None = Field(default=None, sa_column=Column(String(2), nullable=True))
+    paged_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
 
 
 class IncidentService(SQLModel, table=True):

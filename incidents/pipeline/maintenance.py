@@ -5,11 +5,16 @@
   un-mute it, instead of waiting for the sender's next repeat.
 - A flapping incident is not closed by each resolve; once its alerts have stayed
   resolved for a flap window it is closed here.
+
+Only the flapping check takes the correlation lock, and it is short. The muted-alert
+check reads without it, in bounded batches that rotate through the muted alerts from one
+upkeep to the next: it only queues a pipeline job, which re-checks under the lock.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,44 +22,60 @@ from sqlalchemy.orm import Session, sessionmaker
 from incidents.config import Settings
 from incidents.db import session_scope, utcnow
 from incidents.models import ALERTS, JOBS, STATES, Alert
-from incidents.pipeline.incidents import IncidentStage, lock_correlation
+from incidents.pipeline.flapping import settle_flapping
+from incidents.pipeline.incident_state import lock_correlation
 from incidents.pipeline.mute import Inhibitor, active_silences, match_labels
+from incidents.vocab import AlertStatus, JobStatus
 
 log = logging.getLogger(__name__)
 
-MAX_REEVALUATED = 5000
+# Muted alerts re-checked per upkeep; the next upkeep goes on after the last one.
+BATCH = 2000
+_cursor: dict[str, str] = {}
 
 
 def unmuted_alerts(session: Session, settings: Settings) -> list[str]:
-    """Firing alerts recorded as muted that no silence or inhibition covers any more."""
+    """Firing alerts recorded as muted that no silence or inhibition covers any more:
+    one batch, after where the previous call stopped (then from the start again)."""
     now = utcnow()
-    rows = session.execute(
-        select(Alert)
-        .join(STATES, STATES.c.fingerprint == ALERTS.c.fingerprint)
-        .where(ALERTS.c.status == "firing")
-        .where(
-            (func.coalesce(func.json_array_length(STATES.c.silenced_by), 0) > 0)
-            | (func.coalesce(func.json_array_length(STATES.c.inhibited_by), 0) > 0)
-            if session.get_bind().dialect.name == "sqlite"
-            else (
-                (func.jsonb_array_length(STATES.c.silenced_by) > 0)
-                | (func.jsonb_array_length(STATES.c.inhibited_by) > 0)
-            )
-        )
-        .order_by(ALERTS.c.starts_at)
-        .limit(MAX_REEVALUATED)
-    ).scalars()
+    key = str(session.get_bind().engine.url)
+    after = _cursor.get(key, "")
+    batch = _muted_batch(session, after)
+    if not batch and after:
+        batch = _muted_batch(session, "")
+    _cursor[key] = batch[-1].fingerprint if len(batch) == BATCH else ""
     silences = active_silences(session, now)
     inhibitor = Inhibitor(settings.correlation.inhibit_rules)
+    cache: dict[tuple[Any, ...], list[tuple[str, dict[str, str]]]] = {}
+    inhibitor.warm(session, [match_labels(a) for a in batch], cache)
     free: list[str] = []
-    for alert in rows:
+    for alert in batch:
         labels = match_labels(alert)
         if any(s.covers(alert, labels) for s in silences):
             continue
-        if inhibitor.inhibitors(session, alert, labels):
+        if inhibitor.inhibitors(session, alert, labels, cache):
             continue
         free.append(alert.fingerprint)
     return free
+
+
+def _muted_batch(session: Session, after: str) -> list[Alert]:
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    length = func.json_array_length if sqlite else func.jsonb_array_length
+    return list(
+        session.scalars(
+            select(Alert)
+            .join(STATES, STATES.c.fingerprint == ALERTS.c.fingerprint)
+            .where(ALERTS.c.status == AlertStatus.FIRING)
+            .where(
+                (func.coalesce(length(STATES.c.silenced_by), 0) > 0)
+                | (func.coalesce(length(STATES.c.inhibited_by), 0) > 0)
+            )
+            .where(ALERTS.c.fingerprint > after)
+            .order_by(ALERTS.c.fingerprint)
+            .limit(BATCH)
+        )
+    )
 
 
 def maintain(factory: sessionmaker[Session], settings: Settings) -> list[int]:
@@ -64,14 +85,17 @@ def maintain(factory: sessionmaker[Session], settings: Settings) -> list[int]:
     jobs: list[int] = []
     with session_scope(factory) as session:
         lock_correlation(session)
-        settled = IncidentStage(settings).settle_flapping(session, utcnow())
-        if settled:
-            log.info("closed %d flapping incident(s) that stayed quiet", len(settled))
+        settled = settle_flapping(session, settings.correlation, utcnow())
+    if settled:
+        log.info("closed %d flapping incident(s) that stayed quiet", len(settled))
+    with session_scope(factory) as session:
         free = unmuted_alerts(session, settings)
         if free:
             job_id = session.execute(
                 insert(JOBS)
-                .values(created_at=utcnow(), fingerprints=free, status="pending", attempts=0)
+                .values(
+                    created_at=utcnow(), fingerprints=free, status=JobStatus.PENDING, attempts=0
+                )
                 .returning(JOBS.c.id)
             ).scalar_one()
             jobs.append(int(job_id))

@@ -8,9 +8,8 @@ handed out again once its lease lapses, and the dead worker's run can never comm
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,21 +25,13 @@ from incidents.pipeline.lease import (
     finish,
     give_back,
 )
+from incidents.pipeline.stages import IncidentEvent, RunContext, Stage, TaskRef
 
 log = logging.getLogger(__name__)
 
 # Fingerprints per stage call. A storm body (or many jobs claimed together) can hold
 # more than a statement can bind (PostgreSQL: 65,535 parameters) in the stages' IN lists.
 STAGE_SLICE = 10_000
-
-
-class Stage(Protocol):
-    """One step of the pipeline; it runs in the job's transaction and reads the alerts
-    itself (after taking whatever lock it needs, so it sees their latest state)."""
-
-    name: str
-
-    def __call__(self, session: Session, fingerprints: Sequence[str]) -> None: ...
 
 
 _built: dict[int, tuple[Settings, list[Stage]]] = {}
@@ -63,15 +54,24 @@ def run_job(
     job_id: int,
     full_settings: Settings,
     pipeline: Sequence[Stage] | None = None,
+    *,
+    on_commit: Callable[[list[TaskRef]], None] | None = None,
+    events: list[IncidentEvent] | None = None,
 ) -> str:
     """Run a job (and the others it claims) through every stage; return its final status:
     'done', 'pending' (to be retried), 'failed', 'skipped' (another run has it) or 'lost'
-    (another worker took it over while this one ran; nothing was committed)."""
+    (another worker took it over while this one ran; nothing was committed).
+
+    `on_commit` receives the stages' after-commit tasks once the job has committed, and
+    only then; `events`, when given, collects the incident events of a committed run.
+    """
     settings = full_settings.pipeline
     stages = build_stages(full_settings) if pipeline is None else pipeline
     held = claim(factory, job_id, settings)
     if held is None:
         return "skipped"
+    happened: list[IncidentEvent] = []
+    handed: list[TaskRef] = []
     with Heartbeat(factory, held, settings) as heartbeat:
         try:
             with session_scope(factory) as session:
@@ -80,18 +80,28 @@ def run_job(
                 # Slices keep each stage's IN lists under the database's bind-parameter
                 # limit (65,535 on PostgreSQL) when a storm brings one huge job.
                 for at in range(0, max(len(fingerprints), 1), STAGE_SLICE):
-                    part = fingerprints[at : at + STAGE_SLICE]
+                    ctx = RunContext(
+                        session=session,
+                        now=utcnow(),
+                        fingerprints=fingerprints[at : at + STAGE_SLICE],
+                        events=happened,
+                        after_commit=handed,
+                    )
                     for stage in stages:
                         heartbeat.check()
-                        stage(session, part)
+                        stage.run(ctx)
                 finish(session, held)
-            return "done"
         except LeaseLost:
             log.warning("pipeline job %s was taken over by another worker; not committed", job_id)
             return "lost"
         except Exception as exc:
             log.exception("pipeline job %s failed (with %d claimed)", job_id, len(held.ids))
             return give_back(factory, held, job_id, f"{type(exc).__name__}: {exc}", settings)
+    if events is not None:
+        events.extend(happened)
+    if handed and on_commit is not None:
+        on_commit(handed)
+    return "done"
 
 
 def due_jobs(

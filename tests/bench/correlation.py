@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from incidents.correlation.engine import MemoryIndex, OpenIncident, correlate
+
 from incidents.correlation.graph import ServiceGraph
 
 SEED = 20261123

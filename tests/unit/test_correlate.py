@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from incidents.correlation.engine import IncidentLink, MemoryIndex, OpenIncident, correlate
 
 from incidents.config import Settings
-from incidents.correlation.engine import IncidentLink, MemoryIndex, OpenIncident, correlate
 from incidents.correlation.graph import ServiceGraph
 from incidents.correlation.store import save_graph
 from incidents.db import create_db_engine, make_session_factory, utcnow

@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from incidents.config import PipelineSettings, Settings
 from incidents.db import create_db_engine, make_session_factory, session_scope, utcnow
 from incidents.models import JOBS, PipelineJob
-from incidents.pipeline.incidents import CORRELATION_LOCK
+from incidents.pipeline.incident_state import LockKey
 from incidents.pipeline.lease import Claim, claim, finish
 from incidents.pipeline.runner import due_jobs, run_job
+from incidents.pipeline.stages import RunContext
 from tests.conftest import AUTH
 from tests.factories import am_alert, am_payload
 from tests.workers.processes import Command, service_env, wait_for
@@ -66,7 +67,8 @@ class _TakenOverMidRun:
         self.fail = fail
         self.taker_token: str | None = None
 
-    def __call__(self, session: Session, fingerprints: object) -> None:
+    def run(self, ctx: RunContext) -> None:
+        session = ctx.session
         _expire(self.sessions, self.job_id)
         taker = claim(self.sessions, self.job_id, PipelineSettings(max_jobs_per_run=1))
         assert taker is not None, "a lapsed lease must be claimable"
@@ -123,7 +125,7 @@ def test_a_live_worker_keeps_its_job_while_it_runs_longer_than_the_lease(
     class Slow:
         name = "slow"
 
-        def __call__(self, session: Session, fingerprints: object) -> None:
+        def run(self, ctx: RunContext) -> None:
             running.set()
             assert release.wait(30)
 
@@ -189,7 +191,7 @@ def test_a_job_held_by_a_killed_worker_is_finished_by_another_within_seconds(
     # worker is deterministically in the middle of the job when it is killed.
     lock = psycopg.connect(pg_url, autocommit=True)
     try:
-        lock.execute("SELECT pg_advisory_lock(%s)", (CORRELATION_LOCK,))
+        lock.execute("SELECT pg_advisory_lock(%s)", (int(LockKey.CORRELATION),))
         wait_for(lambda: "ready" in first.output(), 30, "the first worker to start")
         client = client_for(pg_url, broker_url=redis_url)
         body = am_payload([am_alert({"alertname": "HeldByAKilledWorker", "service": "api"})])
@@ -222,7 +224,7 @@ def test_a_job_held_by_a_killed_worker_is_finished_by_another_within_seconds(
 
         first.kill_group()
         killed_at = time.monotonic()
-        lock.execute("SELECT pg_advisory_unlock(%s)", (CORRELATION_LOCK,))
+        lock.execute("SELECT pg_advisory_unlock(%s)", (int(LockKey.CORRELATION),))
 
         def done() -> bool:
             return session_rows(sessions)[0]["status"] == "done"

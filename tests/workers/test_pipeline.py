@@ -99,7 +99,7 @@ def test_a_failing_stage_leaves_the_job_for_a_retry(sqlite_url: str) -> None:
     class Broken:
         name = "broken"
 
-        def __call__(self, session: object, fingerprints: object) -> None:
+        def run(self, ctx: object) -> None:
             raise RuntimeError("stage exploded")
 
     assert run_job(sessions, job.id, settings, [Broken()]) == "pending"

@@ -1,0 +1,161 @@
+"""The incident stage's once-per-job work: write the buffered rows, close what resolved,
+recompute roots and candidates, page what rose, and record the job's timeline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+
+from incidents import timeline
+from incidents.correlation.candidates import ServiceSeen, rank_candidates
+from incidents.models import BY_SERVICE, LINKS, STATES
+from incidents.pipeline import lifecycle, storm
+from incidents.pipeline.incident_state import Job
+from incidents.pipeline.stages import IncidentEvent
+from incidents.vocab import IncidentStatus, TimelineKind, more_severe
+
+
+def write_rows(job: Job) -> None:
+    """Insert the memberships, service rows and alert states this job buffered."""
+    session = job.session
+    session.flush()
+    if job.new_links:
+        session.execute(insert(LINKS), job.new_links)
+        job.new_links = []
+    if job.new_services:
+        session.execute(insert(BY_SERVICE), job.new_services)
+        job.new_services = []
+    if job.new_states:
+        session.execute(
+            insert(STATES),
+            [
+                {
+                    "fingerprint": st.fingerprint,
+                    "last_status": st.last_status,
+                    "last_state_at": st.last_state_at,
+                    "transitions": st.transitions,
+                    "flapping": st.flapping,
+                    "silenced_by": st.silenced_by,
+                    "inhibited_by": st.inhibited_by,
+                    "updated_at": st.updated_at,
+                }
+                for st in job.new_states
+            ],
+        )
+        job.new_states = []
+
+
+def finish_job(job: Job, events: list[IncidentEvent], storm_cap: int) -> None:
+    """Close incidents whose alerts all resolved, refresh what changed, write the timeline."""
+    write_rows(job)
+    for incident_id in sorted(job.maybe_resolved):
+        incident = job.incident(incident_id)
+        if incident.status != IncidentStatus.OPEN:
+            continue
+        firing, ended = lifecycle.firing_members(job.session, incident_id)
+        if not firing:
+            lifecycle.close(job.session, incident, ended or job.now, job.now, "all alerts resolved")
+            events.append(
+                IncidentEvent(incident_id, TimelineKind.RESOLVED, incident.severity, pages=True)
+            )
+    refresh(job)
+    page_raises(job)
+    note_joins(job)
+    storm.page_storm(job, storm_cap)
+    for row in job.notes:
+        incident = job.incident(row["incident_id"])
+        events.append(
+            IncidentEvent(
+                row["incident_id"],
+                TimelineKind(row["kind"]),
+                incident.severity,
+                pages=row["pages"],
+                data=row["data"],
+            )
+        )
+    timeline.write(job.session, job.notes)
+    job.notes = []
+
+
+def refresh(job: Job) -> None:
+    """Roots, root-cause candidates, blast radius and title of every incident that changed."""
+    for incident_id in sorted(job.touched):
+        incident = job.incident(incident_id)
+        if incident.status != IncidentStatus.OPEN:
+            continue
+        stats = incident.service_stats
+        seen = {
+            service: ServiceSeen(datetime.fromisoformat(v["first"]), str(v["worst"]))
+            for service, v in stats.items()
+        }
+        incident.roots = job.rule.roots(stats)
+        candidates = rank_candidates(job.rule, seen)
+        previous = list(incident.root_cause_candidates)
+        incident.root_causes = [c.as_data() for c in candidates]
+        incident.root_cause_candidates = [c.service for c in candidates]
+        first = candidates[0].service if candidates else None
+        incident.blast_radius = job.graph.blast_radius(first) if first else []
+        # The title names an alert: the earliest root's, whatever was inferred below it.
+        root = min(incident.roots, key=lambda s: (seen[s].first, s)) if incident.roots else first
+        title = f"{stats.get(root or '', {}).get('name', 'alert')} on {root or 'unknown'}"
+        others = len(stats) - 1
+        if others > 0:
+            title += f" (+{others} affected service{'s' if others > 1 else ''})"
+        incident.title = title
+        if previous and first and previous[0] != first:
+            lifecycle.note(
+                job,
+                incident_id,
+                TimelineKind.ROOT_CAUSE_CHANGED,
+                f"likely root cause is now {first} (was {previous[0]})",
+                data={"from": previous[0], "to": first},
+            )
+
+
+def page_raises(job: Job) -> None:
+    """One page per incident whose severity rose above what was paged for its alerts.
+    An incident opened in this job pages once, at the severity it ended the job with."""
+    for incident_id in sorted(job.touched | job.opened):
+        incident = job.incident(incident_id)
+        if incident.status != IncidentStatus.OPEN:
+            continue
+        if incident_id in job.opened:
+            for row in job.notes:
+                if row["incident_id"] == incident_id and row["kind"] == TimelineKind.OPENED:
+                    row["data"] = {**row["data"], "severity": incident.severity}
+            incident.paged_severity = incident.severity
+            continue
+        if more_severe(incident.severity, incident.paged_severity):
+            before = incident.paged_severity
+            incident.paged_severity, incident.paged_at = incident.severity, job.now
+            lifecycle.note(
+                job,
+                incident_id,
+                TimelineKind.SEVERITY_RAISED,
+                f"severity raised from {before} to {incident.severity}",
+                pages=True,
+                data={"from": before, "to": incident.severity},
+            )
+
+
+def note_joins(job: Job) -> None:
+    """One timeline entry per incident for the alerts that joined it in this job: a storm
+    of a thousand symptoms reads as one line, not a thousand."""
+    for incident_id, joined in job.joins.items():
+        if len(joined) == 1:
+            one = joined[0]
+            message = f"alert {one['name']} on {one['service']} joined: {one['reason']}"
+            data: dict[str, Any] = {k: v for k, v in one.items() if k != "name"}
+        else:
+            services = sorted({j["service"] for j in joined})
+            shown = ", ".join(services[:5]) + (" ..." if len(services) > 5 else "")
+            message = f"{len(joined)} alerts joined, on {shown}"
+            data = {
+                "count": len(joined),
+                "services": services,
+                "fingerprints": [j["fingerprint"] for j in joined][:100],
+            }
+        lifecycle.note(job, incident_id, TimelineKind.ALERT_JOINED, message, data=data)
+    job.joins = {}
