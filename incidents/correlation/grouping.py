@@ -135,12 +135,14 @@ def _as_symptom(service: str, explained: dict[int, _Best]) -> Placement:
     ranked = sorted(explained.values())
     best = ranked[0]
     if best.via == service:
-        reason = f"another alert on {service} is in this incident"
+        reason = f"another alert on {service} is already in this incident"
     elif best.hops == 0:
         reason = f"{service} and {best.via} depend on each other (a dependency cycle)"
     else:
         reason = f"{service} depends on {best.via} ({_hops(best.hops)})"
-    if best.via in best.incident.roots:
+    if best.via == service:
+        pass
+    elif best.via in best.incident.roots:
         reason += ", the root of this incident"
     else:
         reason += ", which is in this incident"

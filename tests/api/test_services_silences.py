@@ -184,7 +184,9 @@ def test_a_new_graph_takes_effect_for_correlation_without_a_restart(pipe: Pipeli
             service["depends_on"] = ["cache-redis"]  # now adjacent
     pipe.load_graph(yaml.safe_dump(doc))
 
-    pipe.post(alert("storage-s3", "BucketLatency", t0 + timedelta(seconds=20)))
+    # Under the new graph cache-redis lies below storage-s3: a new cache alert explains the
+    # storage incident's root and is itself in the cache incident, so the two merge.
+    pipe.post(alert("cache-redis", "RedisEvictions", t0 + timedelta(seconds=20)))
     [incident] = pipe.incidents(status="open")
     assert incident["services"] == ["cache-redis", "storage-s3"]
     assert incident["root_cause_candidates"][0] == "cache-redis"
@@ -379,10 +381,19 @@ def test_critical_alert_inhibits_warnings_of_its_own_service_only(pipe: Pipeline
     assert pipe.alert_row(info)["inhibited_by"] == [critical]
     assert pipe.alert_row(neighbour)["inhibited_by"] == []
     assert pipe.alert_row(critical)["inhibited_by"] == []
+    # The inhibited alerts are members of their inhibitor's incident, muted: shown, not
+    # counted, paging no one.
     [incident] = pipe.incidents()
-    assert sorted(incident["alert_fingerprints"]) == sorted([critical, neighbour])
+    assert sorted(incident["alert_fingerprints"]) == sorted([critical, warning, info, neighbour])
     assert incident["severity"] == "P0"
-    assert len(entries(pipe.incident(incident["id"]), "alert_joined")) == 1
+    assert incident["services"] == ["database-postgres", "user-service"]
+    detail = pipe.incident(incident["id"])
+    status = {a["fingerprint"]: a["status"] for a in detail["alerts"]}
+    assert status == {critical: "firing", warning: "muted", info: "muted", neighbour: "firing"}
+    because = {a["fingerprint"]: a["joined_because"] for a in detail["alerts"]}
+    assert because[warning]["action"] == "muted"
+    assert because[warning]["inhibited_by"] == critical
+    assert [t["kind"] for t in detail["timeline"] if t["pages"]] == ["opened"]
 
 
 def test_a_high_alert_is_not_inhibited_by_a_critical_one(pipe: Pipeline) -> None:

@@ -54,10 +54,7 @@ def test_same_service_joins(world: World) -> None:
     world.add(1, "cache-redis")
     placed = world.place("cache-redis", T0 + timedelta(seconds=30))
     assert (placed.action, placed.target, placed.hops) == ("join", 1, 0)
-    assert (
-        placed.reason
-        == "another alert on cache-redis is in this incident, the root of this incident"
-    )
+    assert placed.reason == "another alert on cache-redis is already in this incident"
 
 
 def test_a_symptom_names_the_service_and_distance_that_linked_it(world: World) -> None:
