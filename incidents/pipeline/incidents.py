@@ -265,7 +265,9 @@ class IncidentStage:
                 job,
                 placement.target,
                 TimelineKind.REROOTED,
-                f"{service} is now a root of this incident: {placement.reason}",
+                placement.reason
+                if placement.action == "reroot"
+                else f"{service} is now a root of this incident: {placement.reason}",
                 data={"service": service, "fingerprint": alert.fingerprint, **because},
             )
         job.joins.setdefault(placement.target, []).append(
