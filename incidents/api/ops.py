@@ -27,14 +27,13 @@ from incidents.metrics import (
     PIPELINE_PENDING,
 )
 from incidents.pipeline.runner import pending_count
+from incidents.tasks import QUEUE
 
 from .auth import check_authorization
 from .deps import ServiceState, service
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger(__name__)
-
-BROKER_QUEUE_NAME = "incidents"
 
 
 def _check_database(state: ServiceState) -> dict[str, Any]:
@@ -138,7 +137,7 @@ def _refresh_gauges(state: ServiceState) -> None:
         try:
             client = _redis_client(state.settings.broker_url)
             try:
-                BROKER_QUEUE.set(client.llen(BROKER_QUEUE_NAME))
+                BROKER_QUEUE.set(client.llen(QUEUE))
             finally:
                 client.close()
         except Exception:
