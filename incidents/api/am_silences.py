@@ -305,7 +305,13 @@ def get_one(silence_id: str, session: Annotated[Session, Depends(db_session)]) -
     return _out(find_silence(session, silence_id), utcnow())
 
 
-@router.delete("/silence/{silence_id}", summary="Expire a silence (Alertmanager v2)")
+@router.delete(
+    "/silence/{silence_id}",
+    summary="Expire a silence (Alertmanager v2)",
+    # As Alertmanager answers: 200 with an empty body, so no JSON is documented.
+    response_class=Response,
+    responses={200: {"description": "Expired; the body is empty"}},
+)
 def delete_one(silence_id: str, session: Annotated[Session, Depends(db_session)]) -> Response:
     """End the silence now: its `endsAt` becomes now, and it stays on record as expired."""
     row = find_silence(session, silence_id)
