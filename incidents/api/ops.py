@@ -10,9 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
-from incidents.api.queries.operations import read_figures
+from incidents.api.queries.operations import ping, read_figures
 from incidents.api.responses import JsonResponse
 from incidents.config import SEVERITIES
 from incidents.db import utcnow
@@ -39,8 +38,7 @@ log = logging.getLogger(__name__)
 def _check_database(state: ServiceState) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        with state.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        ping(state.engine)
         return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
     except Exception as exc:
         return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -50,3 +51,25 @@ def test_workers_register_the_tasks_the_api_sends() -> None:
     assert celery_app.conf.task_default_queue == QUEUE
     scheduled = {entry["task"] for entry in celery_app.conf.beat_schedule.values()}
     assert scheduled == {SWEEP_TASK, UPKEEP_TASK}
+
+
+# The routers whose reads live in incidents/api/queries/.
+ROUTERS = ("alerts", "services", "silences", "am_silences", "ops")
+SESSION_READS = {"execute", "scalars", "scalar", "get", "query"}
+
+
+def test_routers_leave_their_reads_to_the_query_modules() -> None:
+    for name in ROUTERS:
+        tree = ast.parse((ROOT / "incidents" / "api" / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module in ("sqlalchemy", "sqlmodel"):
+                imported = {alias.name for alias in node.names}
+                assert not imported & {"select", "text", "col"}, f"{name}.py builds a query"
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "session"
+                and node.func.attr in SESSION_READS
+            ):
+                raise AssertionError(f"{name}.py:{node.lineno} reads the database itself")
