@@ -161,7 +161,7 @@ def _graph_show(settings: Settings, args: argparse.Namespace) -> int:
 
 def _celery(settings: Settings, args: argparse.Namespace, role: str) -> int:
     from incidents.logging import configure_logging
-    from workers.supervisor import celery_command, supervise
+    from incidents.supervisor import celery_command, supervise
 
     if settings.embedded_worker:
         print(

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
@@ -64,6 +64,20 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class Keyed(Protocol):
+    """A table row with an integer key that the database assigns (None until flushed)."""
+
+    @property
+    def id(self) -> int | None: ...
+
+
+def stored_id(row: Keyed) -> int:
+    """The database-assigned key of a flushed or loaded row; an error if it has none yet."""
+    if row.id is None:
+        raise ValueError(f"{type(row).__name__} has no id yet: flush it first")
+    return row.id
 
 
 def normalise_url(url: str) -> str:

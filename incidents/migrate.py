@@ -23,7 +23,8 @@ def alembic_config(database_url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(ALEMBIC_DIR))
     cfg.set_main_option("sqlalchemy.url", normalise_url(database_url).replace("%", "%%"))
-    cfg.set_main_option("file_template", "%%(year)d_%%(month).2d_%%(day).2d_%%(slug)s")
+    # File names sort in revision order: new revisions take the next number as --rev-id.
+    cfg.set_main_option("file_template", "%%(rev)s_%%(slug)s")
     return cfg
 
 

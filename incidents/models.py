@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table, Text, text
 from sqlmodel import Field, SQLModel
 
@@ -169,7 +170,13 @@ class IncidentService(SQLModel, table=True):
     __tablename__ = "incident_services"
     __table_args__ = (Index("ix_incident_services_service", "service", "incident_id"),)
 
-    incident_id: int = Field(sa_column=Column(Integer, primary_key=True))
+    # Links, timeline entries and this index are parts of their incident: deleting it
+    # deletes them (nothing deletes incidents today; retention or an operator may).
+    incident_id: int = Field(
+        sa_column=Column(
+            Integer, sa.ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
     service: str = Field(sa_column=Column(String(255), primary_key=True))
     open: bool = Field(default=True, sa_column=Column(Boolean, nullable=False))
 
@@ -185,7 +192,14 @@ class IncidentAlert(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    incident_id: int = Field(sa_column=Column(Integer, nullable=False, index=True))
+    incident_id: int = Field(
+        sa_column=Column(
+            Integer,
+            sa.ForeignKey("incidents.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
     fingerprint: str = Field(sa_column=Column(String(128), nullable=False))
     service: str = Field(sa_column=Column(String(255), nullable=False))
     severity: str = Field(sa_column=Column(String(2), nullable=False))
@@ -203,7 +217,14 @@ class TimelineEntry(SQLModel, table=True):
     __tablename__ = "timeline"
 
     id: int | None = Field(default=None, primary_key=True)
-    incident_id: int = Field(sa_column=Column(Integer, nullable=False, index=True))
+    incident_id: int = Field(
+        sa_column=Column(
+            Integer,
+            sa.ForeignKey("incidents.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
     at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     kind: str = Field(sa_column=Column(String(32), nullable=False))
     actor: str = Field(default="system", sa_column=Column(String(255), nullable=False))

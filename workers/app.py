@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from incidents.config import Settings, get_settings
 from incidents.db import create_db_engine, make_session_factory
+from incidents.tasks import QUEUE, SWEEP_TASK, UPKEEP_TASK
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -32,16 +33,16 @@ def create_celery(settings: Settings) -> Celery:
         # Only tasks that ack late are affected; set so that none ever runs twice at once.
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_transport_options={"visibility_timeout": 3600},
-        task_default_queue="incidents",
+        task_default_queue=QUEUE,
         beat_schedule={
             "sweep-pipeline-outbox": {
-                "task": "workers.pipeline.sweep_outbox",
+                "task": SWEEP_TASK,
                 "schedule": settings.pipeline.sweep_interval_seconds,
                 # A sweep not run by the next one is superseded by it.
                 "options": {"expires": settings.pipeline.sweep_interval_seconds},
             },
             "pipeline-upkeep": {
-                "task": "workers.pipeline.upkeep",
+                "task": UPKEEP_TASK,
                 "schedule": settings.pipeline.upkeep_interval_seconds,
                 "options": {"expires": settings.pipeline.upkeep_interval_seconds},
             },

@@ -1,6 +1,6 @@
 """One Celery worker or beat process, as `incidents worker` and `incidents beat` start it.
 
-Run under `workers.supervisor`, which starts it again if it exits on its own.
+Run under `incidents.supervisor`, which starts it again if it exits on its own.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import sys
 
 from incidents.config import get_settings
 from incidents.logging import configure_logging
+from incidents.tasks import QUEUE
 
 # Gossip, mingle and the event heartbeat are cluster chatter we do not use; each is one
 # more channel that has to be torn down and rebuilt when the broker goes away.
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
     celery_argv = [args.role, "--loglevel", settings.log_level]
     if args.role == "worker":
-        celery_argv += ["--concurrency", str(args.concurrency), "-Q", "incidents", *WORKER_FLAGS]
+        celery_argv += ["--concurrency", str(args.concurrency), "-Q", QUEUE, *WORKER_FLAGS]
     celery_app.start(argv=celery_argv)
     return 0
 

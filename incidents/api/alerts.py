@@ -7,12 +7,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from incidents.api.queries import alerts as queries
 from incidents.exceptions import NotFound
-from incidents.models import ALERTS, STATES, Alert, AlertState
-from incidents.routing.matchers import Matcher, Op, matches_all, parse_matchers
+from incidents.models import Alert, AlertState
+from incidents.routing.matchers import Matcher, parse_matchers
 
 from .deps import check_token, db_session
 from .params import CURSOR_PATTERN, parse_cursor, strict_params
@@ -22,8 +22,6 @@ router = APIRouter(
     tags=["alerts"],
     dependencies=[Depends(check_token), Depends(strict_params)],
 )
-
-_SCAN_CHUNK = 500
 
 
 class AlertOut(BaseModel):
@@ -80,13 +78,6 @@ class AlertOut(BaseModel):
         return out
 
 
-def _states(session: Session, fingerprints: list[str]) -> dict[str, AlertState]:
-    if not fingerprints:
-        return {}
-    rows = session.scalars(select(AlertState).where(STATES.c.fingerprint.in_(fingerprints)))
-    return {r.fingerprint: r for r in rows}
-
-
 class AlertPage(BaseModel):
     """One page of alerts; pass `next_cursor` as `cursor` for the next one."""
 
@@ -126,39 +117,19 @@ def list_alerts(
     matchers: list[Matcher] = []
     for index, text in enumerate(filter or []):
         matchers.extend(parse_matchers(text, where=f"filter[{index}]"))
-    query = select(Alert).order_by(ALERTS.c.id.desc())
-    if status:
-        query = query.where(ALERTS.c.status == status)
-    if severity:
-        query = query.where(ALERTS.c.severity.in_(severity))
-    if service:
-        query = query.where(ALERTS.c.service == service)
-    for m in matchers:
-        # Equality on a non-empty value narrows in SQL; every matcher is checked below.
-        if m.op is Op.EQ and m.value:
-            query = query.where(ALERTS.c.labels[m.name].as_string() == m.value)
-    after = parse_cursor(cursor)
-    chunk = max(limit + 1, _SCAN_CHUNK) if matchers else limit + 1
-    found: list[Alert] = []
-    last_id: int | None = None
-    more = False
-    while not more:
-        page = query if after is None else query.where(ALERTS.c.id < after)
-        rows = list(session.scalars(page.limit(chunk)))
-        for row in rows:
-            if not matches_all(matchers, row.labels):
-                continue
-            if len(found) == limit:
-                more = True
-                break
-            found.append(row)
-            last_id = row.id
-        if len(rows) < chunk:
-            break
-        after = rows[-1].id
-    states = _states(session, [a.fingerprint for a in found])
-    items = [AlertOut.of(a, states.get(a.fingerprint)) for a in found]
-    return AlertPage(items=items, next_cursor=str(last_id) if more else None)
+    page = queries.list_alerts(
+        session,
+        status=status,
+        severities=severity or [],
+        service=service,
+        matchers=matchers,
+        limit=limit,
+        after=parse_cursor(cursor),
+    )
+    states = queries.alert_states(session, fingerprints=[a.fingerprint for a in page.alerts])
+    items = [AlertOut.of(a, states.get(a.fingerprint)) for a in page.alerts]
+    next_cursor = None if page.next_after is None else str(page.next_after)
+    return AlertPage(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{fingerprint}", response_model=AlertOut, summary="One alert by fingerprint")
@@ -169,7 +140,7 @@ def get_alert(
     session: Annotated[Session, Depends(db_session)],
 ) -> AlertOut:
     """The alert with this fingerprint."""
-    alert = session.scalars(select(Alert).where(ALERTS.c.fingerprint == fingerprint)).first()
+    alert = queries.find_alert(session, fingerprint=fingerprint)
     if alert is None:
         raise NotFound(f"no alert with fingerprint {fingerprint!r}", field="fingerprint")
-    return AlertOut.of(alert, session.get(AlertState, fingerprint))
+    return AlertOut.of(alert, queries.alert_state(session, fingerprint=fingerprint))

@@ -24,14 +24,14 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
 from incidents import __version__
+from incidents.api.queries import silences as queries
 from incidents.db import utcnow
 from incidents.exceptions import BadRequest, NotFound, ValidationFailed
-from incidents.models import SILENCES, Silence
+from incidents.models import Silence
 from incidents.pipeline.mute import stored_matchers
 from incidents.routing.matchers import Matcher, Op, parse_matcher
 
@@ -230,7 +230,7 @@ def post_silence(
     check_matchers(wanted, None)
     check_window(body.startsAt, body.endsAt, now, names=("startsAt", "endsAt"))
     if body.id:
-        old = session.get(Silence, body.id)
+        old = queries.get_silence(session, silence_id=body.id)
         if old is None:
             raise NotFound(f"no silence {body.id!r}", field="id")
         if _in_place(old, wanted, body, now):
@@ -275,7 +275,7 @@ def list_silences(
         for index, text in enumerate(filter or [])
         for m in [parse_matcher(text, where=f"filter[{index}]")]
     }
-    rows = list(session.scalars(select(Silence).where(SILENCES.c.ends_at > now - RETENTION)))
+    rows = queries.silences_ending_after(session, after=now - RETENTION)
 
     def order(row: Silence) -> tuple[int, float]:
         # Active: the next to end first; pending: the next to start; expired: the latest.
@@ -305,7 +305,13 @@ def get_one(silence_id: str, session: Annotated[Session, Depends(db_session)]) -
     return _out(find_silence(session, silence_id), utcnow())
 
 
-@router.delete("/silence/{silence_id}", summary="Expire a silence (Alertmanager v2)")
+@router.delete(
+    "/silence/{silence_id}",
+    summary="Expire a silence (Alertmanager v2)",
+    # As Alertmanager answers: 200 with an empty body, so no JSON is documented.
+    response_class=Response,
+    responses={200: {"description": "Expired; the body is empty"}},
+)
 def delete_one(silence_id: str, session: Annotated[Session, Depends(db_session)]) -> Response:
     """End the silence now: its `endsAt` becomes now, and it stays on record as expired."""
     row = find_silence(session, silence_id)

@@ -20,9 +20,46 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from incidents.api.auth import CHALLENGES
 from incidents.api.responses import JsonResponse
-from incidents.exceptions import Conflict, IncidentsError, Unavailable, ValidationFailed
+from incidents.exceptions import (
+    BadRequest,
+    ClientGone,
+    Conflict,
+    IncidentsError,
+    InvalidValue,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 
 log = logging.getLogger(__name__)
+
+# The status of each exception class; a subclass answers as its nearest listed ancestor.
+STATUS: dict[type[IncidentsError], int] = {
+    IncidentsError: 500,
+    BadRequest: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    Conflict: 409,
+    PreconditionFailed: 412,
+    PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
+    ValidationFailed: 422,
+    # nginx's "client closed request": neither the client's fault nor a server error.
+    ClientGone: 499,
+    Unavailable: 503,
+}
+
+
+def status_of(exc: IncidentsError) -> int:
+    """The HTTP status that answers this exception."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -43,8 +80,9 @@ def error_response(exc: IncidentsError) -> JsonResponse:
     headers = {}
     if isinstance(exc, Unavailable):
         headers["Retry-After"] = str(exc.retry_after)
-    response = JsonResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
-    if exc.status_code == 401:
+    status = status_of(exc)
+    response = JsonResponse(exc.to_dict(), status_code=status, headers=headers)
+    if status == 401:
         for challenge in CHALLENGES:
             response.headers.append("WWW-Authenticate", challenge)
     return response
@@ -83,12 +121,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StatementError, _database)
     app.add_exception_handler(PoolTimeout, _database)
     app.add_exception_handler(DisconnectionError, _database)
-
-
-class InvalidValue(ValidationFailed):
-    """The database refused a value from the request (out of range, not representable)."""
-
-    code = "invalid_value"
 
 
 # Bind-time conversion errors: a value in the request that the column type cannot hold.

@@ -10,9 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
-from incidents.api.queries.operations import read_figures
+from incidents.api.queries.operations import ping, read_figures
 from incidents.api.responses import JsonResponse
 from incidents.config import SEVERITIES
 from incidents.db import utcnow
@@ -27,6 +26,7 @@ from incidents.metrics import (
     PIPELINE_PENDING,
 )
 from incidents.pipeline.runner import pending_count
+from incidents.tasks import QUEUE
 
 from .auth import check_authorization
 from .deps import ServiceState, service
@@ -34,14 +34,11 @@ from .deps import ServiceState, service
 router = APIRouter(tags=["operations"])
 log = logging.getLogger(__name__)
 
-BROKER_QUEUE_NAME = "incidents"
-
 
 def _check_database(state: ServiceState) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        with state.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        ping(state.engine)
         return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
     except Exception as exc:
         return {
@@ -138,7 +135,7 @@ def _refresh_gauges(state: ServiceState) -> None:
         try:
             client = _redis_client(state.settings.broker_url)
             try:
-                BROKER_QUEUE.set(client.llen(BROKER_QUEUE_NAME))
+                BROKER_QUEUE.set(client.llen(QUEUE))
             finally:
                 client.close()
         except Exception:

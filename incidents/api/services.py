@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from incidents.api.queries import services as queries
 from incidents.correlation.graph import ServiceGraph
 from incidents.correlation.store import (
     Replacement,
@@ -19,7 +19,6 @@ from incidents.correlation.store import (
 )
 from incidents.db import session_scope, utcnow
 from incidents.exceptions import BadRequest, NotFound
-from incidents.models import BY_SERVICE, INCIDENTS, SILENCES
 
 from .deps import check_token, db_session, read_body, service
 from .graph_schemas import GET_RESPONSES, PUT_RESPONSES, SERVICE_RESPONSES, put_request_body
@@ -129,20 +128,8 @@ def get_service(name: str, session: Annotated[Session, Depends(db_session)]) -> 
     graph = current_graph(session)
     if name not in graph:
         raise NotFound(f"no service {name!r} in the graph", field="name")
-    open_incidents = session.execute(
-        select(INCIDENTS.c.id, INCIDENTS.c.severity, INCIDENTS.c.title, INCIDENTS.c.opened_at)
-        .join(BY_SERVICE, BY_SERVICE.c.incident_id == INCIDENTS.c.id)
-        .where(BY_SERVICE.c.service == name)
-        .where(INCIDENTS.c.status == "open")
-        .order_by(INCIDENTS.c.id.desc())
-    ).all()
-    now = utcnow()
-    windows = session.execute(
-        select(SILENCES.c.id, SILENCES.c.starts_at, SILENCES.c.ends_at, SILENCES.c.comment)
-        .where(SILENCES.c.service == name)
-        .where(SILENCES.c.ends_at > now)
-        .order_by(SILENCES.c.starts_at)
-    ).all()
+    open_incidents = queries.open_incidents(session, service=name)
+    windows = queries.maintenance_windows(session, service=name, now=utcnow())
     return JsonResponse(
         {
             "name": name,

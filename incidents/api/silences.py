@@ -8,13 +8,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from incidents.api.queries import silences as queries
 from incidents.correlation.store import current_graph
 from incidents.db import utcnow
 from incidents.exceptions import NotFound, ValidationFailed
-from incidents.models import SILENCES, Silence
+from incidents.models import Silence
 from incidents.routing.matchers import Matcher, parse_matchers
 
 from .deps import check_token, db_session
@@ -126,7 +126,7 @@ def expire(row: Silence, now: datetime) -> None:
 
 def find_silence(session: Session, silence_id: str) -> Silence:
     """The silence with this id, or 404."""
-    row = session.get(Silence, silence_id)
+    row = queries.get_silence(session, silence_id=silence_id)
     if row is None:
         raise NotFound(f"no silence {silence_id!r}", field="silence_id")
     return row
@@ -188,12 +188,9 @@ def list_silences(
 ) -> list[SilenceOut]:
     """Silences, newest first; without `state`, those not yet expired."""
     now = utcnow()
-    query = select(Silence).order_by(SILENCES.c.created_at.desc())
-    if state in (None, "active", "pending"):
-        query = query.where(SILENCES.c.ends_at > now)
-    elif state == "expired":
-        query = query.where(SILENCES.c.ends_at <= now)
-    rows = [_out(r, now) for r in session.scalars(query.limit(1000))]
+    ended = None if state == "all" else state == "expired"
+    found = queries.list_silences(session, ended=ended, now=now, limit=1000)
+    rows = [_out(r, now) for r in found]
     if state in ("active", "pending"):
         rows = [r for r in rows if r.state == state]
     return rows

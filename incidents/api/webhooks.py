@@ -17,6 +17,7 @@ from incidents.ingest.store import Incoming
 from incidents.metrics import INGEST_REJECTED
 
 from .deps import check_token, read_body, service
+from .errors import status_of
 
 # Authentication is called in the handler rather than declared as a dependency: on the
 # hottest path FastAPI's per-request dependency resolution is measurable.
@@ -44,7 +45,7 @@ async def _ingest(request: Request, parser: Parser, source: str) -> JsonResponse
     except ClientGone:
         raise  # logged where it happened; not a rejection, nobody hears the answer
     except IncidentsError as exc:
-        INGEST_REJECTED.labels(source, str(exc.status_code)).inc()
+        INGEST_REJECTED.labels(source, str(status_of(exc))).inc()
         raise
     result = await state.committer.submit(
         Incoming(parsed=parsed, body=body, request_id=request.scope["state"].get("request_id"))

@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from incidents.config import Settings
 from incidents.pipeline.maintenance import maintain
 from incidents.pipeline.runner import due_jobs, run_job
+from incidents.tasks import PIPELINE_TASK, QUEUE, task_sender
 
 log = logging.getLogger(__name__)
 
-RUN_JOB_TASK = "workers.pipeline.run_pipeline_job"
 # Ids waiting for the publisher; beyond this the hand-off is left to the sweep.
 HANDOFF_CAPACITY = 10_000
 PUBLISH_TIMEOUT_SECONDS = 1.0
@@ -122,19 +122,7 @@ class CeleryDispatcher:
     """
 
     def __init__(self, settings: Settings, capacity: int = HANDOFF_CAPACITY) -> None:
-        from workers.app import create_celery
-
-        self._app = create_celery(settings)
-        self._app.conf.update(
-            broker_connection_timeout=PUBLISH_TIMEOUT_SECONDS,
-            broker_transport_options={
-                **self._app.conf.broker_transport_options,
-                # Connect once per attempt: kombu's default retries sleep seconds.
-                "max_retries": 0,
-                "socket_connect_timeout": PUBLISH_TIMEOUT_SECONDS,
-                "socket_timeout": PUBLISH_TIMEOUT_SECONDS,
-            },
-        )
+        self._app = task_sender(settings.broker_url, timeout=PUBLISH_TIMEOUT_SECONDS)
         self._queue: queue.Queue[int | None] = queue.Queue(maxsize=capacity)
         self._thread: threading.Thread | None = None
         self._paused_until = 0.0
@@ -180,7 +168,7 @@ class CeleryDispatcher:
                 self.skipped_broker_down += 1
                 continue
             try:
-                self._app.send_task(RUN_JOB_TASK, args=[job_id], retry=False)
+                self._app.send_task(PIPELINE_TASK, args=[job_id], queue=QUEUE, retry=False)
             except Exception as exc:
                 self.skipped_broker_down += 1
                 self._paused_until = time.monotonic() + BROKER_DOWN_PAUSE_SECONDS

@@ -192,6 +192,15 @@ def test_upgrading_an_existing_database_starts_the_totals_from_its_timeline(
     engine = create_db_engine(url)
     try:
         with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO incidents (id, status, severity, title, opened_at, updated_at,"
+                    " first_alert_at, last_alert_at, services, root_cause_candidates,"
+                    " blast_radius, flapping) VALUES (1, 'resolved', 'P1', 't', :at, :at, :at,"
+                    " :at, '[]', '[]', '[]', 0)"
+                ),
+                {"at": utcnow()},
+            )
             for kind in ("opened", "opened", "resolved", "alert_joined", "reopened"):
                 conn.execute(
                     sa.text(
@@ -203,6 +212,8 @@ def test_upgrading_an_existing_database_starts_the_totals_from_its_timeline(
         upgrade(url)
         with engine.connect() as conn:
             totals = dict(conn.execute(sa.text("SELECT event, count FROM incident_totals")).all())
+            kept = conn.execute(sa.text("SELECT count(*) FROM timeline")).scalar_one()
+        assert kept == 5
         assert totals == {"opened": 2, "reopened": 1, "resolved": 1}
     finally:
         engine.dispose()

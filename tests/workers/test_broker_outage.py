@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from incidents.db import create_db_engine
+from incidents.supervisor import Supervisor
 from tests.conftest import AUTH
 from tests.factories import am_alert, am_payload
 from tests.workers.processes import (
@@ -24,7 +25,6 @@ from tests.workers.processes import (
     service_env,
     wait_for,
 )
-from workers.supervisor import Supervisor
 
 CLIENTS = 4
 

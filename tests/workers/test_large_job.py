@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from incidents.config import Settings
-from incidents.db import create_db_engine, make_session_factory, utcnow
+from incidents.db import create_db_engine, make_session_factory, stored_id, utcnow
 from incidents.models import PipelineJob
 from incidents.pipeline.runner import run_job
 from tests.factories import stored_alert
@@ -37,8 +37,7 @@ def test_job_beyond_the_bind_parameter_limit_runs(db_url: str) -> None:
         session.add_all(real)
         job = PipelineJob(created_at=utcnow(), fingerprints=others + [a.fingerprint for a in real])
         session.add(job)
-    assert job.id is not None
-    assert run_job(sessions, job.id, settings) == "done"
+    assert run_job(sessions, stored_id(job), settings) == "done"
     with engine.connect() as conn:
         linked = conn.execute(sa.text("SELECT count(*) FROM incident_alerts")).scalar_one()
     engine.dispose()

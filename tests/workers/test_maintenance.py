@@ -6,10 +6,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlmodel import col
 
 from incidents.correlation.graph import ServiceGraph
 from incidents.correlation.store import save_graph
-from incidents.db import create_db_engine, make_session_factory, utcnow
+from incidents.db import create_db_engine, make_session_factory, stored_id, utcnow
 from incidents.models import Alert, AlertState, Incident, PipelineJob, Silence, TimelineEntry
 from incidents.pipeline.maintenance import maintain
 from incidents.pipeline.runner import run_job
@@ -55,8 +56,7 @@ def test_expired_silence_sends_a_firing_alert_back_through_the_pipeline(db_url: 
         )
         job = PipelineJob(created_at=now, fingerprints=["f1"])
         session.add(job)
-    assert job.id is not None
-    assert run_job(sessions, job.id, settings) == "done"
+    assert run_job(sessions, stored_id(job), settings) == "done"
     with sessions() as session:
         state = session.get(AlertState, "f1")
         assert state is not None and state.silenced_by == ["s1"]
@@ -96,12 +96,11 @@ def test_quiet_flapping_incident_is_closed_once(db_url: str) -> None:
         )
         session.add(incident)
         session.flush()
-        assert incident.id is not None
         from incidents.models import IncidentAlert
 
         session.add(
             IncidentAlert(
-                incident_id=incident.id,
+                incident_id=stored_id(incident),
                 fingerprint="f2",
                 service="svc",
                 severity="P1",
@@ -127,7 +126,9 @@ def test_quiet_flapping_incident_is_closed_once(db_url: str) -> None:
         stored = session.get(Incident, incident.id)
         assert stored is not None and stored.status == "resolved"
         kinds = session.scalars(
-            sa.select(TimelineEntry.kind).where(TimelineEntry.incident_id == incident.id)  # type: ignore[arg-type]
+            sa.select(col(TimelineEntry.kind)).where(
+                col(TimelineEntry.incident_id) == stored_id(incident)
+            )
         ).all()
         assert kinds == ["resolved"]
     engine.dispose()

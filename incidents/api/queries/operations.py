@@ -1,4 +1,4 @@
-"""The figures /metrics reads from the database at scrape time.
+"""The figures /metrics reads from the database at scrape time, and the readiness ping.
 
 Each is one indexed query whose cost follows the size of its answer (open incidents,
 waiting jobs, muted alerts), not the size of the tables: a scrape stays cheap with
@@ -12,18 +12,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlmodel import col
 
 from incidents.db import session_scope
 from incidents.models import (
-    ALERTS,
-    INCIDENTS,
     INHIBITED_SQL,
-    JOBS,
     SILENCED_SQL,
-    STATES,
-    TOTALS,
+    Alert,
+    AlertState,
+    Incident,
+    IncidentTotal,
+    PipelineJob,
 )
 from incidents.pipeline.totals import COUNTED_EVENTS
 
@@ -52,34 +53,42 @@ def _utc(value: datetime | str) -> datetime:
 def metric_queries(dialect: str) -> dict[str, Any]:
     """The statements behind the figures, by name (EXPLAIN-able in tests)."""
     oldest = [
-        select(func.min(JOBS.c.created_at)).where(JOBS.c.status == status).scalar_subquery()
+        select(func.min(col(PipelineJob.created_at)))
+        .where(col(PipelineJob.status) == status)
+        .scalar_subquery()
         for status in ("pending", "running")
     ]
     return {
         "open_incidents": select(
-            INCIDENTS.c.severity, func.count(), func.min(INCIDENTS.c.opened_at)
+            col(Incident.severity), func.count(), func.min(col(Incident.opened_at))
         )
-        .where(INCIDENTS.c.status == "open")
-        .group_by(INCIDENTS.c.severity),
+        .where(col(Incident.status) == "open")
+        .group_by(col(Incident.severity)),
         "oldest_job": select(*oldest),
         "silenced": _muted_query(SILENCED_SQL[dialect]),
         "inhibited": _muted_query(INHIBITED_SQL[dialect]),
         "ignored": select(func.count())
-        .select_from(ALERTS)
-        .where(ALERTS.c.ignored_by.is_not(None))
-        .where(ALERTS.c.status == "firing"),
-        "totals": select(TOTALS.c.event, TOTALS.c.count),
+        .select_from(Alert)
+        .where(col(Alert.ignored_by).is_not(None))
+        .where(col(Alert.status) == "firing"),
+        "totals": select(col(IncidentTotal.event), col(IncidentTotal.count)),
     }
 
 
 def _muted_query(predicate: str) -> Any:
     return (
         select(func.count())
-        .select_from(STATES)
-        .join(ALERTS, ALERTS.c.fingerprint == STATES.c.fingerprint)
+        .select_from(AlertState)
+        .join(Alert, col(Alert.fingerprint) == col(AlertState.fingerprint))
         .where(text(predicate))
-        .where(ALERTS.c.status == "firing")
+        .where(col(Alert.status) == "firing")
     )
+
+
+def ping(engine: Engine) -> None:
+    """One round trip to the database, for the readiness check."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
 
 
 def read_figures(factory: sessionmaker[Session]) -> Figures:

@@ -22,6 +22,8 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+from incidents.tasks import WORKER_MODULE
+
 log = logging.getLogger(__name__)
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
@@ -104,7 +106,7 @@ def supervise(command: Sequence[str], name: str) -> int:
 
 def celery_command(role: str, concurrency: int) -> list[str]:
     """The command line of one worker or beat process."""
-    command = [sys.executable, "-m", "workers.main", role]
+    command = [sys.executable, "-m", WORKER_MODULE, role]
     if role == "worker":
         command += ["--concurrency", str(concurrency)]
     return command

@@ -1,7 +1,7 @@
 """service graph: the digest of the graph file last applied
 
 Revision ID: 0005_graph
-Revises: 0004
+Revises: 0005_workers
 Create Date: 2026-11-23 18:45:00.000000
 """
 

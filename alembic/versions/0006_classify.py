@@ -1,7 +1,7 @@
 """ignored alerts, incident totals and the indexes /metrics reads
 
 Revision ID: 0005_classify
-Revises: 0004
+Revises: 0005_silences
 Create Date: 2026-11-23 18:45:00
 """
 

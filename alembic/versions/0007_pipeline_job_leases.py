@@ -1,7 +1,7 @@
 """Pipeline job leases: lease_until and claim_token on pipeline_jobs.
 
 Revision ID: 0005_workers
-Revises: 0004
+Revises: 0005_classify
 Create Date: 2026-11-23 18:45:00.000000
 """
 
