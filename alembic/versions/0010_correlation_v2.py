@@ -1,7 +1,7 @@
 """correlation rule v2: incident roots, root-cause records, what was paged
 
 Revision ID: 0006_rule_v2
-Revises: 0005_graph
+Revises: 0006_foreign_keys
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import incidents.db
 from alembic import op
 
 revision = "0006_rule_v2"
-down_revision = "0005_graph"
+down_revision = "0006_foreign_keys"
 branch_labels = None
 depends_on = None
 
