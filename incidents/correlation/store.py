@@ -24,6 +24,7 @@ from incidents.correlation.graph import ServiceGraph
 from incidents.correlation.graph_document import describe_changes, summarize_changes
 from incidents.db import utcnow
 from incidents.exceptions import PreconditionFailed, ValidationFailed
+from incidents.locks import lock_graph
 from incidents.models import GRAPH_DOCS
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,8 @@ def replace_graph(
             "to empty it on purpose, add ?allow_empty=true (or --allow-empty)",
             field="services",
         )
+    # Correlation jobs lock partitions of the graph they read: none may run while it changes.
+    lock_graph(session, exclusive=True)
     _ensure_row(session)
     document = graph.to_document()
     for _ in range(MAX_ATTEMPTS):

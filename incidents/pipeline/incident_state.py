@@ -11,32 +11,23 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import IntEnum
 from typing import Any
 
-from sqlalchemy import Integer, func, select, text
+from sqlalchemy import Integer, func, select
 from sqlalchemy.orm import Session
 
 from incidents.correlation.graph import ServiceGraph
 from incidents.correlation.index import IncidentLink, MemoryIndex
 from incidents.correlation.rule import CorrelationRule
+from incidents.locks import lock_graph
 from incidents.models import INCIDENTS, LINKS, Alert, AlertState, Incident, IncidentAlert
 from incidents.pipeline.mute import ActiveSilence
 from incidents.vocab import IncidentStatus, MemberStatus
 
 
-class LockKey(IntEnum):
-    """PostgreSQL advisory-lock keys; any constants work if every process uses the same."""
-
-    CORRELATION = 0x1C1DE275
-
-
 def lock_correlation(session: Session) -> None:
-    """Serialise incident changes across processes (PostgreSQL; SQLite has one writer)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(LockKey.CORRELATION)}
-        )
+    """Hold the whole graph's correlation lock (upkeep that touches any incident)."""
+    lock_graph(session, exclusive=True)
 
 
 _NODE_MAX = 255
@@ -45,9 +36,14 @@ _NODE_MAX = 255
 def correlation_service(alert: Alert) -> str:
     """The graph node an alert stands on; without a service label, one per alert name, so
     unrelated unlabelled alerts do not all fall into one incident."""
-    if alert.service:
-        return alert.service
-    node = f"unknown:{alert.labels.get('alertname', alert.fingerprint)}"
+    return service_node(alert.service, alert.labels, alert.fingerprint)
+
+
+def service_node(service: str | None, labels: dict[str, str], fingerprint: str) -> str:
+    """correlation_service() from an alert's columns."""
+    if service:
+        return service
+    node = f"unknown:{labels.get('alertname', fingerprint)}"
     if len(node) > _NODE_MAX:
         # Service columns hold 255 characters; a digest keeps long names apart.
         node = f"{node[: _NODE_MAX - 17]}#{hashlib.sha1(node.encode()).hexdigest()[:16]}"

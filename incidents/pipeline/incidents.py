@@ -21,6 +21,7 @@ from incidents.correlation.grouping import Placement, place
 from incidents.correlation.index import MemoryIndex
 from incidents.correlation.rule import rule_for
 from incidents.correlation.store import current_graph
+from incidents.locks import lock_partitions
 from incidents.models import (
     ALERTS,
     INCIDENTS,
@@ -41,7 +42,7 @@ from incidents.pipeline.incident_state import (
     State,
     alert_name,
     correlation_service,
-    lock_correlation,
+    service_node,
 )
 from incidents.pipeline.mute import Inhibitor, active_silences, match_labels
 from incidents.pipeline.stages import RunContext
@@ -63,7 +64,17 @@ class IncidentStage:
         if not ctx.fingerprints:
             return
         session = ctx.session
-        lock_correlation(session)
+        # An alert's service never changes (its labels make its fingerprint): which
+        # partitions to lock can be read before locking; its state only after.
+        nodes = [
+            service_node(service, labels, fingerprint)
+            for service, labels, fingerprint in session.execute(
+                select(ALERTS.c.service, ALERTS.c.labels, ALERTS.c.fingerprint).where(
+                    ALERTS.c.fingerprint.in_(ctx.fingerprints)
+                )
+            )
+        ]
+        self._lock(session, nodes)
         # Read under the lock: another job may have stored a newer state meanwhile.
         fresh = list(
             session.scalars(
@@ -86,6 +97,17 @@ class IncidentStage:
                 self._process(job, alert)
             self._place_muted(job)
             finish_job(job, ctx.events, self._settings.max_new_incidents_per_minute)
+
+    def _lock(self, session: Session, nodes: list[str]) -> None:
+        """Lock the partitions of these services; once locked, the graph cannot change, so
+        partitions computed from a graph replaced meanwhile are topped up."""
+        graph = current_graph(session)
+        partitions = {graph.partition_of(n) for n in nodes}
+        if not lock_partitions(session, partitions):
+            return  # the whole graph is locked
+        now = current_graph(session)
+        if now.digest != graph.digest:
+            lock_partitions(session, {now.partition_of(n) for n in nodes} - partitions)
 
     # -- reading once ------------------------------------------------------------------------
 
@@ -299,6 +321,9 @@ class IncidentStage:
                 .where(INCIDENTS.c.status == IncidentStatus.OPEN)
             ):
                 homes[fingerprint] = (incident_id, service)
+        # An inhibitor may stand in another partition (a rule that is not per service):
+        # its incident is changed only under that partition's lock too.
+        lock_partitions(job.session, {job.rule.partition_of(s) for _, s in homes.values()})
         for alert, inhibitors in job.muted:
             found = sorted(
                 (job.incident(homes[fp][0]).opened_at, homes[fp][0], fp)

@@ -1,10 +1,11 @@
-"""The cost of the correlate step with a 10,000-service graph and 10,000 open incidents.
+"""The cost of the correlate step (rule v2's place()) with a 10,000-service graph and
+10,000 open incidents.
 
     python -m tests.bench.correlation [--services 10000] [--incidents 10000] [--alerts 20000]
 
 Two figures:
-- correlate() itself against an in-memory index of the open incidents: the bounded
-  graph search plus the index look-ups, per alert;
+- place() itself against an in-memory index of the open incidents: the bounded directed
+  graph searches plus the index look-ups, per alert;
 - the same with the index the pipeline uses in production (the `incident_services`
   table on PostgreSQL), so the database round trip is visible too.
 """
@@ -16,11 +17,13 @@ import random
 import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from incidents.correlation.engine import MemoryIndex, OpenIncident, correlate
-
 from incidents.correlation.graph import ServiceGraph
+from incidents.correlation.grouping import OpenIncident, place
+from incidents.correlation.index import IncidentLink, MemoryIndex
+from incidents.correlation.rule import CorrelationRule
 
 SEED = 20261123
 T0 = datetime(2026, 11, 23, 5, 0, tzinfo=UTC)
@@ -45,24 +48,36 @@ def build_graph(services: int, rng: random.Random) -> tuple[ServiceGraph, float]
     return graph, time.perf_counter() - started
 
 
+@dataclass
+class Made:
+    """An open incident of the benchmark: its services and time span."""
+
+    id: int
+    services: set[str]
+    first_alert_at: datetime
+    last_alert_at: datetime
+
+
 def build_index(
-    graph: ServiceGraph, incidents: int, rng: random.Random
-) -> tuple[MemoryIndex, list[OpenIncident]]:
+    graph: ServiceGraph, rule: CorrelationRule, incidents: int, rng: random.Random
+) -> tuple[MemoryIndex, dict[int, OpenIncident], list[Made]]:
     """Open incidents spread over the graph, each on 1 to 3 neighbouring services."""
     names = graph.services()
     index = MemoryIndex()
+    lookup: dict[int, OpenIncident] = {}
     made = []
     for i in range(incidents):
         root = rng.choice(names)
-        near = list(graph.within_hops(root, 1))
+        near = sorted(set(rule.below(root)) | set(rule.above(root)))
         services = {root, *rng.sample(near, min(len(near), rng.randint(0, 2)))}
         first = T0 + timedelta(seconds=rng.randint(0, 3600))
-        incident = OpenIncident(
-            i + 1, services, first, first + timedelta(seconds=rng.randint(0, 600))
-        )
-        index.add(incident)
-        made.append(incident)
-    return index, made
+        last = first + timedelta(seconds=rng.randint(0, 600))
+        for service in services:
+            for at in {first, last}:
+                index.add_link(IncidentLink(i + 1, service, at))
+        lookup[i + 1] = OpenIncident(i + 1, first, tuple(rule.roots(services)))
+        made.append(Made(i + 1, services, first, last))
+    return index, lookup, made
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -72,10 +87,14 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def time_memory(
-    graph: ServiceGraph, index: MemoryIndex, alerts: int, rng: random.Random
+    rule: CorrelationRule,
+    index: MemoryIndex,
+    lookup: dict[int, OpenIncident],
+    alerts: int,
+    rng: random.Random,
 ) -> tuple[list[float], int]:
-    """Seconds per correlate() call over random alerts; and how many joined something."""
-    names = graph.services()
+    """Seconds per place() call over random alerts; and how many joined something."""
+    names = rule.graph.services()
     samples = [
         (rng.choice(names), T0 + timedelta(seconds=rng.randint(0, 4200))) for _ in range(alerts)
     ]
@@ -85,14 +104,18 @@ def time_memory(
     clock = time.perf_counter
     for service, starts_at in samples:
         started = clock()
-        decision = correlate(service, starts_at, graph, index, hops=2, window=window)
+        placed = place(rule, service, starts_at, index, lookup.__getitem__, window)
         timings.append(clock() - started)
-        joined += not decision.opens_incident
+        joined += placed.target is not None
     return timings, joined
 
 
 def time_database(
-    graph: ServiceGraph, incidents: Sequence[OpenIncident], alerts: int, rng: random.Random
+    rule: CorrelationRule,
+    incidents: Sequence[Made],
+    lookup: dict[int, OpenIncident],
+    alerts: int,
+    rng: random.Random,
 ) -> list[float] | str:
     """The same with the PostgreSQL-backed index the pipeline uses."""
     from sqlalchemy import insert, text
@@ -100,7 +123,7 @@ def time_database(
     from incidents.db import create_db_engine, make_session_factory
     from incidents.migrate import upgrade
     from incidents.models import Incident, IncidentAlert
-    from incidents.pipeline.incidents import DbIncidentIndex
+    from incidents.pipeline.incident_state import DbIncidentIndex
     from tests.bench.service import PG_HOST, PG_PORT, port_open, throwaway_database
 
     if not port_open(PG_HOST, PG_PORT):
@@ -158,7 +181,7 @@ def time_database(
         engine.dispose()
         engine = create_db_engine(url)
         sessions = make_session_factory(engine)
-        names = graph.services()
+        names = rule.graph.services()
         window = timedelta(minutes=10)
         timings = []
         with sessions() as session:
@@ -167,7 +190,7 @@ def time_database(
                 service = rng.choice(names)
                 starts_at = T0 + timedelta(seconds=rng.randint(0, 4200))
                 started = time.perf_counter()
-                correlate(service, starts_at, graph, index, hops=2, window=window)
+                place(rule, service, starts_at, index, lookup.__getitem__, window)
                 timings.append(time.perf_counter() - started)
         engine.dispose()
     return timings
@@ -181,21 +204,23 @@ def run(services: int, incidents: int, alerts: int, db_alerts: int) -> list[str]
     """Measure and return the printed lines."""
     rng = random.Random(SEED)
     graph, load_seconds = build_graph(services, rng)
-    index, made = build_index(graph, incidents, rng)
-    timings, joined = time_memory(graph, index, alerts, rng)
+    rule = CorrelationRule(graph, 2)
+    index, lookup, made = build_index(graph, rule, incidents, rng)
+    timings, joined = time_memory(rule, index, lookup, alerts, rng)
     lines = [
         f"graph: {len(graph):,} services built from a document in {load_seconds:.2f} s; "
         f"{incidents:,} open incidents; hops=2, window=10 min",
-        f"correlate() in memory, {alerts:,} alerts ({joined:,} joined an incident): "
+        f"correlate step (v2 place()) in memory, {alerts:,} alerts "
+        f"({joined:,} joined an incident): "
         f"p50 {_us(percentile(timings, 50))} us, p99 {_us(percentile(timings, 99))} us, "
         f"mean {_us(statistics.fmean(timings))} us, max {_us(max(timings))} us",
     ]
-    db = time_database(graph, made, db_alerts, rng)
+    db = time_database(rule, made, lookup, db_alerts, rng)
     if isinstance(db, str):
-        lines.append(f"correlate() with the PostgreSQL index: {db}")
+        lines.append(f"correlate step with the PostgreSQL index: {db}")
     else:
         lines.append(
-            f"correlate() with the PostgreSQL index, {db_alerts:,} alerts: "
+            f"correlate step with the PostgreSQL index, {db_alerts:,} alerts: "
             f"p50 {_us(percentile(db, 50))} us, p99 {_us(percentile(db, 99))} us, "
             f"max {_us(max(db))} us"
         )

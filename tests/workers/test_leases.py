@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from incidents.config import PipelineSettings, Settings
 from incidents.db import create_db_engine, make_session_factory, session_scope, utcnow
+from incidents.locks import LockKey
 from incidents.models import JOBS, PipelineJob
-from incidents.pipeline.incident_state import LockKey
 from incidents.pipeline.lease import Claim, claim, finish
 from incidents.pipeline.runner import due_jobs, run_job
 from incidents.pipeline.stages import RunContext

@@ -1,0 +1,71 @@
+"""PostgreSQL advisory locks that keep correlation correct across processes.
+
+- The graph lock: every incident-stage job holds it shared; replacing the service graph
+  and the flapping upkeep hold it exclusively. Partitions are computed from the graph, so
+  no job may run while the graph (and with it the partitions) changes.
+- Partition locks: one per weakly connected component of the graph (hashed into a fixed
+  number of slots). Rule v2 only ever relates services of one component, so jobs whose
+  alerts lie in different components correlate in parallel, and two jobs with related
+  alerts queue on the same slot and still open one incident.
+- A job that spans more slots than MAX_SLOTS_PER_JOB takes the graph lock exclusively
+  instead: a storm that touches much of the graph runs alone rather than filling
+  PostgreSQL's shared lock table.
+
+All are transaction-scoped. SQLite has one writer at a time and needs none of them.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from enum import IntEnum
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+# How many slots the partitions are hashed into; a collision only serialises two jobs.
+PARTITION_SLOTS = 4096
+MAX_SLOTS_PER_JOB = 64
+
+
+class LockKey(IntEnum):
+    """Advisory-lock keys: any constants work if every process uses the same ones."""
+
+    # The whole graph (single-key form).
+    CORRELATION = 0x1C1DE275
+    # The namespace of partition slots (two-key form: namespace, slot).
+    PARTITION = 0x1C1DE276
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def lock_graph(session: Session, *, exclusive: bool) -> None:
+    """Hold the graph lock until the transaction ends."""
+    if _postgres(session):
+        function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        session.execute(text(f"SELECT {function}(:key)"), {"key": int(LockKey.CORRELATION)})
+
+
+def slot_of(partition: str) -> int:
+    """The lock slot of a graph partition (stable across processes and restarts)."""
+    return zlib.crc32(partition.encode()) % PARTITION_SLOTS
+
+
+def lock_partitions(session: Session, partitions: Iterable[str]) -> bool:
+    """Take the graph lock shared and the partitions' slots, in one global order so two
+    jobs cannot deadlock; False when there were too many and the whole graph was locked."""
+    if not _postgres(session):
+        return True
+    slots = sorted({slot_of(p) for p in partitions})
+    if len(slots) > MAX_SLOTS_PER_JOB:
+        lock_graph(session, exclusive=True)
+        return False
+    lock_graph(session, exclusive=False)
+    for slot in slots:
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, :slot)"),
+            {"space": int(LockKey.PARTITION), "slot": slot},
+        )
+    return True
