@@ -178,6 +178,8 @@ class CorrelationSettings(_Section):
     # Incidents that may page as they open in any minute; past it, new incidents still
     # open but share one "alert storm" page. 0 turns the cap off.
     max_new_incidents_per_minute: int = Field(default=30, ge=0)
+    # An incident's opening page is held this long; a merge within it folds the page away.
+    open_hold_seconds: float = Field(default=15.0, ge=0, le=600)
 
     @field_validator("graph_file")
     @classmethod

@@ -10,8 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, NoReturn
 
 import networkx as nx
@@ -20,14 +19,13 @@ from incidents.correlation.condensed import Condensed, build_condensed
 from incidents.correlation.graph_document import SERVICE_KEYS, ServiceSpec, validate_graph
 from incidents.correlation.lru import LRU
 from incidents.documents import Document, load_file, load_json, load_yaml
-from incidents.exceptions import NotFound, ValidationFailed
+from incidents.exceptions import NotFound
 
 __all__ = ["SERVICE_KEYS", "Condensed", "ServiceGraph"]
 
 MAX_REPORTED_CYCLES: Final = 20
 # Bounds memory: a cached ancestor set of a shared database can hold every service.
 CACHE_SIZE: Final = 1024
-SEVERITY_ORDER: Final = {"P0": 0, "P1": 1, "P2": 2, "P3": 3}
 
 
 class ServiceGraph:
@@ -37,21 +35,17 @@ class ServiceGraph:
         "_ancestors",
         "_condensed",
         "_cycles",
-        "_descendants",
         "_digest",
         "_graph",
         "_names",
-        "_neighbours",
         "_services",
     )
 
     _graph: Any
     _services: dict[str, ServiceSpec]
     _names: tuple[str, ...]
-    _neighbours: dict[str, tuple[str, ...]]
     _digest: str
     _ancestors: LRU[str, tuple[str, ...]]
-    _descendants: LRU[str, frozenset[str]]
     _cycles: LRU[int, tuple[tuple[str, ...], ...]]
     _condensed: LRU[int, Condensed]
 
@@ -63,17 +57,11 @@ class ServiceGraph:
         graph.add_edges_from((s.name, dep) for s in by_name.values() for dep in s.depends_on)
         nx.freeze(graph)
         names = tuple(sorted(by_name))
-        # Precomputed undirected adjacency keeps within_hops() a tight loop over plain tuples.
-        neighbours = {
-            name: tuple(dict.fromkeys([*graph.succ[name], *graph.pred[name]])) for name in names
-        }
         init = object.__setattr__
         init(self, "_graph", graph)
         init(self, "_services", by_name)
         init(self, "_names", names)
-        init(self, "_neighbours", neighbours)
         init(self, "_ancestors", LRU[str, tuple[str, ...]](CACHE_SIZE))
-        init(self, "_descendants", LRU[str, frozenset[str]](CACHE_SIZE))
         init(self, "_cycles", LRU[int, tuple[tuple[str, ...], ...]](8))
         init(self, "_condensed", LRU[int, Condensed](1))
         init(self, "_digest", _digest_of(self.to_document()))
@@ -194,57 +182,6 @@ class ServiceGraph:
             return []
         return sorted(self._graph.pred[name])
 
-    # -- neighbourhoods -----------------------------------------------------------------------
-
-    def within_hops(self, name: str, hops: int) -> dict[str, int]:
-        """Services within `hops` edges of name in either direction, mapped to their distance."""
-        _check_hops(hops, "hops")
-        found = {name: 0}
-        if name not in self._neighbours:
-            return found
-        adjacency = self._neighbours
-        frontier = [name]
-        # Level by level so the search stops at `hops` no matter how large the graph is.
-        for depth in range(1, hops + 1):
-            next_frontier = []
-            for current in frontier:
-                for neighbour in adjacency[current]:
-                    if neighbour not in found:
-                        found[neighbour] = depth
-                        next_frontier.append(neighbour)
-            if not next_frontier:
-                break
-            frontier = next_frontier
-        return found
-
-    def distance(self, a: str, b: str, max_hops: int) -> int | None:
-        """Undirected hop distance between a and b if it is at most max_hops, else None."""
-        _check_hops(max_hops, "max_hops")
-        if a == b:
-            return 0
-        if a not in self._neighbours or b not in self._neighbours:
-            return None
-        adjacency = self._neighbours
-        seen_a, seen_b = {a}, {b}
-        frontier_a, frontier_b = [a], [b]
-        # Bidirectional: growing the smaller side keeps the search to two small balls.
-        for depth in range(1, max_hops + 1):
-            if not frontier_a or not frontier_b:
-                return None
-            if len(frontier_a) > len(frontier_b):
-                frontier_a, frontier_b = frontier_b, frontier_a
-                seen_a, seen_b = seen_b, seen_a
-            next_frontier = []
-            for current in frontier_a:
-                for neighbour in adjacency[current]:
-                    if neighbour in seen_b:
-                        return depth
-                    if neighbour not in seen_a:
-                        seen_a.add(neighbour)
-                        next_frontier.append(neighbour)
-            frontier_a = next_frontier
-        return None
-
     def blast_radius(self, service: str) -> list[str]:
         """Every service that depends on this one, directly or transitively, sorted."""
         if service not in self._services:
@@ -255,52 +192,6 @@ class ServiceGraph:
 
     def _sorted_ancestors(self, service: str) -> tuple[str, ...]:
         return tuple(sorted(nx.ancestors(self._graph, service)))
-
-    def _reachable(self, service: str) -> frozenset[str]:
-        """Everything the service depends on, transitively (cached)."""
-        if service not in self._services:
-            return frozenset()
-        return self._descendants.get_or_compute(
-            service, lambda: frozenset(nx.descendants(self._graph, service))
-        )
-
-    # -- root cause ---------------------------------------------------------------------------
-
-    def rank_root_causes(
-        self,
-        affected: Sequence[str],
-        first_seen: Mapping[str, datetime],
-        severity: Mapping[str, str],
-    ) -> list[str]:
-        """Rank the affected services from most to least likely root cause.
-
-        Key: fewest affected services it depends on (0 = nothing affected below it), then
-        most affected services depending on it, then earliest first_seen, then most severe
-        (P0 first), then name. Dependency is transitive through services that are not
-        affected. Cost: one descendants() search per affected service on a cache miss,
-        O(sum of their dependency closures); ancestors are never searched.
-        """
-        names = list(dict.fromkeys(affected))
-        affected_set = set(names)
-        below: dict[str, int] = {}
-        above = dict.fromkeys(names, 0)
-        for name in names:
-            # A service in a cycle reaches itself; that says nothing about other services.
-            downstream = (self._reachable(name) & affected_set) - {name}
-            below[name] = len(downstream)
-            for other in downstream:
-                above[other] += 1
-
-        def key(name: str) -> tuple[int, int, tuple[int, float], int, str]:
-            return (
-                below[name],
-                -above[name],
-                _time_key(first_seen.get(name)),
-                _severity_rank(severity.get(name)),
-                name,
-            )
-
-        return sorted(names, key=key)
 
     # -- cycles -------------------------------------------------------------------------------
 
@@ -364,23 +255,3 @@ class ServiceGraph:
 def _digest_of(document: Mapping[str, Any]) -> str:
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def _check_hops(hops: int, field: str) -> None:
-    if isinstance(hops, bool) or not isinstance(hops, int) or hops < 0:
-        raise ValidationFailed(f"{field} must be a non-negative integer, got {hops!r}", field=field)
-
-
-def _time_key(moment: datetime | None) -> tuple[int, float]:
-    # Missing times sort last; naive times are taken as UTC so they compare with aware ones.
-    if moment is None:
-        return (1, 0.0)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (0, moment.timestamp())
-
-
-def _severity_rank(severity: str | None) -> int:
-    if severity is None:
-        return len(SEVERITY_ORDER)
-    return SEVERITY_ORDER.get(severity.strip().upper(), len(SEVERITY_ORDER))

@@ -11,10 +11,10 @@ from sqlalchemy import insert
 from incidents import timeline
 from incidents.correlation.candidates import ServiceSeen, rank_candidates
 from incidents.models import BY_SERVICE, LINKS, STATES
-from incidents.pipeline import lifecycle, storm
+from incidents.pipeline import lifecycle, paging, storm
 from incidents.pipeline.incident_state import Job
 from incidents.pipeline.stages import IncidentEvent
-from incidents.vocab import IncidentStatus, TimelineKind, more_severe
+from incidents.vocab import IncidentStatus, TimelineKind
 
 
 def write_rows(job: Job) -> None:
@@ -61,7 +61,7 @@ def finish_job(job: Job, events: list[IncidentEvent], storm_cap: int) -> None:
                 IncidentEvent(incident_id, TimelineKind.RESOLVED, incident.severity, pages=True)
             )
     refresh(job)
-    page_raises(job)
+    paging.page_raises(job)
     note_joins(job)
     storm.page_storm(job, storm_cap)
     for row in job.notes:
@@ -111,32 +111,6 @@ def refresh(job: Job) -> None:
                 TimelineKind.ROOT_CAUSE_CHANGED,
                 f"likely root cause is now {first} (was {previous[0]})",
                 data={"from": previous[0], "to": first},
-            )
-
-
-def page_raises(job: Job) -> None:
-    """One page per incident whose severity rose above what was paged for its alerts.
-    An incident opened in this job pages once, at the severity it ended the job with."""
-    for incident_id in sorted(job.touched | job.opened):
-        incident = job.incident(incident_id)
-        if incident.status != IncidentStatus.OPEN:
-            continue
-        if incident_id in job.opened:
-            for row in job.notes:
-                if row["incident_id"] == incident_id and row["kind"] == TimelineKind.OPENED:
-                    row["data"] = {**row["data"], "severity": incident.severity}
-            incident.paged_severity = incident.severity
-            continue
-        if more_severe(incident.severity, incident.paged_severity):
-            before = incident.paged_severity
-            incident.paged_severity, incident.paged_at = incident.severity, job.now
-            lifecycle.note(
-                job,
-                incident_id,
-                TimelineKind.SEVERITY_RAISED,
-                f"severity raised from {before} to {incident.severity}",
-                pages=True,
-                data={"from": before, "to": incident.severity},
             )
 
 

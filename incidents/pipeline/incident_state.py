@@ -205,6 +205,8 @@ class Job:
     new_states: list[NewState] = field(default_factory=list)
     # Alerts that joined each incident in this job: one timeline entry per incident.
     joins: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    # How long an opening page is held before it may be sent (see `paging`).
+    open_hold: timedelta = timedelta(0)
     storm_budget: int | None = None
     storm_folded: list[int] = field(default_factory=list)
 

@@ -165,6 +165,7 @@ class IncidentStage:
             latest_links=latest_links,
             index=index,
             incidents=incidents,
+            open_hold=timedelta(seconds=self._settings.open_hold_seconds),
         )
 
     # -- one alert --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from incidents import timeline
 from incidents.correlation.grouping import OpenIncident, Placement
 from incidents.correlation.index import IncidentLink
 from incidents.models import ALERTS, BY_SERVICE, INCIDENTS, LINKS, TIMELINE, Alert, Incident
+from incidents.pipeline import paging
 from incidents.pipeline.incident_state import Job, Member, NewLink, alert_name
 from incidents.vocab import IncidentStatus, MemberStatus, TimelineKind, more_severe, worst
 
@@ -97,7 +98,7 @@ def open_incident(
         TimelineKind.OPENED,
         message,
         pages=storm_cap is None,
-        data=data,
+        data=paging.opening_data(job, data),
         at=alert.starts_at,
     )
     return incident
@@ -194,8 +195,7 @@ def merge_into(job: Job, target: Incident, source: Incident, why: str) -> None:
     target.opened_at = min(target.opened_at, source.opened_at)
     target.severity = worst(target.severity, source.severity) or target.severity
     # Alerts paged at P0 before the merge were paged: the survivor's rise is no new page.
-    if source_id not in job.opened:  # an opening in this job is cancelled below, not paged
-        target.paged_severity = worst(target.paged_severity, source.paged_severity)
+    paging.merge_pages(job, target, source)
     joined = job.joins.pop(source_id, [])
     if joined:
         job.joins.setdefault(target_id, []).extend(joined)
@@ -255,15 +255,11 @@ def _move_members(job: Job, source_id: int, target_id: int) -> list[dict[str, An
 
 
 def _fold_notes(job: Job, source_id: int, target_id: int) -> list[dict[str, Any]]:
-    """The absorbed incident's entries, for the survivor's merge entry. An incident that
-    opened in this same job never existed for anyone: its opening does not page."""
+    """The absorbed incident's entries, for the survivor's merge entry."""
     entries: list[dict[str, Any]] = []
     for row in job.notes:
         if row["incident_id"] != source_id:
             continue
-        if source_id in job.opened and row["kind"] == TimelineKind.OPENED:
-            row["pages"] = False
-            row["data"] = {**row["data"], "folded_into": target_id}
         entries.append(
             {"at": row["at"].isoformat(), "kind": row["kind"], "message": row["message"]}
         )

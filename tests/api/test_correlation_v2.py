@@ -133,24 +133,44 @@ def test_an_inhibited_p2_is_a_muted_member_of_its_p0s_incident(pipe: Pipeline) -
     assert [kind for iid, kind in paging(pipe) if iid == incident["id"]] == ["opened"]
 
 
-def test_same_run_open_then_merge_keeps_every_alert_and_pages_once(pipe: Pipeline) -> None:
+def test_same_run_open_then_merge_keeps_every_alert_and_pages_once(pipe_unheld: Pipeline) -> None:
     """One body: a symptom opens incident S, a later alert links S to older incident T."""
-    pipe.load_graph()
+    pipe_unheld.load_graph()
     t0 = recent(5)
-    [notify] = pipe.post(alert("notification-service", "NotifyLag", t0, "P3"))
-    feedback, db = pipe.post(
+    [notify] = pipe_unheld.post(alert("notification-service", "NotifyLag", t0, "P3"))
+    feedback, db = pipe_unheld.post(
         alert("feedback-service", "FeedbackErrors", t0 + timedelta(seconds=10), "P1"),
         alert("database-postgres", "PostgresDown", t0 + timedelta(seconds=20), "P2"),
     )
-    [incident] = pipe.live()
+    [incident] = pipe_unheld.live()
     assert sorted(incident["alert_fingerprints"]) == sorted([notify, feedback, db])
     # Every alert is in a live incident, none was left on the merged one.
-    for merged in pipe.incidents(status="merged"):
-        assert pipe.incident(merged["id"])["alerts"] == []
+    for merged in pipe_unheld.incidents(status="merged"):
+        assert pipe_unheld.incident(merged["id"])["alerts"] == []
     # The absorbed incident opened and merged in one run: it never paged.
-    kinds = [kind for _, kind in paging(pipe)]
+    kinds = [kind for _, kind in paging(pipe_unheld)]
     assert kinds == ["opened", "severity_raised"]
     assert incident["severity"] == "P1"
+
+
+def test_a_merge_within_the_opening_hold_pages_once_at_the_final_severity(
+    pipe: Pipeline,
+) -> None:
+    """Default hold: the two openings happen within it, so the merge leaves one page."""
+    pipe.load_graph()
+    t0 = recent(5)
+    pipe.post(alert("notification-service", "NotifyLag", t0, "P3"))
+    pipe.post(alert("feedback-service", "FeedbackErrors", t0 + timedelta(seconds=10), "P0"))
+    pipe.post(alert("database-postgres", "PostgresDown", t0 + timedelta(seconds=20), "P2"))
+    [incident] = pipe.live()
+    assert incident["severity"] == "P0"
+    pages = [t for i in pipe.incidents() for t in pipe.incident(i["id"])["timeline"] if t["pages"]]
+    assert [(t["kind"], t["data"]["severity"]) for t in pages] == [("opened", "P0")]
+    assert "hold_until" in pages[0]["data"]
+    [merged] = pipe.incidents(status="merged")
+    [cancelled] = entries(pipe.incident(merged["id"]), "opened")
+    assert cancelled["pages"] is False
+    assert cancelled["data"]["folded_into"] == incident["id"]
 
 
 def test_the_explain_endpoint_says_why_each_alert_is_where_it_is(pipe: Pipeline) -> None:

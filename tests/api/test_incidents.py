@@ -55,13 +55,13 @@ def cascade(t0: datetime) -> list[dict[str, Any]]:
 
 
 def test_database_cascade_is_one_incident_with_the_database_as_root_cause(
-    pipe: Pipeline,
+    pipe_unheld: Pipeline,
 ) -> None:
-    pipe.load_graph()
+    pipe_unheld.load_graph()
     alerts = cascade(recent(10))
-    fingerprints = [pipe.post(a)[0] for a in alerts]  # one request each, in time order
+    fingerprints = [pipe_unheld.post(a)[0] for a in alerts]  # one request each, in time order
 
-    [incident] = pipe.incidents()
+    [incident] = pipe_unheld.incidents()
     assert incident["status"] == "open"
     assert incident["root_cause_candidates"][0] == "database-postgres"
     assert {"web-frontend", "api-gateway", "user-service", "ai-analysis-service"} <= set(
@@ -73,7 +73,7 @@ def test_database_cascade_is_one_incident_with_the_database_as_root_cause(
     assert sorted(incident["services"]) == sorted(s for s, _, _ in CASCADE)
     assert incident["title"].startswith("PostgresDown on database-postgres")
 
-    detail = pipe.incident(incident["id"])
+    detail = pipe_unheld.incident(incident["id"])
     because = {a["service"]: a["joined_because"] for a in detail["alerts"]}
     assert because["database-postgres"]["reason"] == "opened the incident"
     assert because["user-service"]["hops"] == 1
@@ -264,24 +264,26 @@ def test_a_common_cause_merges_the_incidents_it_explains_into_the_older(pipe: Pi
     assert [i["id"] for i in service["open_incidents"]] == [older["id"]]
 
 
-def test_a_merge_of_alerts_already_paged_does_not_page_again(pipe: Pipeline) -> None:
-    older, newer, _ = common_cause(pipe, ("P3", "P0", "P2"))
-    survivor = pipe.incident(older["id"])
+def test_a_merge_of_alerts_already_paged_does_not_page_again(pipe_unheld: Pipeline) -> None:
+    older, newer, _ = common_cause(pipe_unheld, ("P3", "P0", "P2"))
+    survivor = pipe_unheld.incident(older["id"])
     assert survivor["severity"] == "P0"
     assert survivor["paged_severity"] == "P0"
     assert entries(survivor, "severity_raised") == []
     paging = [
         t["kind"]
         for incident_id in (older["id"], newer["id"])
-        for t in pipe.incident(incident_id)["timeline"]
+        for t in pipe_unheld.incident(incident_id)["timeline"]
         if t["pages"]
     ]
     assert paging == ["opened", "opened"]
 
 
-def test_a_merge_whose_cause_is_more_severe_than_what_was_paged_pages_once(pipe: Pipeline) -> None:
-    older, _, _ = common_cause(pipe, ("P3", "P2", "P0"))
-    survivor = pipe.incident(older["id"])
+def test_a_merge_whose_cause_is_more_severe_than_what_was_paged_pages_once(
+    pipe_unheld: Pipeline,
+) -> None:
+    older, _, _ = common_cause(pipe_unheld, ("P3", "P2", "P0"))
+    survivor = pipe_unheld.incident(older["id"])
     assert survivor["severity"] == "P0"
     [raised] = entries(survivor, "severity_raised")
     assert raised["pages"] is True
