@@ -24,7 +24,7 @@ import pytest
 
 from incidents.routing.matchers import parse_matcher
 from tests.conftest import require, throwaway_pg_database
-from tests.e2e.test_alertmanager import (
+from tests.e2e.processes import (
     START_TIMEOUT,
     Proc,
     free_port,

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, alertmanager_binary, require
-from tests.e2e.test_alertmanager import (
+from tests.e2e.processes import (
     START_TIMEOUT,
     Proc,
     free_port,
