@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.api.incident_pipe import Pipeline, alert, entries, recent
+from tests.api.incident_pipe import Pipeline, alert, entries, kinds, recent
 from tests.conftest import AUTH
 
 
@@ -171,6 +171,84 @@ def test_a_merge_within_the_opening_hold_pages_once_at_the_final_severity(
     [cancelled] = entries(pipe.incident(merged["id"]), "opened")
     assert cancelled["pages"] is False
     assert cancelled["data"]["folded_into"] == incident["id"]
+
+
+def common_cause(pipe: Pipeline, severities: tuple[str, str, str]) -> tuple[dict[str, Any], ...]:
+    """notification-service (2 hops above the database) and feedback-service (1 hop) are
+    not linked (2 + 1 > 2): two incidents, until the database's alert explains both roots."""
+    pipe.load_graph()
+    t0 = recent(10)
+    notify = pipe.post(alert("notification-service", "NotifyLag", t0, severities[0]))
+    feedback = pipe.post(
+        alert("feedback-service", "FeedbackErrors", t0 + timedelta(seconds=20), severities[1])
+    )
+    assert len(pipe.incidents(status="open")) == 2
+    older, newer = sorted(pipe.incidents(), key=lambda i: i["id"])
+    db = pipe.post(
+        alert("database-postgres", "PostgresDown", t0 + timedelta(seconds=40), severities[2])
+    )
+    return older, newer, {"notify": notify, "feedback": feedback, "db": db}
+
+
+def test_a_common_cause_merges_the_incidents_it_explains_into_the_older(pipe: Pipeline) -> None:
+    older, newer, sent = common_cause(pipe, ("P3", "P2", "P1"))
+    merged = pipe.incident(newer["id"])
+    assert merged["status"] == "merged"
+    assert merged["merged_into"] == older["id"]
+    assert [t["data"] for t in entries(merged, "merged")] == [{"into": older["id"]}]
+    survivor = pipe.incident(older["id"])
+    assert survivor["status"] == "open"
+    assert sorted(survivor["alert_fingerprints"]) == sorted(
+        sent["notify"] + sent["feedback"] + sent["db"]
+    )
+    assert survivor["services"] == ["database-postgres", "feedback-service", "notification-service"]
+    assert survivor["severity"] == "P1"
+    assert survivor["roots"] == ["database-postgres"]
+    assert survivor["root_cause_candidates"][0] == "database-postgres"
+    assert survivor["opened_at"] == entries(survivor, "opened")[0]["at"]
+    [entry] = entries(survivor, "merged")
+    assert entry["data"]["from"] == newer["id"]
+    # The survivor's timeline says which alerts moved and carries the absorbed entries.
+    assert [m["fingerprint"] for m in entry["data"]["moved"]] == sent["feedback"]
+    assert "FeedbackErrors" in entry["message"]
+    assert [e["kind"] for e in entry["data"]["absorbed_entries"]] == ["opened"]
+    assert "FeedbackErrors" in entry["data"]["absorbed_entries"][0]["message"]
+    because = {a["service"]: a["joined_because"] for a in survivor["alerts"]}
+    assert because["database-postgres"]["action"] == "merge"
+    assert because["database-postgres"]["absorbed"] == [newer["id"]]
+    assert "common cause" in because["database-postgres"]["reason"]
+    assert "rerooted" in kinds(survivor)
+    assert [i["id"] for i in pipe.incidents(status="open")] == [older["id"]]
+    # The merged incident no longer shows up as open on its services.
+    service = pipe.client.get("/api/v1/services/feedback-service", headers=AUTH).json()
+    assert [i["id"] for i in service["open_incidents"]] == [older["id"]]
+
+
+def test_a_merge_of_alerts_already_paged_does_not_page_again(pipe_unheld: Pipeline) -> None:
+    older, newer, _ = common_cause(pipe_unheld, ("P3", "P0", "P2"))
+    survivor = pipe_unheld.incident(older["id"])
+    assert survivor["severity"] == "P0"
+    assert survivor["paged_severity"] == "P0"
+    assert entries(survivor, "severity_raised") == []
+    paging = [
+        t["kind"]
+        for incident_id in (older["id"], newer["id"])
+        for t in pipe_unheld.incident(incident_id)["timeline"]
+        if t["pages"]
+    ]
+    assert paging == ["opened", "opened"]
+
+
+def test_a_merge_whose_cause_is_more_severe_than_what_was_paged_pages_once(
+    pipe_unheld: Pipeline,
+) -> None:
+    older, _, _ = common_cause(pipe_unheld, ("P3", "P2", "P0"))
+    survivor = pipe_unheld.incident(older["id"])
+    assert survivor["severity"] == "P0"
+    [raised] = entries(survivor, "severity_raised")
+    assert raised["pages"] is True
+    assert raised["data"] == {"from": "P2", "to": "P0"}
+    assert survivor["paged_severity"] == "P0"
 
 
 def test_the_explain_endpoint_says_why_each_alert_is_where_it_is(pipe: Pipeline) -> None:

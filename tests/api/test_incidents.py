@@ -6,22 +6,12 @@ runs the pipeline, and the incidents API is read back. On SQLite and on PostgreS
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import Session, sessionmaker
 
-from incidents.config import Settings
-from incidents.correlation.graph import ServiceGraph
-from incidents.correlation.store import save_graph
-from incidents.db import create_db_engine, make_session_factory, utcnow
-from incidents.ingest.fingerprint import label_fingerprint
-from incidents.models import PipelineJob
-from incidents.pipeline.runner import run_job
 from tests.api.incident_pipe import (  # noqa: F401  (re-exported for older imports)
     EXAMPLE_GRAPH,
     SEVERITY_LABEL,
@@ -32,8 +22,8 @@ from tests.api.incident_pipe import (  # noqa: F401  (re-exported for older impo
     kinds,
     recent,
 )
-from tests.conftest import AUTH, make_settings
-from tests.factories import am_alert, iso, stored_alert
+from tests.conftest import AUTH
+from tests.factories import am_alert, iso
 
 # -- a cascade from the database up ------------------------------------------------------------
 
@@ -213,84 +203,6 @@ def test_alerts_without_a_service_label_are_grouped_by_alert_name_only(pipe: Pip
     assert all(i["blast_radius"] == [] for i in incidents)
 
 
-def common_cause(pipe: Pipeline, severities: tuple[str, str, str]) -> tuple[dict[str, Any], ...]:
-    """notification-service (2 hops above the database) and feedback-service (1 hop) are
-    not linked (2 + 1 > 2): two incidents, until the database's alert explains both roots."""
-    pipe.load_graph()
-    t0 = recent(10)
-    notify = pipe.post(alert("notification-service", "NotifyLag", t0, severities[0]))
-    feedback = pipe.post(
-        alert("feedback-service", "FeedbackErrors", t0 + timedelta(seconds=20), severities[1])
-    )
-    assert len(pipe.incidents(status="open")) == 2
-    older, newer = sorted(pipe.incidents(), key=lambda i: i["id"])
-    db = pipe.post(
-        alert("database-postgres", "PostgresDown", t0 + timedelta(seconds=40), severities[2])
-    )
-    return older, newer, {"notify": notify, "feedback": feedback, "db": db}
-
-
-def test_a_common_cause_merges_the_incidents_it_explains_into_the_older(pipe: Pipeline) -> None:
-    older, newer, sent = common_cause(pipe, ("P3", "P2", "P1"))
-    merged = pipe.incident(newer["id"])
-    assert merged["status"] == "merged"
-    assert merged["merged_into"] == older["id"]
-    assert [t["data"] for t in entries(merged, "merged")] == [{"into": older["id"]}]
-    survivor = pipe.incident(older["id"])
-    assert survivor["status"] == "open"
-    assert sorted(survivor["alert_fingerprints"]) == sorted(
-        sent["notify"] + sent["feedback"] + sent["db"]
-    )
-    assert survivor["services"] == ["database-postgres", "feedback-service", "notification-service"]
-    assert survivor["severity"] == "P1"
-    assert survivor["roots"] == ["database-postgres"]
-    assert survivor["root_cause_candidates"][0] == "database-postgres"
-    assert survivor["opened_at"] == entries(survivor, "opened")[0]["at"]
-    [entry] = entries(survivor, "merged")
-    assert entry["data"]["from"] == newer["id"]
-    # The survivor's timeline says which alerts moved and carries the absorbed entries.
-    assert [m["fingerprint"] for m in entry["data"]["moved"]] == sent["feedback"]
-    assert "FeedbackErrors" in entry["message"]
-    assert [e["kind"] for e in entry["data"]["absorbed_entries"]] == ["opened"]
-    assert "FeedbackErrors" in entry["data"]["absorbed_entries"][0]["message"]
-    because = {a["service"]: a["joined_because"] for a in survivor["alerts"]}
-    assert because["database-postgres"]["action"] == "merge"
-    assert because["database-postgres"]["absorbed"] == [newer["id"]]
-    assert "common cause" in because["database-postgres"]["reason"]
-    assert "rerooted" in kinds(survivor)
-    assert [i["id"] for i in pipe.incidents(status="open")] == [older["id"]]
-    # The merged incident no longer shows up as open on its services.
-    service = pipe.client.get("/api/v1/services/feedback-service", headers=AUTH).json()
-    assert [i["id"] for i in service["open_incidents"]] == [older["id"]]
-
-
-def test_a_merge_of_alerts_already_paged_does_not_page_again(pipe_unheld: Pipeline) -> None:
-    older, newer, _ = common_cause(pipe_unheld, ("P3", "P0", "P2"))
-    survivor = pipe_unheld.incident(older["id"])
-    assert survivor["severity"] == "P0"
-    assert survivor["paged_severity"] == "P0"
-    assert entries(survivor, "severity_raised") == []
-    paging = [
-        t["kind"]
-        for incident_id in (older["id"], newer["id"])
-        for t in pipe_unheld.incident(incident_id)["timeline"]
-        if t["pages"]
-    ]
-    assert paging == ["opened", "opened"]
-
-
-def test_a_merge_whose_cause_is_more_severe_than_what_was_paged_pages_once(
-    pipe_unheld: Pipeline,
-) -> None:
-    older, _, _ = common_cause(pipe_unheld, ("P3", "P2", "P0"))
-    survivor = pipe_unheld.incident(older["id"])
-    assert survivor["severity"] == "P0"
-    [raised] = entries(survivor, "severity_raised")
-    assert raised["pages"] is True
-    assert raised["data"] == {"from": "P2", "to": "P0"}
-    assert survivor["paged_severity"] == "P0"
-
-
 def test_resent_firing_alert_does_not_join_or_open_twice(pipe: Pipeline) -> None:
     pipe.load_graph()
     first = alert("user-service", "LoginErrors", recent(5))
@@ -415,86 +327,3 @@ def test_unknown_incident_is_404(client: TestClient) -> None:
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
     assert client.get("/api/v1/incidents/999999").status_code == 401
-
-
-# -- concurrent workers on PostgreSQL ----------------------------------------------------------
-
-INCIDENT_TABLES = (
-    "alerts",
-    "pipeline_jobs",
-    "incidents",
-    "incident_services",
-    "incident_alerts",
-    "timeline",
-    "alert_states",
-)
-
-
-def run_at_once(
-    sessions: sessionmaker[Session], job_ids: list[int], settings: Settings
-) -> dict[int, str]:
-    """Run each job in a thread of its own, all released at the same moment."""
-    barrier = threading.Barrier(len(job_ids))
-    results: dict[int, str] = {}
-
-    def work(job_id: int) -> None:
-        barrier.wait()
-        results[job_id] = run_job(sessions, job_id, settings)
-
-    threads = [threading.Thread(target=work, args=(j,)) for j in job_ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results
-
-
-@pytest.mark.postgres
-def test_concurrent_workers_on_related_alerts_open_one_incident(pg_url: str) -> None:
-    """Five workers each take one alert of the cascade at the same moment: one incident."""
-    # One job per run, so the five runs really race each other in the incident stage.
-    settings = make_settings(pg_url, pipeline={"max_jobs_per_run": 1})
-    engine = create_db_engine(pg_url)
-    sessions = make_session_factory(engine)
-    with sessions.begin() as session:
-        save_graph(session, ServiceGraph.from_file(EXAMPLE_GRAPH))
-    try:
-        for round_no in range(10):
-            with engine.begin() as conn:
-                conn.execute(sa.text(f"TRUNCATE {', '.join(INCIDENT_TABLES)} RESTART IDENTITY"))
-            now = utcnow()
-            job_ids: list[int] = []
-            with sessions.begin() as session:
-                for i, (service, name, severity) in enumerate(CASCADE):
-                    labels = {"alertname": f"{name}{round_no}", "service": service}
-                    starts = now - timedelta(seconds=60 - 5 * i)
-                    session.add(
-                        stored_alert(
-                            labels,
-                            service=service,
-                            severity=severity,
-                            starts_at=starts,
-                            received=now,
-                        )
-                    )
-                    job = PipelineJob(created_at=now, fingerprints=[label_fingerprint(labels)])
-                    session.add(job)
-                    session.flush()
-                    assert job.id is not None
-                    job_ids.append(job.id)
-
-            results = run_at_once(sessions, job_ids, settings)
-            assert sorted(results.values()) == ["done"] * len(job_ids), results
-
-            with engine.connect() as conn:
-                incidents = conn.execute(
-                    sa.text("SELECT id, status, merged_into FROM incidents ORDER BY id")
-                ).all()
-                links = conn.execute(sa.text("SELECT incident_id FROM incident_alerts")).all()
-            live = [row for row in incidents if row[1] != "merged"]
-            assert len(live) == 1, f"round {round_no}: {incidents}"
-            assert live[0][1] == "open"
-            assert {row[0] for row in links} == {live[0][0]}
-            assert len(links) == len(CASCADE)
-    finally:
-        engine.dispose()

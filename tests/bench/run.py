@@ -20,8 +20,12 @@ prod     the production shape: Redis broker and a separate Celery worker process
              time until the worker has run every job gives the end-to-end rate;
 storm    one body of 50,000 alerts (about 40 MB): the server's peak RSS while it arrives,
              and the embedded pipeline's time for its job (tests/bench/storm.py);
-then     correlate() timed on a 10,000-service graph with 10,000 open incidents, in
-             memory and with the PostgreSQL-backed index (tests/bench/correlation.py).
+then     the correlate step (rule v2 place()) timed on a 10,000-service graph with 10,000
+             open incidents, in memory and with the PostgreSQL-backed index
+             (tests/bench/correlation.py); the incident stage's throughput with 1, 2 and 4
+             worker processes on a storm over 1,000 independent parts of a 10,000-service
+             graph, and a new P0's latency to its incident with 10,000 muted alerts stored
+             (tests/bench/scaling.py).
 
 Every phase has a warm-up that is not counted, then runs for --duration seconds or until
 its pre-built bodies run out. Afterwards the rows in each database are counted against
@@ -32,563 +36,38 @@ status is 1 only when a database does not hold what the service acknowledged.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
 
-import orjson
 import psycopg
 
-from tests.bench import correlation, payloads, rawdb, storm
-from tests.bench.httpload import LoadResult, encode_post, new_event_loop, run_load
-from tests.bench.payloads import Body
+from tests.bench import correlation, scaling, storm
+from tests.bench.bench import (
+    BUSY_OTHER_PERCENT,
+    HEADER,
+    Bench,
+    Figures,
+    _ms,
+)
+from tests.bench.scenarios import (
+    Results,
+    prepare,
+    scenario_batches,
+    scenario_info,
+    scenario_ingest_only,
+    scenario_production,
+    scenario_single,
+)
 from tests.bench.service import (
-    HOST,
     PG_HOST,
     PG_PORT,
     ROOT,
-    TOKEN,
-    CpuUse,
-    Server,
-    Worker,
-    cpu_between,
     port_open,
-    sample_cpu,
-    throwaway_database,
 )
-
-PATH = "/api/v1/alerts/alertmanager"
-PER_BATCH = 100
-WARMUP_SECONDS = 1.5
-PACED_SECONDS = 5.0
-# Bodies are built before the clock starts: as many as a phase could use at these rates
-# (a few times what two cores do today) per second of --duration. A faster server ends a
-# phase early by count rather than by time, which still gives a true rate.
-BATCH_ALERTS_PER_SECOND = 15_000
-SINGLE_PER_SECOND = 3_000
-WARMUP_BATCH_BODIES = 40
-WARMUP_SINGLE_BODIES = 1_500
-# CPU used outside the benchmark (percent of one core) above which a phase is flagged.
-BUSY_OTHER_PERCENT = 25.0
-
-
-@dataclass
-class Figures:
-    """One printed line: a phase's throughput, latency and who used the CPU."""
-
-    name: str
-    concurrency: int | str
-    requests: int
-    alerts: int
-    elapsed: float
-    p50: float
-    p99: float
-    worst: float
-    cpu: CpuUse | None = None
-    problems: str = ""
-
-    @property
-    def alert_rate(self) -> float:
-        """Alerts (rows) per second."""
-        return self.alerts / self.elapsed if self.elapsed else 0.0
-
-    @property
-    def request_rate(self) -> float:
-        """Requests (statements) per second."""
-        return self.requests / self.elapsed if self.elapsed else 0.0
-
-
-@dataclass
-class Ledger:
-    """What the service acknowledged in one database, to check the rows against."""
-
-    requests: int = 0
-    alerts: int = 0
-    fingerprints: set[str] = field(default_factory=set)
-    raw_rows: set[str] | None = None
-
-    def record(self, bodies: Sequence[Body], result: LoadResult) -> None:
-        """Count the bodies the service answered "accepted"."""
-        for index in result.accepted:
-            body = bodies[index]
-            self.requests += 1
-            self.alerts += len(body.fingerprints)
-            self.fingerprints.update(body.fingerprints)
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f}"
-
-
-HEADER = (
-    f"{'phase':<36} {'conc':>10} {'requests':>8} {'alerts':>7} {'secs':>5} "
-    f"{'alerts/s':>9} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}"
-)
-
-
-def _line(f: Figures) -> str:
-    text = (
-        f"{f.name:<36} {f.concurrency!s:>10} {f.requests:>8} {f.alerts:>7} {f.elapsed:>5.1f} "
-        f"{f.alert_rate:>9,.0f} {f.request_rate:>7,.0f} {_ms(f.p50):>7} {_ms(f.p99):>7} "
-        f"{_ms(f.worst):>7}"
-    )
-    return text + (f"\n      ! {f.problems}" if f.problems else "")
-
-
-class Bench:
-    """Runs the phases and keeps their figures."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.loop = new_event_loop()
-        self.figures: list[Figures] = []
-        self.checks: list[str] = []
-        self.ok = True
-
-    def close(self) -> None:
-        """Close the client's event loop."""
-        self.loop.close()
-
-    def _keep(self, figures: Figures) -> Figures:
-        self.figures.append(figures)
-        print(f"  {_line(figures)}", flush=True)
-        return figures
-
-    def _load(
-        self,
-        server: Server,
-        bodies: Sequence[Body],
-        *,
-        concurrency: int,
-        duration: float,
-        rate: float | None = None,
-    ) -> tuple[LoadResult, CpuUse]:
-        requests = [encode_post(HOST, server.port, PATH, b.data, TOKEN) for b in bodies]
-        before = sample_cpu(server.pid)
-        result = self.loop.run_until_complete(
-            run_load(
-                HOST, server.port, requests, concurrency=concurrency, duration=duration, rate=rate
-            )
-        )
-        return result, cpu_between(before, sample_cpu(server.pid))
-
-    def phase(
-        self,
-        name: str,
-        server: Server,
-        ledger: Ledger,
-        bodies: Sequence[Body],
-        *,
-        concurrency: int,
-        warmup: Sequence[Body] = (),
-        rate: float | None = None,
-        duration: float | None = None,
-    ) -> tuple[Figures, LoadResult]:
-        """A warm-up (not counted), then the timed run, with the bodies encoded beforehand."""
-        if warmup:
-            done, _ = self._load(server, warmup, concurrency=concurrency, duration=WARMUP_SECONDS)
-            ledger.record(warmup, done)
-        result, cpu = self._load(
-            server,
-            bodies,
-            concurrency=concurrency,
-            duration=duration or self.args.duration,
-            rate=rate,
-        )
-        ledger.record(bodies, result)
-        problem = result.first_problem or ""
-        if result.not_accepted or result.errors:
-            problem = (
-                f"{result.not_accepted} answers not 'accepted', {result.errors} connection "
-                f"errors; first: {problem}"
-            )
-        figures = Figures(
-            name=name,
-            concurrency=concurrency if rate is None else f"{concurrency}@{rate:g}/s",
-            requests=result.completed,
-            alerts=sum(len(bodies[i].fingerprints) for i in result.accepted),
-            elapsed=result.elapsed,
-            p50=result.percentile(0.50),
-            p99=result.percentile(0.99),
-            worst=max(result.latencies, default=0.0),
-            cpu=cpu,
-            problems=problem,
-        )
-        return self._keep(figures), result
-
-    def raw_phase(
-        self, name: str, url: str, batches: Sequence[rawdb.Batch], server_pid: int
-    ) -> Figures:
-        """Time the plain psycopg upsert (the server is idle meanwhile)."""
-        before = sample_cpu(server_pid)
-        result = rawdb.upsert_rate(url, batches, duration=self.args.duration)
-        cpu = cpu_between(before, sample_cpu(server_pid))
-        ordered = sorted(result.latencies) or [0.0]
-        return self._keep(
-            Figures(
-                name=name,
-                concurrency=1,
-                requests=result.batches,
-                alerts=result.rows,
-                elapsed=result.elapsed,
-                p50=ordered[len(ordered) // 2],
-                p99=ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
-                worst=ordered[-1],
-                cpu=cpu,
-            )
-        )
-
-    def verify(self, scenario: str, url: str, ledger: Ledger, server: Server) -> None:
-        """Count the rows in the database against what the service acknowledged."""
-        with psycopg.connect(url) as conn:
-            alerts, received = conn.execute(
-                "SELECT count(*), coalesce(sum(receive_count), 0) FROM alerts"
-            ).fetchone() or (0, 0)
-            stored, duplicates = conn.execute(
-                "SELECT count(*) FILTER (WHERE NOT duplicate), count(*) FILTER (WHERE duplicate)"
-                " FROM webhook_deliveries"
-            ).fetchone() or (0, 0)
-            jobs = conn.execute(
-                "SELECT status, count(*), coalesce(sum(jsonb_array_length(fingerprints)), 0)"
-                " FROM pipeline_jobs GROUP BY status ORDER BY status"
-            ).fetchall()
-        checks: list[tuple[str, int, int]] = [
-            ("alert rows = distinct fingerprints accepted", alerts, len(ledger.fingerprints)),
-            ("sum(receive_count) = alerts accepted", received, ledger.alerts),
-            ("stored deliveries = requests accepted", stored, ledger.requests),
-            ("deliveries stored as duplicates", duplicates, 0),
-        ]
-        if ledger.raw_rows is not None:
-            checks.append(
-                (f"{rawdb.TABLE} rows = rows upserted", rawdb.count_rows(url), len(ledger.raw_rows))
-            )
-        self.checks.append(f"{scenario}:")
-        for label, got, want in checks:
-            good = got == want
-            self.ok = self.ok and good
-            self.checks.append(
-                f"  {label:<46} {got:>9} vs {want:>9}  {'ok' if good else 'MISMATCH'}"
-            )
-        backlog = ", ".join(f"{s} {n} ({a} alerts)" for s, n, a in jobs) or "none"
-        self.checks.append(f"  pipeline jobs when the server stopped: {backlog}")
-        done = sum(a for s, _, a in jobs if s == "done")
-        served = server.served_seconds
-        if server.broker_url:
-            self.checks.append("  (no pipeline ran: its jobs went to a broker nobody reads)")
-        elif served:
-            self.checks.append(
-                f"  pipeline throughput: {done} alerts in finished jobs in {served:.0f} s of"
-                f" serving = {done / served:,.0f} alerts/s, against {ledger.alerts:,} accepted"
-            )
-
-
-@contextlib.contextmanager
-def running(server: Server) -> Iterator[Server]:
-    """Start the server, yield it, stop it and remove its log."""
-    try:
-        server.start()
-        broker = f", broker {server.broker_url}" if server.broker_url else ""
-        print(
-            f"  -- server pid {server.pid}, port {server.port}, log level {server.log_level}"
-            f"{broker}",
-            flush=True,
-        )
-        yield server
-    finally:
-        server.close()
-
-
-def _resent(bodies: Sequence[Body], indices: Sequence[int], per_body: int) -> list[Body]:
-    """The alerts of the given bodies again, with an annotation that makes each body new."""
-    out = []
-    for i in sorted(indices):
-        alerts: list[dict[str, Any]] = orjson.loads(bodies[i].data)["alerts"]
-        out.extend(payloads.bodies(payloads.resent(alerts, 1), per_body))
-    return out
-
-
-@dataclass
-class Prepared:
-    """Every body of every phase, built before any clock starts."""
-
-    batch_warm_alerts: list[dict[str, Any]]
-    batch_new_alerts: list[dict[str, Any]]
-    batch_warm: list[Body]
-    batch_new: list[Body]
-    raw_warm: list[rawdb.Batch]
-    raw_new: list[rawdb.Batch]
-    single_warm: list[Body]
-    single_new: list[Body]
-    paced: list[Body]
-    paced_half: list[Body]
-
-
-def prepare(args: argparse.Namespace) -> Prepared:
-    """Build the request bodies and raw rows."""
-    d = args.duration
-    batch_count = max(10, int(BATCH_ALERTS_PER_SECOND * d / PER_BATCH))
-    single_count = max(100, int(SINGLE_PER_SECOND * d))
-    paced_count = int(args.paced_rate * PACED_SECONDS) + 1
-    warm_alerts = payloads.new_alerts("bw", WARMUP_BATCH_BODIES * PER_BATCH, PER_BATCH)
-    new_alerts = payloads.new_alerts("b", batch_count * PER_BATCH, PER_BATCH)
-    return Prepared(
-        batch_warm_alerts=warm_alerts,
-        batch_new_alerts=new_alerts,
-        batch_warm=payloads.bodies(warm_alerts, PER_BATCH),
-        batch_new=payloads.bodies(new_alerts, PER_BATCH),
-        # (c) writes the very rows that (a) sends, into a table of its own.
-        raw_warm=rawdb.make_batches(warm_alerts, PER_BATCH),
-        raw_new=rawdb.make_batches(new_alerts, PER_BATCH),
-        single_warm=payloads.bodies(payloads.new_alerts("sw", WARMUP_SINGLE_BODIES, 1), 1),
-        single_new=payloads.bodies(payloads.new_alerts("s", single_count, 1), 1),
-        paced=payloads.bodies(payloads.new_alerts("p", paced_count, 1), 1),
-        paced_half=payloads.bodies(payloads.new_alerts("h", paced_count, 1), 1),
-    )
-
-
-@dataclass
-class Results:
-    """The figures the summary quotes."""
-
-    raw_new: Figures | None = None
-    raw_update: Figures | None = None
-    batch_new: Figures | None = None
-    batch_update: Figures | None = None
-    single_new: Figures | None = None
-    single_update: Figures | None = None
-    paced: Figures | None = None
-    paced_half: Figures | None = None
-    info: Figures | None = None
-    info_log_bytes: int = 0
-    ingest_batch: Figures | None = None
-    ingest_single: Figures | None = None
-    production: list[tuple[str, bool, Figures, float, int]] = field(default_factory=list)
-
-
-def scenario_batches(bench: Bench, p: Prepared, out: Results) -> None:
-    """(c) and (a) against one database."""
-    bc = bench.args.batch_concurrency
-    with throwaway_database("batches") as url:
-        ledger = Ledger(raw_rows=set())
-        with running(Server(url, "WARNING")) as server:
-            rawdb.create_table(url)
-            warm = rawdb.upsert_rate(url, p.raw_warm, duration=WARMUP_SECONDS)
-            ledger.raw_rows = {a["fingerprint"] for a in p.batch_warm_alerts[: warm.rows]}
-            pid = server.pid
-            out.raw_new = bench.raw_phase("(c) psycopg upsert x100, new", url, p.raw_new, pid)
-            written = out.raw_new.alerts
-            ledger.raw_rows.update(a["fingerprint"] for a in p.batch_new_alerts[:written])
-            again_raw = p.raw_new[: out.raw_new.requests]
-            out.raw_update = bench.raw_phase("(c) psycopg upsert x100, update", url, again_raw, pid)
-            out.batch_new, result = bench.phase(
-                "(a) webhook x100, new alerts",
-                server,
-                ledger,
-                p.batch_new,
-                concurrency=bc,
-                warmup=p.batch_warm,
-            )
-            again = _resent(p.batch_new, result.accepted, PER_BATCH)
-            again_warm = _resent(p.batch_warm, range(len(p.batch_warm)), PER_BATCH)
-            out.batch_update, _ = bench.phase(
-                "(a) webhook x100, re-sent (update)",
-                server,
-                ledger,
-                again,
-                concurrency=bc,
-                warmup=again_warm,
-            )
-        bench.verify("batches", url, ledger, server)
-
-
-def scenario_single(bench: Bench, p: Prepared, out: Results) -> None:
-    """(b): closed loop new and re-sent, then open loop at the target rate."""
-    sc = bench.args.single_concurrency
-    rate = bench.args.paced_rate
-    with throwaway_database("single") as url:
-        ledger = Ledger()
-        with running(Server(url, "WARNING")) as server:
-            out.single_new, result = bench.phase(
-                "(b) webhook x1, new alerts",
-                server,
-                ledger,
-                p.single_new,
-                concurrency=sc,
-                warmup=p.single_warm,
-            )
-            out.single_update, _ = bench.phase(
-                "(b) webhook x1, re-sent (update)",
-                server,
-                ledger,
-                _resent(p.single_new, result.accepted, 1),
-                concurrency=sc,
-            )
-            out.paced, _ = bench.phase(
-                "(b) webhook x1, open loop",
-                server,
-                ledger,
-                p.paced,
-                concurrency=64,
-                rate=rate,
-                duration=PACED_SECONDS,
-            )
-            capacity = out.single_new.request_rate
-            if capacity < rate:
-                half = max(10.0, round(capacity / 2, -1))
-                out.paced_half, _ = bench.phase(
-                    "(b) webhook x1, open loop, half load",
-                    server,
-                    ledger,
-                    p.paced_half,
-                    concurrency=64,
-                    rate=half,
-                    duration=PACED_SECONDS,
-                )
-        bench.verify("single", url, ledger, server)
-
-
-def scenario_info(bench: Bench, p: Prepared, out: Results) -> None:
-    """(b) new alerts once more with the server logging at INFO."""
-    with throwaway_database("info") as url:
-        ledger = Ledger()
-        with running(Server(url, "INFO")) as server:
-            logged = server.log_size()
-            out.info, _ = bench.phase(
-                "(b) webhook x1, new, INFO logging",
-                server,
-                ledger,
-                p.single_new,
-                concurrency=bench.args.single_concurrency,
-                warmup=p.single_warm,
-            )
-            out.info_log_bytes = server.log_size() - logged
-        bench.verify("info", url, ledger, server)
-
-
-def scenario_ingest_only(bench: Bench, p: Prepared, out: Results) -> None:
-    """(a) and (b) with a broker that nobody reads: ingestion without the pipeline."""
-    with throwaway_database("ingest") as url:
-        ledger = Ledger()
-        with running(Server(url, "WARNING", broker_url="memory://")) as server:
-            out.ingest_batch, _ = bench.phase(
-                "(a) webhook x100, new, no pipeline",
-                server,
-                ledger,
-                p.batch_new,
-                concurrency=bench.args.batch_concurrency,
-                warmup=p.batch_warm,
-            )
-            out.ingest_single, _ = bench.phase(
-                "(b) webhook x1, new, no pipeline",
-                server,
-                ledger,
-                p.single_new,
-                concurrency=bench.args.single_concurrency,
-                warmup=p.single_warm,
-            )
-        bench.verify("ingest only", url, ledger, server)
-
-
-REDIS_BROKER = "redis://127.0.0.1:6379/14"
-DRAIN_LIMIT_SECONDS = 120.0
-
-
-def _graph_file(services: int) -> str:
-    """A service tree over the services the bodies use (svc-N depends on svc-(N-1)//3)."""
-    lines = ["services:"]
-    for i in range(services):
-        lines.append(f"  - name: svc-{i}")
-        lines.append(f"    team: team-{i % 7}")
-        if i:
-            lines.append(f"    depends_on: [svc-{(i - 1) // 3}]")
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - removed by the caller
-        "w", prefix="incidents-bench-graph-", suffix=".yaml", delete=False
-    )
-    with handle:
-        handle.write("\n".join(lines) + "\n")
-    return handle.name
-
-
-def _drain(url: str) -> float:
-    """Seconds until the pipeline has run every job (bounded)."""
-    started = time.monotonic()
-    while time.monotonic() - started < DRAIN_LIMIT_SECONDS:
-        with psycopg.connect(url) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM pipeline_jobs WHERE status <> 'done'"
-            ).fetchone()
-        if row is not None and row[0] == 0:
-            return time.monotonic() - started
-        time.sleep(0.25)
-    return float("inf")
-
-
-def _incident_count(url: str) -> tuple[int, int]:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT count(*) FILTER (WHERE status = 'open'), count(*) FROM incidents"
-        ).fetchone()
-    return (int(row[0]), int(row[1])) if row else (0, 0)
-
-
-def scenario_production(bench: Bench, p: Prepared, out: Results) -> None:
-    """The production shape: Redis broker, a separate Celery worker running the pipeline.
-
-    Once with correlation on (a 200-service graph over the services the alerts name) and
-    once with it off; after each load phase, the time for the worker to finish every job
-    gives the end-to-end rate (alerts accepted and turned into incidents per second).
-    """
-    import redis
-
-    graph = _graph_file(200)
-    try:
-        for correlation in (True, False):
-            extra = {
-                "INCIDENTS_CORRELATION__ENABLED": "true" if correlation else "false",
-                "INCIDENTS_CORRELATION__GRAPH_FILE": graph,
-            }
-            tag = "on" if correlation else "off"
-            client = redis.Redis.from_url(REDIS_BROKER)
-            client.flushdb()
-            client.close()
-            with throwaway_database(f"prod_{tag}") as url:
-                ledger = Ledger()
-                worker = Worker(url, REDIS_BROKER, extra)
-                try:
-                    with running(Server(url, "WARNING", REDIS_BROKER, extra)) as server:
-                        worker.start()
-                        for kind, bodies, warm, conc in (
-                            ("x100", p.batch_new, p.batch_warm, bench.args.batch_concurrency),
-                            ("x1", p.single_new, p.single_warm, bench.args.single_concurrency),
-                        ):
-                            figures, _ = bench.phase(
-                                f"(p) {kind} + worker, correlation {tag}",
-                                server,
-                                ledger,
-                                bodies,
-                                concurrency=conc,
-                                warmup=warm,
-                            )
-                            drained = _drain(url)
-                            open_, total = _incident_count(url)
-                            out.production.append((kind, correlation, figures, drained, total))
-                            print(
-                                f"      pipeline finished {drained:.1f} s after the load; "
-                                f"{total:,} incidents so far ({open_:,} open)",
-                                flush=True,
-                            )
-                finally:
-                    worker.stop()
-                bench.verify(f"production, correlation {tag}", url, ledger, server)
-    finally:
-        os.unlink(graph)
 
 
 def _busy(f: Figures) -> bool:
@@ -727,7 +206,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--no-production", action="store_true", help="skip the Redis + Celery worker runs"
     )
     parser.add_argument(
-        "--no-correlation-micro", action="store_true", help="skip the correlate() timings"
+        "--no-correlation-micro", action="store_true", help="skip the correlate-step timings"
+    )
+    parser.add_argument(
+        "--no-scaling",
+        action="store_true",
+        help="skip the worker-scaling and muted-latency figures",
     )
     parser.add_argument("--no-storm", action="store_true", help="skip the 50,000-alert body")
     parser.add_argument("--only-storm", action="store_true", help="run only the storm")
@@ -808,6 +292,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nCorrelation step (10,000 services, 10,000 open incidents)")
         for line in correlation.run(10_000, 10_000, 20_000, 3_000):
             print(f"  {line}")
+    if not args.no_scaling:
+        print("\nIncident stage with 1, 2 and 4 worker processes (10,000-service graph)")
+        for line in scaling.scaling([1, 2, 4], 20_000):
+            print(f"  {line}", flush=True)
+        print("\nA new P0 with 10,000 muted alerts stored")
+        for line in scaling.muted_latency():
+            print(f"  {line}", flush=True)
     print("\nDatabase check (each scenario's database, after its server stopped)")
     for line in bench.checks:
         print(f"  {line}")
