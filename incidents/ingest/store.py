@@ -24,6 +24,7 @@ from sqlalchemy.dialects import sqlite
 from incidents.ingest.adapters import AlertRecord, Parsed
 from incidents.ingest.upsert import PG_ALERTS, alert_upsert, merge_rows, wins
 from incidents.models import ALERTS, DELIVERIES, DELIVERY_KEYS, JOBS
+from incidents.vocab import JobStatus
 
 # Fingerprints per IN list when reading stored states (SQLite allows 32,766 parameters).
 _READ_CHUNK = 10_000
@@ -181,7 +182,7 @@ def write_batch(
             .values(
                 created_at=now,
                 fingerprints=[r["fingerprint"] for r in rows],
-                status="pending",
+                status=JobStatus.PENDING,
                 attempts=0,
             )
             .returning(JOBS.c.id)

@@ -22,6 +22,7 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from incidents.ingest.adapters import AlertRecord
 from incidents.models import ALERTS
+from incidents.vocab import AlertStatus
 
 STATE_COLUMNS = (
     "source",
@@ -42,18 +43,18 @@ def wins(record: AlertRecord, status: str, state_at: datetime) -> bool:
     """True when `record` would replace a stored (status, state_at)."""
     if record.state_at != state_at:
         return record.state_at > state_at
-    return not (status == "resolved" and record.status == "firing")
+    return not (status == AlertStatus.RESOLVED and record.status == AlertStatus.FIRING)
 
 
 def _fold(record: AlertRecord, current: AlertRecord) -> None:
     """Carry over from the state `record` replaces what the rule keeps."""
-    if current.status == "firing" and record.status == "firing":
+    if current.status == AlertStatus.FIRING and record.status == AlertStatus.FIRING:
         if current.starts_at <= record.starts_at:
             record.starts_at = current.starts_at
             record.start_known = current.start_known
         record.state_at = record.starts_at
     elif not record.start_known and not (
-        current.status == "resolved" and record.status == "firing"
+        current.status == AlertStatus.RESOLVED and record.status == AlertStatus.FIRING
     ):
         record.starts_at = current.starts_at
         record.start_known = current.start_known
@@ -114,13 +115,15 @@ def alert_upsert(conn: Connection, start_known: bool) -> Any:
         ex.state_at > cur.state_at,
         and_(
             ex.state_at == cur.state_at,
-            not_(and_(cur.status == "resolved", ex.status == "firing")),
+            not_(and_(cur.status == AlertStatus.RESOLVED, ex.status == AlertStatus.FIRING)),
         ),
     )
-    continuing = and_(newer, cur.status == "firing", ex.status == "firing")
+    continuing = and_(newer, cur.status == AlertStatus.FIRING, ex.status == AlertStatus.FIRING)
     earliest_start = case((ex.starts_at < cur.starts_at, ex.starts_at), else_=cur.starts_at)
     takes_start = (
-        newer if start_known else and_(newer, cur.status == "resolved", ex.status == "firing")
+        newer
+        if start_known
+        else and_(newer, cur.status == AlertStatus.RESOLVED, ex.status == AlertStatus.FIRING)
     )
     set_: dict[str, Any] = {
         name: case((newer, ex[name]), else_=cur[name]) for name in STATE_COLUMNS

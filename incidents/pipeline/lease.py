@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from incidents.config import PipelineSettings
 from incidents.db import session_scope, utcnow
 from incidents.models import JOBS
+from incidents.vocab import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ def _rowcount(result: object) -> int:
 def _claimable(now: datetime) -> ColumnElement[bool]:
     """Pending jobs, and running jobs whose worker let the lease lapse."""
     return or_(
-        JOBS.c.status == "pending",
-        (JOBS.c.status == "running") & (JOBS.c.lease_until < now),
+        JOBS.c.status == JobStatus.PENDING,
+        (JOBS.c.status == JobStatus.RUNNING) & (JOBS.c.lease_until < now),
     )
 
 
@@ -103,7 +104,7 @@ def renew(factory: sessionmaker[Session], held: Claim, settings: PipelineSetting
         result = session.execute(
             update(JOBS)
             .where(JOBS.c.claim_token == held.token)
-            .where(JOBS.c.status == "running")
+            .where(JOBS.c.status == JobStatus.RUNNING)
             .values(lease_until=until)
         )
         return _rowcount(result) == len(held.ids)
@@ -115,8 +116,8 @@ def finish(session: Session, held: Claim) -> None:
     result = session.execute(
         update(JOBS)
         .where(JOBS.c.claim_token == held.token)
-        .where(JOBS.c.status == "running")
-        .values(status="done", finished_at=utcnow(), lease_until=None, error=None)
+        .where(JOBS.c.status == JobStatus.RUNNING)
+        .values(status=JobStatus.DONE, finished_at=utcnow(), lease_until=None, error=None)
     )
     if _rowcount(result) != len(held.ids):
         raise LeaseLost(f"job(s) {list(held.ids)} were taken over by another worker")
@@ -136,7 +137,7 @@ def give_back(
         rows = session.execute(
             select(JOBS.c.id, JOBS.c.attempts)
             .where(JOBS.c.claim_token == held.token)
-            .where(JOBS.c.status == "running")
+            .where(JOBS.c.status == JobStatus.RUNNING)
         ).all()
         for row_id, attempts in rows:
             new = "failed" if attempts >= settings.max_attempts else "pending"
@@ -158,11 +159,11 @@ def fail_exhausted(factory: sessionmaker[Session], settings: PipelineSettings) -
     with session_scope(factory) as session:
         result = session.execute(
             update(JOBS)
-            .where(JOBS.c.status == "running")
+            .where(JOBS.c.status == JobStatus.RUNNING)
             .where(JOBS.c.lease_until < now)
             .where(JOBS.c.attempts >= settings.max_attempts)
             .values(
-                status="failed",
+                status=JobStatus.FAILED,
                 lease_until=None,
                 error="its worker stopped before finishing, on every attempt",
             )

@@ -16,6 +16,7 @@ from incidents.config import InhibitRule
 from incidents.exceptions import ValidationFailed
 from incidents.models import ALERTS, SILENCES, STATES, Alert
 from incidents.routing.matchers import Matcher, Op, matches_all, parse_matchers
+from incidents.vocab import AlertStatus
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class Inhibitor:
         query = (
             select(Alert)
             .outerjoin(STATES, STATES.c.fingerprint == ALERTS.c.fingerprint)
-            .where(ALERTS.c.status == "firing")
+            .where(ALERTS.c.status == AlertStatus.FIRING)
             # An ignored alert takes part in nothing, inhibition included.
             .where(ALERTS.c.ignored_by.is_(None))
             # A source that is itself muted inhibits nothing (as in Alertmanager).

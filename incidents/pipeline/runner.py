@@ -26,6 +26,7 @@ from incidents.pipeline.lease import (
     give_back,
 )
 from incidents.pipeline.stages import IncidentEvent, RunContext, Stage, TaskRef
+from incidents.vocab import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +120,14 @@ def due_jobs(
     with session_scope(factory) as session:
         pending = session.scalars(
             select(JOBS.c.id)
-            .where(JOBS.c.status == "pending")
+            .where(JOBS.c.status == JobStatus.PENDING)
             .where(JOBS.c.created_at < older)
             .order_by(JOBS.c.id)
             .limit(limit)
         ).all()
         lapsed = session.scalars(
             select(JOBS.c.id)
-            .where(JOBS.c.status == "running")
+            .where(JOBS.c.status == JobStatus.RUNNING)
             .where(JOBS.c.lease_until < now)
             .order_by(JOBS.c.id)
             .limit(limit)
@@ -139,6 +140,8 @@ def pending_count(factory: sessionmaker[Session]) -> int:
     """How many jobs wait in the outbox (for /metrics)."""
     with session_scope(factory) as session:
         return int(
-            session.scalar(select(func.count()).select_from(JOBS).where(JOBS.c.status == "pending"))
+            session.scalar(
+                select(func.count()).select_from(JOBS).where(JOBS.c.status == JobStatus.PENDING)
+            )
             or 0
         )

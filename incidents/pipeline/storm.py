@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from incidents.models import INCIDENTS, TIMELINE
 from incidents.pipeline import lifecycle
 from incidents.pipeline.incident_state import Job
-from incidents.vocab import TimelineKind
+from incidents.vocab import IncidentStatus, TimelineKind
 
 MINUTE = timedelta(minutes=1)
 
@@ -38,7 +38,7 @@ def page_storm(job: Job, cap: int) -> None:
     """One paging storm entry for the incidents this job folded, once per minute."""
     if not job.storm_folded:
         return
-    live = [i for i in job.storm_folded if job.incident(i).status == "open"]
+    live = [i for i in job.storm_folded if job.incident(i).status == IncidentStatus.OPEN]
     if not live:
         return
     paged_recently = job.session.scalar(

@@ -27,6 +27,7 @@ from incidents.models import (
     PipelineJob,
 )
 from incidents.pipeline.totals import COUNTED_EVENTS
+from incidents.vocab import AlertStatus, IncidentStatus
 
 
 @dataclass
@@ -62,7 +63,7 @@ def metric_queries(dialect: str) -> dict[str, Any]:
         "open_incidents": select(
             col(Incident.severity), func.count(), func.min(col(Incident.opened_at))
         )
-        .where(col(Incident.status) == "open")
+        .where(col(Incident.status) == IncidentStatus.OPEN)
         .group_by(col(Incident.severity)),
         "oldest_job": select(*oldest),
         "silenced": _muted_query(SILENCED_SQL[dialect]),
@@ -70,7 +71,7 @@ def metric_queries(dialect: str) -> dict[str, Any]:
         "ignored": select(func.count())
         .select_from(Alert)
         .where(col(Alert.ignored_by).is_not(None))
-        .where(col(Alert.status) == "firing"),
+        .where(col(Alert.status) == AlertStatus.FIRING),
         "totals": select(col(IncidentTotal.event), col(IncidentTotal.count)),
     }
 
@@ -81,7 +82,7 @@ def _muted_query(predicate: str) -> Any:
         .select_from(AlertState)
         .join(Alert, col(Alert.fingerprint) == col(AlertState.fingerprint))
         .where(text(predicate))
-        .where(col(Alert.status) == "firing")
+        .where(col(Alert.status) == AlertStatus.FIRING)
     )
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from incidents.models import Incident, IncidentService, Silence
+from incidents.vocab import IncidentStatus
 
 
 def open_incidents(
@@ -22,7 +23,7 @@ def open_incidents(
         )
         .join(IncidentService, col(IncidentService.incident_id) == col(Incident.id))
         .where(col(IncidentService.service) == service)
-        .where(col(Incident.status) == "open")
+        .where(col(Incident.status) == IncidentStatus.OPEN)
         .order_by(col(Incident.id).desc())
     ).all()
 
