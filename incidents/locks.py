@@ -63,9 +63,20 @@ def lock_partitions(session: Session, partitions: Iterable[str]) -> bool:
         lock_graph(session, exclusive=True)
         return False
     lock_graph(session, exclusive=False)
+    _lock_slots(session, slots)
+    return True
+
+
+def lock_more_partitions(session: Session, partitions: Iterable[str]) -> None:
+    """Also lock these partitions' slots, in a job that already holds the graph lock (a
+    muted alert whose inhibitor's incident lies in another part of the graph)."""
+    if _postgres(session):
+        _lock_slots(session, sorted({slot_of(p) for p in partitions}))
+
+
+def _lock_slots(session: Session, slots: list[int]) -> None:
     for slot in slots:
         session.execute(
             text("SELECT pg_advisory_xact_lock(:space, :slot)"),
             {"space": int(LockKey.PARTITION), "slot": slot},
         )
-    return True

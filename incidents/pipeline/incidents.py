@@ -21,7 +21,7 @@ from incidents.correlation.grouping import Placement, place
 from incidents.correlation.index import MemoryIndex
 from incidents.correlation.rule import rule_for
 from incidents.correlation.store import current_graph
-from incidents.locks import lock_partitions
+from incidents.locks import lock_more_partitions, lock_partitions
 from incidents.models import (
     ALERTS,
     INCIDENTS,
@@ -107,7 +107,7 @@ class IncidentStage:
             return  # the whole graph is locked
         now = current_graph(session)
         if now.digest != graph.digest:
-            lock_partitions(session, {now.partition_of(n) for n in nodes} - partitions)
+            lock_more_partitions(session, {now.partition_of(n) for n in nodes} - partitions)
 
     # -- reading once ------------------------------------------------------------------------
 
@@ -324,7 +324,7 @@ class IncidentStage:
                 homes[fingerprint] = (incident_id, service)
         # An inhibitor may stand in another partition (a rule that is not per service):
         # its incident is changed only under that partition's lock too.
-        lock_partitions(job.session, {job.rule.partition_of(s) for _, s in homes.values()})
+        lock_more_partitions(job.session, {job.rule.partition_of(s) for _, s in homes.values()})
         for alert, inhibitors in job.muted:
             found = sorted(
                 (job.incident(homes[fp][0]).opened_at, homes[fp][0], fp)
