@@ -356,9 +356,12 @@ class IncidentStage:
         link = job.open_links.get(alert.fingerprint)
         if link is None or link.status == MemberStatus.RESOLVED:
             return
-        was_muted = link.status == MemberStatus.MUTED
+        if link.status == MemberStatus.MUTED:
+            # It never counted: it stays muted, so that firing again goes through the
+            # mute checks and counts only once nothing inhibits it.
+            return
         link.status = MemberStatus.RESOLVED.value
-        if state.flapping or was_muted:
+        if state.flapping:
             return  # a flapping alert's resolve does not close (and re-page) its incident
         job.maybe_resolved.add(link.incident_id)
 

@@ -311,3 +311,23 @@ def test_a_body_of_many_unrelated_alerts_pages_up_to_the_cap_then_once(pipe: Pip
     ]
     assert len(folded) == 370
     assert all("alert storm" in t["message"] for t in folded)
+
+
+def test_a_muted_member_that_resolves_and_fires_again_stays_muted(pipe: Pipeline) -> None:
+    pipe.load_graph()
+    t0 = recent(5)
+    [p0] = pipe.post(alert("cache-redis", "RedisDown", t0, "P0"))
+    [p2] = pipe.post(alert("cache-redis", "RedisSlow", t0 + timedelta(seconds=5)))
+    pipe.post(
+        alert(
+            "cache-redis",
+            "RedisSlow",
+            t0 + timedelta(seconds=5),
+            resolved_at=t0 + timedelta(seconds=30),
+        )
+    )
+    pipe.post(alert("cache-redis", "RedisSlow", t0 + timedelta(seconds=60)))
+    [incident] = pipe.live()
+    members = {a["fingerprint"]: a["status"] for a in pipe.incident(incident["id"])["alerts"]}
+    assert members == {p0: "firing", p2: "muted"}
+    assert incident["severity"] == "P0"
