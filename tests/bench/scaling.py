@@ -87,11 +87,17 @@ def _prepare(url: str, alerts: int) -> list[int]:
 
 
 def _work(url: str, job_ids: list[int]) -> None:
+    from incidents.config import Settings
     from incidents.db import create_db_engine, make_session_factory
     from incidents.pipeline.runner import run_job
-    from tests.conftest import make_settings
 
-    settings = make_settings(url, pipeline={"max_jobs_per_run": 1})
+    settings = Settings(
+        database_url=url,
+        broker_url="",
+        config="",
+        log_json=False,
+        pipeline={"max_jobs_per_run": 1},  # type: ignore[arg-type]
+    )
     engine = create_db_engine(url)
     sessions = make_session_factory(engine)
     for job_id in job_ids:
