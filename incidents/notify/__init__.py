@@ -1,0 +1,1 @@
+"""Notifications: routing incident events to receivers, and the channels that deliver them."""

@@ -1,0 +1,1 @@
+"""One module per channel, each registered by name in `incidents.notify.base`."""
