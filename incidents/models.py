@@ -311,3 +311,7 @@ TIMELINE: Table = TimelineEntry.__table__  # type: ignore[attr-defined]
 SILENCES: Table = Silence.__table__  # type: ignore[attr-defined]
 STATES: Table = AlertState.__table__  # type: ignore[attr-defined]
 TOTALS: Table = IncidentTotal.__table__  # type: ignore[attr-defined]
+
+# The notification outbox's tables live with the notify package; importing them here
+# registers them in the one metadata that migrations and tests compare against.
+from incidents.notify.models import NOTIFICATIONS, THREADS  # noqa: E402, F401

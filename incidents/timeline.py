@@ -36,10 +36,14 @@ def entry(
     }
 
 
-def write(session: Session, entries: Iterable[dict[str, Any]]) -> None:
-    """Insert entries in one statement and count the counted kinds in the totals."""
+def write(session: Session, entries: Iterable[dict[str, Any]]) -> list[int]:
+    """Insert entries in one statement, count the counted kinds in the totals; return
+    the new rows' ids, in the order given (later stages key their work on them)."""
     rows = list(entries)
     if not rows:
-        return
+        return []
     count_events(session, (row["kind"] for row in rows))
-    session.execute(insert(TIMELINE), rows)
+    result = session.execute(
+        insert(TIMELINE).returning(TIMELINE.c.id, sort_by_parameter_order=True), rows
+    )
+    return [int(i) for i in result.scalars()]

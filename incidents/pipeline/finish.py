@@ -56,15 +56,24 @@ def finish_job(job: Job, events: list[IncidentEvent], storm_cap: int) -> None:
             continue
         firing, ended = lifecycle.firing_members(job.session, incident_id)
         if not firing:
-            lifecycle.close(job.session, incident, ended or job.now, job.now, "all alerts resolved")
+            entry_id = lifecycle.close(
+                job.session, incident, ended or job.now, job.now, "all alerts resolved"
+            )
             events.append(
-                IncidentEvent(incident_id, TimelineKind.RESOLVED, incident.severity, pages=True)
+                IncidentEvent(
+                    incident_id,
+                    TimelineKind.RESOLVED,
+                    incident.severity,
+                    pages=True,
+                    entry_id=entry_id,
+                )
             )
     refresh(job)
     paging.page_raises(job)
     note_joins(job)
     storm.page_storm(job, storm_cap)
-    for row in job.notes:
+    ids = timeline.write(job.session, job.notes)
+    for row, entry_id in zip(job.notes, ids, strict=True):
         incident = job.incident(row["incident_id"])
         events.append(
             IncidentEvent(
@@ -73,9 +82,9 @@ def finish_job(job: Job, events: list[IncidentEvent], storm_cap: int) -> None:
                 incident.severity,
                 pages=row["pages"],
                 data=row["data"],
+                entry_id=entry_id,
             )
         )
-    timeline.write(job.session, job.notes)
     job.notes = []
 
 

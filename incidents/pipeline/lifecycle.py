@@ -302,8 +302,9 @@ def reopen(job: Job, alert: Alert, link: Member, *, quiet: float, pages: bool) -
     )
 
 
-def close(session: Session, incident: Incident, ended: datetime, now: datetime, why: str) -> None:
-    """Resolve an incident; resolving pages (people are told it is over)."""
+def close(session: Session, incident: Incident, ended: datetime, now: datetime, why: str) -> int:
+    """Resolve an incident; resolving pages (people are told it is over). Returns the
+    id of its "resolved" timeline entry."""
     incident_id = _id(incident)
     incident.status = IncidentStatus.RESOLVED.value
     incident.resolved_at = ended
@@ -311,9 +312,10 @@ def close(session: Session, incident: Incident, ended: datetime, now: datetime, 
     session.execute(
         update(BY_SERVICE).where(BY_SERVICE.c.incident_id == incident_id).values(open=False)
     )
-    timeline.write(
+    [entry_id] = timeline.write(
         session, [timeline.entry(incident_id, TimelineKind.RESOLVED, why, at=now, pages=True)]
     )
+    return entry_id
 
 
 def firing_members(session: Session, incident_id: int) -> tuple[int, datetime | None]:

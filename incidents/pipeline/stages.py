@@ -27,6 +27,8 @@ class IncidentEvent:
     severity: str
     pages: bool
     data: dict[str, Any] = field(default_factory=dict)
+    # The timeline entry that records it: a stable key for the work it causes.
+    entry_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
