@@ -86,6 +86,7 @@ class TimelineKind(StrEnum):
     STORM = "storm"
     REOPENED = "reopened"
     RESOLVED = "resolved"
+    NOTIFICATION_FAILED = "notification_failed"
 
 
 TIMELINE_KIND_HELP: dict[TimelineKind, str] = {
@@ -99,4 +100,5 @@ TIMELINE_KIND_HELP: dict[TimelineKind, str] = {
     TimelineKind.STORM: "more incidents opened in a minute than the storm cap: one page for all",
     TimelineKind.REOPENED: "an alert fired again shortly after the incident resolved",
     TimelineKind.RESOLVED: "the incident resolved: all its alerts did; `message` says why",
+    TimelineKind.NOTIFICATION_FAILED: "a notification could not be delivered; `data` says to whom",
 }

@@ -1,0 +1,110 @@
+"""The notify worker: one thread per channel, so a slow or failing channel (Slack down)
+never delays another (SMS). Each thread claims its channel's due notifications, renders
+each from the incident as it is now, sends it once, and records the outcome.
+
+Per target, sends are spaced by the channel's minimum interval (Slack: one post a second
+per channel): a burst is queued in the outbox and sent in order, never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from incidents.notify import outbox
+from incidents.notify.base import Notifier, SendResult
+
+log = logging.getLogger(__name__)
+
+# Seconds between two sends to one target, by channel (providers' documented limits).
+MIN_INTERVAL = {"slack": 1.0}
+
+
+class NotifyWorker:
+    """Sends the outbox's notifications, a thread per channel."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        channels: Mapping[str, Notifier],
+        *,
+        public_url: str,
+        max_attempts: int = 8,
+        poll_seconds: float = 0.2,
+        lease: timedelta = timedelta(seconds=60),
+    ) -> None:
+        self._factory = factory
+        self._channels = dict(channels)
+        self._public_url = public_url
+        self._max_attempts = max_attempts
+        self._poll = poll_seconds
+        self._lease = lease
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._last_sent: dict[tuple[str, str], float] = {}
+
+    def start(self) -> None:
+        """Start one thread per channel."""
+        for name in sorted(self._channels):
+            thread = threading.Thread(
+                target=self._loop, args=(name,), name=f"notify-{name}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the sends in flight."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
+
+    def run_once(self, channel: str) -> int:
+        """Send what is due on one channel now; return how many were handled."""
+        items = outbox.claim(self._factory, channel, lease=self._lease)
+        notifier = self._channels[channel]
+        for item in items:
+            self._space(channel, item.target)
+            try:
+                notification = outbox.render(self._factory, item, self._public_url)
+                started = time.monotonic()
+                result = notifier.send(notification)
+            except Exception as exc:  # a channel bug must not stop the others
+                log.exception("%s notification %s raised", channel, item.id)
+                result = SendResult(ok=False, retryable=True, error=f"{type(exc).__name__}: {exc}")
+                started = time.monotonic()
+            self._last_sent[(channel, item.target)] = time.monotonic()
+            status = outbox.record(self._factory, item, result, max_attempts=self._max_attempts)
+            log.info(
+                "notification %s via %s to %s: %s in %.0f ms%s",
+                item.id,
+                channel,
+                item.target,
+                status,
+                (time.monotonic() - started) * 1000,
+                f" ({result.error})" if result.error else "",
+            )
+        return len(items)
+
+    def _space(self, channel: str, target: str) -> None:
+        interval = MIN_INTERVAL.get(channel, 0.0)
+        last = self._last_sent.get((channel, target))
+        if interval and last is not None:
+            wait = last + interval - time.monotonic()
+            if wait > 0:
+                self._stop.wait(wait)
+
+    def _loop(self, channel: str) -> None:
+        while not self._stop.is_set():
+            try:
+                handled = self.run_once(channel)
+            except Exception:
+                log.exception("notify worker for %s failed; retrying", channel)
+                handled = 0
+            if not handled:
+                self._stop.wait(self._poll)
