@@ -20,7 +20,7 @@ from incidents.ingest.store import Incoming, WriteResult
 from incidents.metrics import ALERTS_INGESTED, DUPLICATE_DELIVERIES
 from incidents.pipeline.dispatch import make_dispatcher
 
-from . import alerts, am_silences, incidents, ops, services, silences, webhooks
+from . import alerts, am_silences, incidents, notifications, ops, services, silences, webhooks
 from .auth import RefusalLog
 from .deps import ServiceState
 from .docs import install_docs
@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(alerts.router)
     app.include_router(incidents.router)
+    app.include_router(notifications.router)
     app.include_router(services.router)
     app.include_router(silences.router)
     app.include_router(am_silences.router)

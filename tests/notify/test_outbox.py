@@ -205,3 +205,29 @@ def test_a_stuck_channel_does_not_delay_another(sessions: sessionmaker[Session])
         release.set()
         worker.stop()
     assert len(slack.sent) == 1
+
+
+def test_the_api_lists_an_incidents_notifications(
+    sessions: sessionmaker[Session], client: object
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from tests.conftest import AUTH
+
+    assert isinstance(client, TestClient)
+    iid = incident(sessions)
+    nid = queue(sessions, iid, "sms", "+15005550006")
+    stop = SendResult(ok=False, target_unreachable=True, error="21610: the recipient sent STOP")
+    NotifyWorker(sessions, {"sms": Channel("sms", stop)}, public_url="").run_once("sms")
+    response = client.get(f"/api/v1/incidents/{iid}/notifications", headers=AUTH)
+    assert response.status_code == 200, response.text
+    [only] = response.json()
+    assert (only["id"], only["channel"], only["status"], only["attempts"]) == (
+        nid,
+        "sms",
+        "failed",
+        1,
+    )
+    assert "21610" in only["error"]
+    missing = client.get("/api/v1/incidents/999999/notifications", headers=AUTH)
+    assert missing.status_code == 404

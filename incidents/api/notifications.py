@@ -1,0 +1,62 @@
+"""The deliveries of an incident's notifications: status, attempts, error and latency."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from incidents.api.queries import notifications as queries
+from incidents.exceptions import NotFound
+from incidents.models import Incident
+
+from .deps import check_token, db_session
+from .params import IncidentId, strict_params
+
+router = APIRouter(
+    prefix="/api/v1/incidents",
+    tags=["incidents"],
+    dependencies=[Depends(check_token), Depends(strict_params)],
+)
+
+
+class NotificationOut(BaseModel):
+    """One notification of an incident to one target."""
+
+    id: int = Field(description="The notification's id (sent to webhooks as a de-dup key).")
+    event: str = Field(description="What it tells: opened, severity_raised, reopened, resolved.")
+    receiver: str = Field(description="The routing receiver that asked for it.")
+    channel: str = Field(description="slack, email, sms, voice, webhook or console.")
+    target: str = Field(description="The channel, address, number or URL.")
+    status: Literal["pending", "sending", "sent", "failed", "cancelled", "bundled"] = Field(
+        description="`pending` (waiting for its time or a retry), `sending`, `sent`, `failed` "
+        "(gave up; the timeline says why), `cancelled` (folded into a merge), `bundled` (sent "
+        "as part of a summary)."
+    )
+    attempts: int = Field(description="Sends tried so far.")
+    not_before: datetime = Field(description="Not sent before this time (hold or backoff).")
+    created_at: datetime = Field(description="When routing asked for it (UTC).")
+    sent_at: datetime | None = Field(description="When the provider accepted it (UTC).")
+    latency_ms: float | None = Field(description="From due to accepted, in milliseconds.")
+    provider_id: str | None = Field(description="The provider's id (Slack ts, message SID).")
+    error: str | None = Field(description="The last error, if any.")
+
+
+@router.get(
+    "/{incident_id}/notifications",
+    response_model=list[NotificationOut],
+    summary="The notifications sent (or to send) about an incident",
+)
+def list_notifications(
+    incident_id: IncidentId, session: Annotated[Session, Depends(db_session)]
+) -> list[NotificationOut]:
+    """Every notification routed for the incident, oldest first."""
+    if session.get(Incident, incident_id) is None:
+        raise NotFound(f"no incident {incident_id}", field="incident_id")
+    return [
+        NotificationOut.model_validate(row)
+        for row in queries.notifications_of(session, incident_id=incident_id)
+    ]
