@@ -16,9 +16,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from incidents.models import Incident, TimelineEntry
+from incidents.notify.models import NOTIFICATIONS
 from incidents.pipeline.incident_state import Job
 from incidents.vocab import IncidentStatus, TimelineKind, more_severe, worst
 
@@ -53,6 +54,13 @@ def _cancel_opening(job: Job, incident_id: int, into: int) -> None:
     ):
         entry.pages = False
         entry.data = {**entry.data, "folded_into": into}
+    # Its notifications wait for the hold to end: they are not sent either.
+    n = NOTIFICATIONS.c
+    job.session.execute(
+        update(NOTIFICATIONS)
+        .where(n.incident_id == incident_id, n.event == TimelineKind.OPENED, n.status == "pending")
+        .values(status="cancelled", error=f"folded into incident {into}", updated_at=job.now)
+    )
 
 
 def merge_pages(job: Job, target: Incident, source: Incident) -> None:
