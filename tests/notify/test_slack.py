@@ -200,6 +200,27 @@ def test_a_failed_reply_is_retryable_and_the_retry_replies_once(slack: FakeSlack
     assert len(slack.top_level()) == 1
 
 
+def test_opened_again_on_a_thread_only_edits(slack: FakeSlack) -> None:
+    notifier = channel(slack)
+    first = opened(slack, notifier)
+
+    assert notifier.send(notification(thread=first.thread)) == first
+
+    assert [r.method for r in slack.requests] == ["chat.postMessage", "chat.update"]
+
+
+def test_acknowledged_keeps_only_the_resolve_button(slack: FakeSlack) -> None:
+    notifier = channel(slack)
+    first = opened(slack, notifier)
+
+    assert notifier.send(
+        notification(event="updated", status="acknowledged", thread=first.thread)
+    ).ok
+
+    [update] = slack.calls("chat.update")
+    assert set(buttons(update.body["blocks"])) == {"incident_open", "incident_resolve"}
+
+
 def test_a_deleted_message_is_posted_again(slack: FakeSlack) -> None:
     notifier = channel(slack)
     gone = {"channel": slack.channel_id("incidents-critical"), "ts": "1600000000.000001"}
@@ -208,6 +229,19 @@ def test_a_deleted_message_is_posted_again(slack: FakeSlack) -> None:
 
     assert result.ok and result.thread["ts"] != gone["ts"]
     assert [m.ts for m in slack.top_level()] == [result.thread["ts"]]
+
+
+def test_huge_incidents_stay_within_slacks_limits(slack: FakeSlack) -> None:
+    # The fake answers invalid_blocks past Slack's header and section limits.
+    many = tuple(f"service-{i:03d}" for i in range(300))
+    result = channel(slack).send(
+        notification(title="x" * 500, services=many, blast_radius=many, root_reason="y" * 5000)
+    )
+
+    assert result.ok, result.error
+    blocks = slack.requests[0].body["blocks"]
+    assert len(block(blocks, "header")["text"]["text"]) == 150
+    assert "and 290 more" in block(blocks, "section", "services")["text"]["text"]
 
 
 # Failures ------------------------------------------------------------------------------
@@ -334,6 +368,15 @@ def test_templates_word_the_title_and_the_reply(slack: FakeSlack) -> None:
 def test_a_bad_template_fails_at_build(template: str) -> None:
     with pytest.raises(ValueError, match="title_template"):
         build("slack", SlackSettings(bot_token="x", title_template=template))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"api_url": "slack.com/api"}, {"timeout_seconds": 0}, {"bot_tokn": "xoxb-typo"}],
+)
+def test_bad_settings_fail_at_build(values: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        build("slack", values)
 
 
 def test_build_reads_a_slack_section_or_a_mapping(slack: FakeSlack) -> None:

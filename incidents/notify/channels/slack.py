@@ -19,7 +19,7 @@ from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web import SlackResponse
@@ -64,14 +64,24 @@ _SAMPLE = Notification(
 class SlackSettings(BaseModel):
     """How to reach Slack and how to word the messages."""
 
+    # A misspelt key would otherwise leave a template or the token silently at its default.
+    model_config = ConfigDict(extra="forbid")
+
     bot_token: str = ""
     # Verifies the button clicks Slack posts back (used by the interactivity endpoint).
     signing_secret: str = ""
     api_url: str = "https://slack.com/api/"
-    timeout_seconds: float = 10
+    timeout_seconds: float = Field(default=10, gt=0)
     # Jinja2 templates (sandboxed) over the notification's fields; None keeps the default.
     title_template: str | None = None
     reply_template: str | None = None
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL such as https://slack.com/api/")
+        return value
 
 
 def compile_template(source: str | None, what: str) -> Template | None:
@@ -275,7 +285,8 @@ def slack_settings(settings: Any) -> SlackSettings:
     if section is not None:
         return slack_settings(section)
     if isinstance(settings, BaseModel):
-        return SlackSettings.model_validate(settings.model_dump())
+        known = settings.model_dump(include=set(SlackSettings.model_fields))
+        return SlackSettings.model_validate(known)
     raise TypeError(f"cannot read Slack settings from {type(settings).__name__}")
 
 
