@@ -153,7 +153,12 @@ def _buttons(n: Notification) -> list[dict[str, Any]]:
     buttons: list[dict[str, Any]] = []
     if n.url:
         buttons.append(
-            {"type": "button", "action_id": OPEN_ACTION, "text": _plain("Open"), "url": n.url}
+            {
+                "type": "button",
+                "action_id": OPEN_ACTION,
+                "text": _plain("Open incident"),
+                "url": n.url,
+            }
         )
     if n.status in CLOSED_STATUSES:
         return buttons
