@@ -1,0 +1,140 @@
+"""The SMS channel: one Twilio message per notification, at most two segments long.
+
+The text names the incident and how to answer it by reply: `<id>a` acknowledges and
+`<id>c` closes (the inbound SMS webhook reads these). A long title is shortened with an
+ellipsis so the whole text stays within two segments; a phone shows a longer message in
+pieces, and every segment is billed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import Template
+
+from incidents.notify import gsm
+from incidents.notify.base import Notification, SendResult, register
+from incidents.notify.channels.twilio_client import (
+    TwilioSettings,
+    build_client,
+    classify,
+    classify_code,
+    compile_template,
+    missing_settings,
+    settings_from,
+    template_context,
+)
+
+MAX_SEGMENTS = 2
+
+DEFAULT_TEMPLATE = (
+    "[{{ severity }}{% if event_label %} {{ event_label }}{% endif %}] #{{ incident_id }} "
+    "{{ title }}{% if where %} on {{ where }}{% endif %}{% if others %} (+{{ others }}){% endif %}"
+    ". Reply '{{ ack_code }}' to ack, '{{ close_code }}' to close"
+)
+DEFAULT_RESOLVED_TEMPLATE = (
+    "RESOLVED #{{ incident_id }} {{ title }}{% if where %} on {{ where }}{% endif %}"
+    "{% if others %} (+{{ others }}){% endif %}"
+)
+# A word after the severity for events other than the first page.
+EVENT_LABELS = {
+    "opened": "",
+    "severity_raised": "RAISED",
+    "reopened": "REOPENED",
+    "updated": "UPDATE",
+}
+# Twilio message states that mean it failed as soon as it was created.
+FAILED_STATES = frozenset({"failed", "undelivered"})
+
+
+def ack_code(incident_id: int) -> str:
+    """The reply that acknowledges an incident."""
+    return f"{incident_id}a"
+
+
+def close_code(incident_id: int) -> str:
+    """The reply that closes an incident."""
+    return f"{incident_id}c"
+
+
+class SmsNotifier:
+    """Sends notifications as Twilio SMS."""
+
+    name = "sms"
+
+    def __init__(self, settings: TwilioSettings) -> None:
+        self.settings = settings
+        # Compiled here so a broken override fails when the channel is built, not mid-page.
+        self._template: Template = compile_template(
+            settings.sms_template or DEFAULT_TEMPLATE, "sms"
+        )
+        self._resolved: Template = compile_template(
+            settings.sms_resolved_template or DEFAULT_RESOLVED_TEMPLATE, "sms resolved"
+        )
+        self._client, self._http = build_client(settings)
+
+    def render(self, n: Notification) -> str:
+        """The message text, with the title shortened to fit `MAX_SEGMENTS`."""
+        template = self._resolved if n.event == "resolved" else self._template
+        context = template_context(n)
+        context.update(
+            event_label=EVENT_LABELS.get(n.event, n.event.upper()),
+            ack_code=ack_code(n.incident_id),
+            close_code=close_code(n.incident_id),
+        )
+
+        def with_title(title: str) -> str:
+            return template.render({**context, "title": title}).strip()
+
+        text = with_title(n.title)
+        if gsm.segments(text) <= MAX_SEGMENTS:
+            return text
+        mark = gsm.ellipsis_for(text)
+        # The encoding is fixed by the full text and the mark keeps it, so shortening the
+        # title never adds segments: a binary search finds the longest title that fits.
+        low, high = 0, len(n.title)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if gsm.segments(with_title(n.title[:middle] + mark)) <= MAX_SEGMENTS:
+                low = middle
+            else:
+                high = middle - 1
+        shortened = with_title(n.title[:low] + mark)
+        # Service names alone may be too long; then the tail goes.
+        return gsm.fit(shortened, MAX_SEGMENTS)
+
+    def send(self, notification: Notification) -> SendResult:
+        """Send one SMS to the notification's target number."""
+        missing = missing_settings(self.settings)
+        if missing:
+            return SendResult(
+                ok=False, error=f"sms channel is not configured: missing {', '.join(missing)}"
+            )
+        body = self.render(notification)
+        try:
+            message = self._client.messages.create(
+                to=notification.target, from_=self.settings.from_number, body=body
+            )
+        except Exception as exc:  # classify() answers every failure; send() never raises
+            return classify(exc, self._http)
+        sid = str(message.sid) if message.sid else None
+        if message.status in FAILED_STATES:
+            code = message.error_code
+            failed = classify_code(
+                400, int(code) if code else None, str(message.error_message or ""), self._http
+            )
+            return SendResult(
+                ok=False,
+                provider_id=sid,
+                retryable=failed.retryable,
+                retry_after=failed.retry_after,
+                error=failed.error,
+                target_unreachable=failed.target_unreachable,
+            )
+        return SendResult(ok=True, provider_id=sid)
+
+
+@register("sms")
+def build_sms(settings: Any) -> SmsNotifier:
+    """The SMS channel from Twilio settings (a `TwilioSettings` or a mapping)."""
+    return SmsNotifier(settings_from(settings))
