@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from pydantic import BaseModel, ConfigDict
 
 from incidents.notify.base import Notification, SendResult, register
-from incidents.notify.channels.twilio_client import compile_template, template_context
+from incidents.notify.channels.twilio_client import compile_template, render_text, template_context
 
 DEFAULT_TEMPLATE = """\
 === {{ kind }} {{ severity }} #{{ incident_id }} {{ event_text }}: {{ title }}\
@@ -38,6 +38,9 @@ EVENT_TEXT = {
 }
 
 
+CONSOLE_VARIABLES = {"kind": "PAGE", "event_text": "opened"}
+
+
 class ConsoleSettings(BaseModel):
     """Where the console channel writes and, optionally, its own template."""
 
@@ -55,7 +58,12 @@ class ConsoleNotifier:
 
     def __init__(self, settings: ConsoleSettings) -> None:
         self.settings = settings
-        self._template = compile_template(settings.template or DEFAULT_TEMPLATE, "console")
+        self._default = compile_template(DEFAULT_TEMPLATE, "console", CONSOLE_VARIABLES)
+        self._template = (
+            compile_template(settings.template, "console", CONSOLE_VARIABLES)
+            if settings.template
+            else self._default
+        )
 
     def render(self, n: Notification) -> str:
         """The block for one notification, without a trailing newline."""
@@ -64,7 +72,7 @@ class ConsoleNotifier:
             kind="RESOLVED" if n.event == "resolved" else "PAGE",
             event_text=EVENT_TEXT.get(n.event, n.event),
         )
-        return self._template.render(context).rstrip("\n")
+        return render_text(self._template, self._default, context, "console").rstrip("\n")
 
     def send(self, notification: Notification) -> SendResult:
         """Write the block; a console never refuses."""

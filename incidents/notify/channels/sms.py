@@ -21,6 +21,7 @@ from incidents.notify.channels.twilio_client import (
     classify_code,
     compile_template,
     missing_settings,
+    render_text,
     settings_from,
     template_context,
 )
@@ -43,6 +44,8 @@ EVENT_LABELS = {
     "reopened": "REOPENED",
     "updated": "UPDATE",
 }
+# The SMS templates' own variables, as a sample for checking a template at build().
+SMS_VARIABLES = {"event_label": "", "ack_code": "1a", "close_code": "1c"}
 # Twilio message states that mean it failed as soon as it was created.
 FAILED_STATES = frozenset({"failed", "undelivered"})
 
@@ -65,17 +68,24 @@ class SmsNotifier:
     def __init__(self, settings: TwilioSettings) -> None:
         self.settings = settings
         # Compiled here so a broken override fails when the channel is built, not mid-page.
-        self._template: Template = compile_template(
-            settings.sms_template or DEFAULT_TEMPLATE, "sms"
+        self._defaults = (
+            compile_template(DEFAULT_TEMPLATE, "sms", SMS_VARIABLES),
+            compile_template(DEFAULT_RESOLVED_TEMPLATE, "sms resolved", SMS_VARIABLES),
         )
-        self._resolved: Template = compile_template(
-            settings.sms_resolved_template or DEFAULT_RESOLVED_TEMPLATE, "sms resolved"
+        self._templates: tuple[Template, Template] = (
+            compile_template(settings.sms_template, "sms", SMS_VARIABLES)
+            if settings.sms_template
+            else self._defaults[0],
+            compile_template(settings.sms_resolved_template, "sms resolved", SMS_VARIABLES)
+            if settings.sms_resolved_template
+            else self._defaults[1],
         )
         self._client, self._http = build_client(settings)
 
     def render(self, n: Notification) -> str:
         """The message text, with the title shortened to fit `MAX_SEGMENTS`."""
-        template = self._resolved if n.event == "resolved" else self._template
+        which = 1 if n.event == "resolved" else 0
+        template, fallback = self._templates[which], self._defaults[which]
         context = template_context(n)
         context.update(
             event_label=EVENT_LABELS.get(n.event, n.event.upper()),
@@ -84,7 +94,7 @@ class SmsNotifier:
         )
 
         def with_title(title: str) -> str:
-            return template.render({**context, "title": title}).strip()
+            return render_text(template, fallback, {**context, "title": title}, "sms").strip()
 
         text = with_title(n.title)
         if gsm.segments(text) <= MAX_SEGMENTS:

@@ -9,6 +9,7 @@ response's headers per thread: `TwilioRestException` carries no headers, and a 4
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +25,8 @@ from twilio.rest import Client
 
 from incidents.notify.base import Notification, SendResult
 from incidents.notify.channels.webhook import retry_after_seconds
+
+log = logging.getLogger(__name__)
 
 
 class TwilioSettings(BaseModel):
@@ -64,12 +67,37 @@ _environment = SandboxedEnvironment(
 )
 
 
-def compile_template(source: str, name: str) -> Template:
-    """Compile a sandboxed text template; a syntax error raises ValueError naming it."""
+def compile_template(source: str, name: str, extra: Mapping[str, Any] | None = None) -> Template:
+    """Compile a sandboxed text template and try it on a sample; errors raise ValueError.
+
+    `extra` names the channel's own variables, so a misspelt one fails here, at build(),
+    and not when a page goes out.
+    """
     try:
-        return _environment.from_string(source)
+        template = _environment.from_string(source)
     except Exception as exc:  # jinja2 raises TemplateSyntaxError and friends
         raise ValueError(f"{name} template does not compile: {exc}") from exc
+    try:
+        template.render({**template_context(SAMPLE), **(extra or {})})
+    except Exception as exc:
+        raise ValueError(f"{name} template fails on a sample notification: {exc}") from exc
+    return template
+
+
+def render_text(
+    template: Template, fallback: Template, context: Mapping[str, Any], name: str
+) -> str:
+    """Render an operator's template; if it fails on this notification, the built-in one.
+
+    A page with the default wording beats no page at all.
+    """
+    try:
+        return template.render(context)
+    except Exception:
+        if template is fallback:
+            raise
+        log.warning("%s template failed; sending the built-in text", name, exc_info=True)
+        return fallback.render(context)
 
 
 def template_context(n: Notification) -> dict[str, Any]:
@@ -92,6 +120,23 @@ def template_context(n: Notification) -> dict[str, Any]:
         "where": where,
         "others": len(others),
     }
+
+
+SAMPLE = Notification(
+    delivery_id=1,
+    incident_id=1,
+    event="opened",
+    severity="P1",
+    status="open",
+    title="Sample",
+    services=("sample",),
+    root_cause="sample",
+    root_reason="sample",
+    blast_radius=("downstream",),
+    url="https://incidents.example/incidents/1",
+    target="",
+    details=("sample",),
+)
 
 
 class RoutedHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no types

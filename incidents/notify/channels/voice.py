@@ -20,6 +20,7 @@ from incidents.notify.channels.twilio_client import (
     classify,
     compile_template,
     missing_settings,
+    render_text,
     settings_from,
     template_context,
 )
@@ -39,6 +40,7 @@ EVENT_SPOKEN = {
     "reopened": "reopened",
     "updated": "updated",
 }
+VOICE_VARIABLES = {"event_spoken": ""}
 # Twilio refuses inline TwiML over 4,000 characters; a title is read out twice.
 MAX_TITLE = 300
 
@@ -55,8 +57,11 @@ class VoiceNotifier:
 
     def __init__(self, settings: TwilioSettings) -> None:
         self.settings = settings
-        self._template: Template = compile_template(
-            settings.voice_template or DEFAULT_TEMPLATE, "voice"
+        self._default = compile_template(DEFAULT_TEMPLATE, "voice", VOICE_VARIABLES)
+        self._template: Template = (
+            compile_template(settings.voice_template, "voice", VOICE_VARIABLES)
+            if settings.voice_template
+            else self._default
         )
         self._client, self._http = build_client(settings)
 
@@ -65,7 +70,7 @@ class VoiceNotifier:
         title = n.title if len(n.title) <= MAX_TITLE else n.title[: MAX_TITLE - 1] + "…"
         context = template_context(n)
         context.update(title=title, event_spoken=EVENT_SPOKEN.get(n.event, n.event))
-        return " ".join(self._template.render(context).split())
+        return " ".join(render_text(self._template, self._default, context, "voice").split())
 
     def twiml(self, n: Notification) -> str:
         """The call's TwiML document."""
