@@ -203,6 +203,14 @@ def test_sms_long_unicode_title_uses_ucs2_budget(fake: FakeTwilio) -> None:
     assert gsm.units(body) <= 134
 
 
+def test_sms_overlong_service_name_still_fits(fake: FakeTwilio) -> None:
+    huge = "svc-" + "x" * 400
+    assert build("sms", fake.settings()).send(note(root_cause=huge)).ok
+    body = fake.messages()[0]["Body"]
+    assert gsm.segments(body) == 2 and body.endswith("...")
+    assert body.startswith("[P0] #12 ... on svc-xxx")
+
+
 def test_sms_template_override_and_broken_template(fake: FakeTwilio) -> None:
     custom = fake.settings(sms_template="{{ severity }}:{{ incident_id }}:{{ ack_code }}")
     assert build("sms", custom).send(note()).ok

@@ -18,7 +18,6 @@ from incidents.notify.channels.twilio_client import (
     TwilioSettings,
     build_client,
     classify,
-    classify_code,
     compile_template,
     missing_settings,
     render_text,
@@ -46,8 +45,6 @@ EVENT_LABELS = {
 }
 # The SMS templates' own variables, as a sample for checking a template at build().
 SMS_VARIABLES = {"event_label": "", "ack_code": "1a", "close_code": "1c"}
-# Twilio message states that mean it failed as soon as it was created.
-FAILED_STATES = frozenset({"failed", "undelivered"})
 
 
 def ack_code(incident_id: int) -> str:
@@ -127,21 +124,9 @@ class SmsNotifier:
             )
         except Exception as exc:  # classify() answers every failure; send() never raises
             return classify(exc, self._http)
-        sid = str(message.sid) if message.sid else None
-        if message.status in FAILED_STATES:
-            code = message.error_code
-            failed = classify_code(
-                400, int(code) if code else None, str(message.error_message or ""), self._http
-            )
-            return SendResult(
-                ok=False,
-                provider_id=sid,
-                retryable=failed.retryable,
-                retry_after=failed.retry_after,
-                error=failed.error,
-                target_unreachable=failed.target_unreachable,
-            )
-        return SendResult(ok=True, provider_id=sid)
+        # Twilio answers a refused message with an error status; a created one is queued,
+        # and its later delivery outcome arrives by status callback, not here.
+        return SendResult(ok=True, provider_id=str(message.sid) if message.sid else None)
 
 
 @register("sms")
