@@ -8,6 +8,7 @@ talks to it over HTTP. Usage:
         ...                                  # send through the channels
         fake.messages()                      # form bodies of accepted messages
         fake.fail_next(2, status=429, code=20429, retry_after="7")
+        fake.fail_next(1, status=400, code=21610, problem=True)  # RFC 9457 body
         fake.fail_number("+15005550009", 21610)
         fake.delay = 2.0                     # answer slowly (timeouts)
 
@@ -66,6 +67,7 @@ class _Fault:
     status: int
     code: int
     retry_after: str | None
+    problem: bool
 
 
 @dataclass
@@ -121,11 +123,20 @@ class FakeTwilio:
         return TwilioSettings(**values)
 
     def fail_next(
-        self, count: int, status: int = 429, code: int = 20429, retry_after: str | None = None
+        self,
+        count: int,
+        status: int = 429,
+        code: int = 20429,
+        retry_after: str | None = None,
+        problem: bool = False,
     ) -> None:
-        """Answer the next `count` requests with this error (Retry-After if given)."""
+        """Answer the next `count` requests with this error (Retry-After if given).
+
+        `problem` answers in the RFC 9457 shape newer Twilio APIs use instead.
+        """
         with self._state.lock:
-            self._state.faults.extend(_Fault(status, code, retry_after) for _ in range(count))
+            fault = _Fault(status, code, retry_after, problem)
+            self._state.faults.extend(fault for _ in range(count))
 
     def fail_number(self, number: str, code: int) -> None:
         """Answer every request to this number with a Twilio error code."""
@@ -194,6 +205,8 @@ class FakeTwilio:
         if fault is not None:
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             message = KNOWN_ERRORS.get(fault.code, (fault.status, "Error"))[1]
+            if fault.problem:
+                return fault.status, _problem(fault.code, message, fault.status), extra
             return fault.status, _error(fault.code, message, fault.status), extra
         if number_code is not None:
             status, message = KNOWN_ERRORS.get(number_code, (400, "Error"))
@@ -254,4 +267,14 @@ def _error(code: int, message: str, status: int) -> dict[str, Any]:
         "message": message,
         "more_info": f"https://www.twilio.com/docs/errors/{code}",
         "status": status,
+    }
+
+
+def _problem(code: int, title: str, status: int) -> dict[str, Any]:
+    return {
+        "type": f"https://www.twilio.com/docs/errors/{code}",
+        "title": title,
+        "status": status,
+        "code": code,
+        "detail": f"{title} (problem details)",
     }

@@ -291,6 +291,17 @@ def test_sms_server_error_is_retryable(fake: FakeTwilio) -> None:
     assert len(fake.requests) == 1
 
 
+def test_problem_details_errors_are_classified_too(fake: FakeTwilio) -> None:
+    fake.fail_next(1, status=400, code=21610, problem=True)
+    fake.fail_next(1, status=429, code=20429, retry_after="3", problem=True)
+    channel = build("sms", fake.settings())
+    stopped = channel.send(note())
+    assert stopped.target_unreachable and not stopped.retryable
+    assert "21610" in (stopped.error or "") and "problem details" in (stopped.error or "")
+    limited = channel.send(note())
+    assert limited.retryable and limited.retry_after == 3.0
+
+
 def test_sms_bad_credentials_are_not_retried(fake: FakeTwilio) -> None:
     result = build("sms", fake.settings(auth_token="wrong")).send(note())
     assert not result.ok and not result.retryable and not result.target_unreachable
