@@ -1,0 +1,135 @@
+"""The SMS channel: one Twilio message per notification, at most two segments long.
+
+The text names the incident and how to answer it by reply: `<id>a` acknowledges and
+`<id>c` closes (the inbound SMS webhook reads these). A long title is shortened with an
+ellipsis so the whole text stays within two segments; a phone shows a longer message in
+pieces, and every segment is billed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import Template
+
+from incidents.notify import gsm
+from incidents.notify.base import Notification, SendResult, register
+from incidents.notify.channels.twilio_client import (
+    TwilioSettings,
+    build_client,
+    classify,
+    compile_template,
+    missing_settings,
+    render_text,
+    settings_from,
+    template_context,
+)
+
+MAX_SEGMENTS = 2
+
+DEFAULT_TEMPLATE = (
+    "[{{ severity }}{% if event_label %} {{ event_label }}{% endif %}] #{{ incident_id }} "
+    "{{ title }}{% if where %} on {{ where }}{% endif %}{% if others %} (+{{ others }}){% endif %}"
+    ". Reply '{{ ack_code }}' to ack, '{{ close_code }}' to close"
+)
+DEFAULT_RESOLVED_TEMPLATE = (
+    "RESOLVED #{{ incident_id }} {{ title }}{% if where %} on {{ where }}{% endif %}"
+    "{% if others %} (+{{ others }}){% endif %}"
+)
+# A word after the severity for events other than the first page.
+EVENT_LABELS = {
+    "opened": "",
+    "severity_raised": "RAISED",
+    "reopened": "REOPENED",
+    "updated": "UPDATE",
+}
+# The SMS templates' own variables, as a sample for checking a template at build().
+SMS_VARIABLES = {"event_label": "", "ack_code": "1a", "close_code": "1c"}
+
+
+def ack_code(incident_id: int) -> str:
+    """The reply that acknowledges an incident."""
+    return f"{incident_id}a"
+
+
+def close_code(incident_id: int) -> str:
+    """The reply that closes an incident."""
+    return f"{incident_id}c"
+
+
+class SmsNotifier:
+    """Sends notifications as Twilio SMS."""
+
+    name = "sms"
+
+    def __init__(self, settings: TwilioSettings) -> None:
+        self.settings = settings
+        # Compiled here so a broken override fails when the channel is built, not mid-page.
+        self._defaults = (
+            compile_template(DEFAULT_TEMPLATE, "sms", SMS_VARIABLES),
+            compile_template(DEFAULT_RESOLVED_TEMPLATE, "sms resolved", SMS_VARIABLES),
+        )
+        self._templates: tuple[Template, Template] = (
+            compile_template(settings.sms_template, "sms", SMS_VARIABLES)
+            if settings.sms_template
+            else self._defaults[0],
+            compile_template(settings.sms_resolved_template, "sms resolved", SMS_VARIABLES)
+            if settings.sms_resolved_template
+            else self._defaults[1],
+        )
+        self._client, self._http = build_client(settings)
+
+    def render(self, n: Notification) -> str:
+        """The message text, with the title shortened to fit `MAX_SEGMENTS`."""
+        which = 1 if n.event == "resolved" else 0
+        template, fallback = self._templates[which], self._defaults[which]
+        context = template_context(n)
+        context.update(
+            event_label=EVENT_LABELS.get(n.event, n.event.upper()),
+            ack_code=ack_code(n.incident_id),
+            close_code=close_code(n.incident_id),
+        )
+
+        def with_title(title: str) -> str:
+            return render_text(template, fallback, {**context, "title": title}, "sms").strip()
+
+        text = with_title(n.title)
+        if gsm.segments(text) <= MAX_SEGMENTS:
+            return text
+        mark = gsm.ellipsis_for(text)
+        # The encoding is fixed by the full text and the mark keeps it, so shortening the
+        # title never adds segments: a binary search finds the longest title that fits.
+        low, high = 0, len(n.title)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if gsm.segments(with_title(n.title[:middle] + mark)) <= MAX_SEGMENTS:
+                low = middle
+            else:
+                high = middle - 1
+        shortened = with_title(n.title[:low] + mark)
+        # Service names alone may be too long; then the tail goes.
+        return gsm.fit(shortened, MAX_SEGMENTS)
+
+    def send(self, notification: Notification) -> SendResult:
+        """Send one SMS to the notification's target number."""
+        missing = missing_settings(self.settings)
+        if missing:
+            return SendResult(
+                ok=False, error=f"sms channel is not configured: missing {', '.join(missing)}"
+            )
+        body = self.render(notification)
+        try:
+            message = self._client.messages.create(
+                to=notification.target, from_=self.settings.from_number, body=body
+            )
+        except Exception as exc:  # classify() answers every failure; send() never raises
+            return classify(exc, self._http)
+        # Twilio answers a refused message with an error status; a created one is queued,
+        # and its later delivery outcome arrives by status callback, not here.
+        return SendResult(ok=True, provider_id=str(message.sid) if message.sid else None)
+
+
+@register("sms")
+def build_sms(settings: Any) -> SmsNotifier:
+    """The SMS channel from Twilio settings (a `TwilioSettings` or a mapping)."""
+    return SmsNotifier(settings_from(settings))

@@ -1,0 +1,290 @@
+"""What the SMS and voice channels share: settings, the Twilio client, error classification.
+
+The client is the real `twilio.rest.Client`. Its HTTP client is a `TwilioHttpClient`
+that can send every request to another base URL (`api_url`), so a test or a
+Twilio-compatible proxy sees exactly what Twilio would, and that remembers the last
+response's headers per thread: `TwilioRestException` carries no headers, and a 429's
+`Retry-After` is only there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from jinja2 import StrictUndefined, Template
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from incidents.notify.base import Notification, SendResult
+from incidents.notify.channels.webhook import retry_after_seconds
+
+log = logging.getLogger(__name__)
+
+
+class TwilioSettings(BaseModel):
+    """Credentials, sender and endpoints for the Twilio channels (SMS and voice)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account_sid: str = ""
+    auth_token: str = ""
+    from_number: str = ""
+    # Empty: Twilio itself. Otherwise every API request goes to this base URL instead.
+    api_url: str = ""
+    # Where Twilio reaches this service, for the voice menu's answer (`<Gather action>`).
+    public_url: str = ""
+    timeout_seconds: float = Field(default=10, gt=0)
+    # Jinja2 overrides (sandboxed); empty keeps the built-in text.
+    sms_template: str = ""
+    sms_resolved_template: str = ""
+    voice_template: str = ""
+
+
+def settings_from(value: Any) -> TwilioSettings:
+    """Twilio settings from a `TwilioSettings`, a mapping, or None (the defaults)."""
+    if isinstance(value, TwilioSettings):
+        return value
+    if value is None:
+        return TwilioSettings()
+    if isinstance(value, Mapping):
+        return TwilioSettings.model_validate(dict(value))
+    raise TypeError(f"expected TwilioSettings or a mapping, got {type(value).__name__}")
+
+
+_environment = SandboxedEnvironment(
+    # Plain text, not HTML; an unknown variable is a mistake to report, not a blank.
+    autoescape=False,
+    undefined=StrictUndefined,
+    keep_trailing_newline=False,
+)
+
+
+def compile_template(source: str, name: str, extra: Mapping[str, Any] | None = None) -> Template:
+    """Compile a sandboxed text template and try it on a sample; errors raise ValueError.
+
+    `extra` names the channel's own variables, so a misspelt one fails here, at build(),
+    and not when a page goes out.
+    """
+    try:
+        template = _environment.from_string(source)
+    except Exception as exc:  # jinja2 raises TemplateSyntaxError and friends
+        raise ValueError(f"{name} template does not compile: {exc}") from exc
+    try:
+        template.render({**template_context(SAMPLE), **(extra or {})})
+    except Exception as exc:
+        raise ValueError(f"{name} template fails on a sample notification: {exc}") from exc
+    return template
+
+
+def render_text(
+    template: Template, fallback: Template, context: Mapping[str, Any], name: str
+) -> str:
+    """Render an operator's template; if it fails on this notification, the built-in one.
+
+    A page with the default wording beats no page at all.
+    """
+    try:
+        return template.render(context)
+    except Exception:
+        if template is fallback:
+            raise
+        log.warning("%s template failed; sending the built-in text", name, exc_info=True)
+        return fallback.render(context)
+
+
+def template_context(n: Notification) -> dict[str, Any]:
+    """The variables every channel template sees."""
+    where = n.root_cause or (n.services[0] if n.services else "")
+    others = sorted((set(n.services) | set(n.blast_radius)) - {where})
+    return {
+        "incident_id": n.incident_id,
+        "event": n.event,
+        "severity": n.severity,
+        "status": n.status,
+        "title": n.title,
+        "services": list(n.services),
+        "root_cause": n.root_cause,
+        "root_reason": n.root_reason,
+        "blast_radius": list(n.blast_radius),
+        "url": n.url,
+        "details": list(n.details),
+        # The service to name, and how many more are affected.
+        "where": where,
+        "others": len(others),
+    }
+
+
+SAMPLE = Notification(
+    delivery_id=1,
+    incident_id=1,
+    event="opened",
+    severity="P1",
+    status="open",
+    title="Sample",
+    services=("sample",),
+    root_cause="sample",
+    root_reason="sample",
+    blast_radius=("downstream",),
+    url="https://incidents.example/incidents/1",
+    target="",
+    details=("sample",),
+)
+
+
+class RoutedHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no types
+    """A `TwilioHttpClient` that can send to another base URL and keeps response headers."""
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        # No retries here: a channel makes one attempt and the notify worker retries.
+        super().__init__(timeout=timeout, max_retries=0)
+        self.base_url = base_url.rstrip("/")
+        self._last = threading.local()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        """Send one request, to `base_url` if set, remembering the response."""
+        self._last.response = None
+        response: Response = super().request(
+            method,
+            self.route(url),
+            params=params,
+            data=data,
+            headers=headers,
+            auth=auth,
+            timeout=timeout,
+            allow_redirects=allow_redirects,
+        )
+        self._last.response = response
+        return response
+
+    def route(self, url: str) -> str:
+        """The URL with Twilio's scheme and host replaced by the base URL's."""
+        if not self.base_url:
+            return url
+        base = urlsplit(self.base_url)
+        parts = urlsplit(url)
+        return urlunsplit(
+            (base.scheme, base.netloc, base.path + parts.path, parts.query, parts.fragment)
+        )
+
+    def last_header(self, name: str) -> str | None:
+        """A header of this thread's last response, if there was one."""
+        response: Response | None = getattr(self._last, "response", None)
+        if response is None or not response.headers:
+            return None
+        wanted = name.lower()
+        for key, value in response.headers.items():
+            if str(key).lower() == wanted:
+                return str(value)
+        return None
+
+
+def build_client(settings: TwilioSettings) -> tuple[Client, RoutedHttpClient]:
+    """The real Twilio REST client, and its HTTP client, for these settings."""
+    http = RoutedHttpClient(settings.api_url, settings.timeout_seconds)
+    client = Client(
+        settings.account_sid,
+        settings.auth_token,
+        http_client=http,
+        # Without this an empty setting would fall back to TWILIO_* environment variables.
+        environment={"_": ""},
+    )
+    return client, http
+
+
+def missing_settings(settings: TwilioSettings) -> list[str]:
+    """The settings a Twilio channel cannot send without."""
+    needed = ("account_sid", "auth_token", "from_number")
+    return [name for name in needed if not getattr(settings, name)]
+
+
+# Codes that say the target can never be reached this way: retrying only annoys Twilio.
+UNREACHABLE: dict[int, str] = {
+    21610: "the recipient replied STOP and has unsubscribed",
+    21211: "the 'To' number is not a valid phone number",
+    21614: "the 'To' number is not a mobile number (a landline?)",
+    30006: "landline or unreachable carrier",
+}
+# Codes worth another attempt later.
+RETRYABLE: dict[int, str] = {
+    20429: "too many requests",
+    30003: "unreachable destination handset (switched off or out of coverage)",
+}
+
+
+def classify(exc: Exception, http: RoutedHttpClient) -> SendResult:
+    """Turn what a Twilio call raised into a `SendResult`."""
+    if isinstance(exc, TwilioRestException | TwilioServiceException):
+        return classify_code(int(exc.status), _code(exc.code), _message(exc), http)
+    if isinstance(exc, OSError):
+        # requests' ConnectionError and Timeout are OSErrors: nothing reached Twilio, or
+        # nothing came back in time.
+        return SendResult(ok=False, retryable=True, error=f"twilio unreachable: {exc}")
+    if isinstance(exc, TwilioException):
+        return SendResult(ok=False, retryable=False, error=f"twilio client error: {exc}")
+    # A malformed answer (a proxy's HTML page) may be gone on the next attempt.
+    return SendResult(ok=False, retryable=True, error=f"unexpected twilio answer: {exc!r}")
+
+
+def _code(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _message(exc: TwilioRestException | TwilioServiceException) -> str:
+    if isinstance(exc, TwilioServiceException):
+        return str(exc.detail or exc.title)
+    return str(exc.msg)
+
+
+def classify_code(
+    status: int, code: int | None, message: str, http: RoutedHttpClient
+) -> SendResult:
+    """A `SendResult` for a Twilio HTTP status and error code."""
+    label = f"twilio {status}" + (f" code {code}" if code is not None else "")
+    if code is not None and code in UNREACHABLE:
+        return SendResult(
+            ok=False,
+            retryable=False,
+            target_unreachable=True,
+            error=f"{label}: {UNREACHABLE[code]} ({message})",
+        )
+    if status == 429 or (code is not None and code in RETRYABLE):
+        meaning = RETRYABLE.get(code or 0, "too many requests")
+        return SendResult(
+            ok=False,
+            retryable=True,
+            retry_after=retry_after_seconds(http.last_header("Retry-After")),
+            error=f"{label}: {meaning} ({message})",
+        )
+    if status >= 500:
+        return SendResult(
+            ok=False,
+            retryable=True,
+            retry_after=retry_after_seconds(http.last_header("Retry-After")),
+            error=f"{label}: twilio server error ({message})",
+        )
+    if code == 20003 or status == 401:
+        return SendResult(
+            ok=False, retryable=False, error=f"{label}: authentication failed ({message})"
+        )
+    return SendResult(ok=False, retryable=False, error=f"{label}: {message}")

@@ -1,0 +1,118 @@
+"""The voice channel: a Twilio call that reads the incident out and takes one key press.
+
+The call's TwiML is sent inline (`twiml=`), so Twilio needs no URL of ours to start it.
+The menu (`<Gather numDigits="1">`) posts the pressed key to
+`<public_url>/api/v1/twilio/voice/<incident id>`: 1 acknowledges, 2 escalates. Without a
+`public_url` nothing could receive the key, so the call only reads the message, twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import Template
+from twilio.twiml.voice_response import VoiceResponse
+
+from incidents.notify.base import Notification, SendResult, register
+from incidents.notify.channels.twilio_client import (
+    TwilioSettings,
+    build_client,
+    classify,
+    compile_template,
+    missing_settings,
+    render_text,
+    settings_from,
+    template_context,
+)
+
+DEFAULT_TEMPLATE = (
+    "{% if event == 'resolved' %}Resolved: incident {{ incident_id }}"
+    "{% else %}Severity {{ severity }} incident {{ incident_id }}"
+    "{% if event_spoken %}, {{ event_spoken }}{% endif %}{% endif %}: "
+    "{{ title }}{% if where %}, on {{ where }}{% endif %}"
+    "{% if others %}, and {{ others }} more services{% endif %}."
+)
+PROMPT = "Press 1 to acknowledge, 2 to escalate."
+GOODBYE = "No key was pressed. Goodbye."
+EVENT_SPOKEN = {
+    "opened": "",
+    "severity_raised": "severity raised",
+    "reopened": "reopened",
+    "updated": "updated",
+}
+VOICE_VARIABLES = {"event_spoken": ""}
+# Twilio refuses inline TwiML over 4,000 characters; a title is read out twice.
+MAX_TITLE = 300
+
+
+def action_url(public_url: str, incident_id: int) -> str:
+    """Where Twilio posts the pressed key for an incident."""
+    return f"{public_url.rstrip('/')}/api/v1/twilio/voice/{incident_id}"
+
+
+class VoiceNotifier:
+    """Places Twilio calls that read the incident and offer acknowledge / escalate."""
+
+    name = "voice"
+
+    def __init__(self, settings: TwilioSettings) -> None:
+        self.settings = settings
+        self._default = compile_template(DEFAULT_TEMPLATE, "voice", VOICE_VARIABLES)
+        self._template: Template = (
+            compile_template(settings.voice_template, "voice", VOICE_VARIABLES)
+            if settings.voice_template
+            else self._default
+        )
+        self._client, self._http = build_client(settings)
+
+    def spoken(self, n: Notification) -> str:
+        """The sentence read out for this notification."""
+        title = n.title if len(n.title) <= MAX_TITLE else n.title[: MAX_TITLE - 1] + "…"
+        context = template_context(n)
+        context.update(title=title, event_spoken=EVENT_SPOKEN.get(n.event, n.event))
+        return " ".join(render_text(self._template, self._default, context, "voice").split())
+
+    def twiml(self, n: Notification) -> str:
+        """The call's TwiML document."""
+        text = self.spoken(n)
+        response = VoiceResponse()
+        if self.settings.public_url and n.event != "resolved":
+            gather = response.gather(
+                num_digits=1,
+                action=action_url(self.settings.public_url, n.incident_id),
+                method="POST",
+                timeout=5,
+            )
+            # Said twice: the first words are often lost while the phone comes to an ear.
+            gather.say(f"{text} {PROMPT}")
+            gather.pause(length=1)
+            gather.say(f"{text} {PROMPT}")
+            response.say(GOODBYE)
+        else:
+            response.say(text)
+            response.pause(length=1)
+            response.say(text)
+        return str(response.to_xml())
+
+    def send(self, notification: Notification) -> SendResult:
+        """Place one call to the notification's target number."""
+        missing = missing_settings(self.settings)
+        if missing:
+            return SendResult(
+                ok=False, error=f"voice channel is not configured: missing {', '.join(missing)}"
+            )
+        try:
+            call = self._client.calls.create(
+                to=notification.target,
+                from_=self.settings.from_number,
+                twiml=self.twiml(notification),
+            )
+        except Exception as exc:  # classify() answers every failure; send() never raises
+            return classify(exc, self._http)
+        return SendResult(ok=True, provider_id=str(call.sid) if call.sid else None)
+
+
+@register("voice")
+def build_voice(settings: Any) -> VoiceNotifier:
+    """The voice channel from Twilio settings (a `TwilioSettings` or a mapping)."""
+    return VoiceNotifier(settings_from(settings))

@@ -1,0 +1,280 @@
+"""A local HTTP server that answers like Twilio's Messages and Calls APIs.
+
+Start it, point `TwilioSettings.api_url` at `fake.url`, and the real `twilio.rest.Client`
+talks to it over HTTP. Usage:
+
+    with FakeTwilio() as fake:
+        settings = fake.settings(public_url="https://incidents.example")
+        ...                                  # send through the channels
+        fake.messages()                      # form bodies of accepted messages
+        fake.fail_next(2, status=429, code=20429, retry_after="7")
+        fake.fail_next(1, status=400, code=21610, problem=True)  # RFC 9457 body
+        fake.fail_number("+15005550009", 21610)
+        fake.delay = 2.0                     # answer slowly (timeouts)
+
+It checks HTTP basic auth (account SID and auth token: 401 with code 20003 otherwise),
+the required parameters, and answers 201 with a `sid` (`SM...`, `CA...`) and status
+`queued`. Errors use Twilio's JSON shape: `code`, `message`, `more_info`, `status`.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+from incidents.notify.channels.twilio_client import TwilioSettings
+
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+AUTH_TOKEN = "fake-auth-token"
+FROM_NUMBER = "+15005550006"
+
+# What Twilio answers for the codes the tests use: HTTP status and message.
+KNOWN_ERRORS: dict[int, tuple[int, str]] = {
+    20003: (401, "Authenticate"),
+    20429: (429, "Too Many Requests"),
+    20500: (500, "An internal server error has occurred"),
+    21211: (400, "The 'To' number is not a valid phone number."),
+    21610: (400, "Attempt to send to unsubscribed recipient"),
+    21614: (400, "'To' number is not a valid mobile number"),
+    30003: (400, "Unreachable destination handset"),
+    30006: (400, "Landline or unreachable carrier"),
+}
+_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/(?P<kind>Messages|Calls)\.json$")
+
+
+@dataclass
+class Recorded:
+    """One request the fake received."""
+
+    method: str
+    path: str
+    form: dict[str, str]
+    headers: dict[str, str]
+    status: int
+
+
+@dataclass
+class _Fault:
+    status: int
+    code: int
+    retry_after: str | None
+    problem: bool
+
+
+@dataclass
+class _State:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    requests: list[Recorded] = field(default_factory=list)
+    faults: list[_Fault] = field(default_factory=list)
+    numbers: dict[str, int] = field(default_factory=dict)
+
+
+class FakeTwilio:
+    """The fake server; a context manager that starts and stops it."""
+
+    def __init__(self, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        # Seconds to wait before answering each request.
+        self.delay = 0.0
+        self._state = _State()
+        self._ids = itertools.count(1)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        # A short poll keeps shutdown (each test's teardown) quick.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        """The base URL to use as `api_url`."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> FakeTwilio:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def settings(self, **overrides: Any) -> TwilioSettings:
+        """Twilio settings pointing at this server with its credentials."""
+        values: dict[str, Any] = {
+            "account_sid": self.account_sid,
+            "auth_token": self.auth_token,
+            "from_number": FROM_NUMBER,
+            "api_url": self.url,
+            "timeout_seconds": 5,
+        }
+        values.update(overrides)
+        return TwilioSettings(**values)
+
+    def fail_next(
+        self,
+        count: int,
+        status: int = 429,
+        code: int = 20429,
+        retry_after: str | None = None,
+        problem: bool = False,
+    ) -> None:
+        """Answer the next `count` requests with this error (Retry-After if given).
+
+        `problem` answers in the RFC 9457 shape newer Twilio APIs use instead.
+        """
+        with self._state.lock:
+            fault = _Fault(status, code, retry_after, problem)
+            self._state.faults.extend(fault for _ in range(count))
+
+    def fail_number(self, number: str, code: int) -> None:
+        """Answer every request to this number with a Twilio error code."""
+        with self._state.lock:
+            self._state.numbers[number] = code
+
+    @property
+    def requests(self) -> list[Recorded]:
+        """Every request received, in order."""
+        with self._state.lock:
+            return list(self._state.requests)
+
+    def messages(self) -> list[dict[str, str]]:
+        """Form bodies of messages the fake accepted."""
+        return [
+            r.form for r in self.requests if r.path.endswith("/Messages.json") and r.status == 201
+        ]
+
+    def calls(self) -> list[dict[str, str]]:
+        """Form bodies of calls the fake accepted."""
+        return self._accepted("/Calls.json")
+
+    def _accepted(self, suffix: str) -> list[dict[str, str]]:
+        return [r.form for r in self.requests if r.path.endswith(suffix) and r.status == 201]
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # keep test output clean
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode()
+                form = {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+                if fake.delay:
+                    time.sleep(fake.delay)
+                status, body, headers = fake._answer(self.path, self.headers, form)
+                with fake._state.lock:
+                    fake._state.requests.append(
+                        Recorded("POST", self.path, form, dict(self.headers.items()), status)
+                    )
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+    def _answer(
+        self, path: str, headers: Any, form: dict[str, str]
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        match = _PATH.match(path)
+        if not match:
+            return 404, _error(20404, "The requested resource was not found", 404), {}
+        if not self._authorized(headers.get("Authorization", ""), match["sid"]):
+            return 401, _error(20003, "Authenticate", 401), {}
+        with self._state.lock:
+            fault = self._state.faults.pop(0) if self._state.faults else None
+            number_code = self._state.numbers.get(form.get("To", ""))
+        if fault is not None:
+            extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            message = KNOWN_ERRORS.get(fault.code, (fault.status, "Error"))[1]
+            if fault.problem:
+                return fault.status, _problem(fault.code, message, fault.status), extra
+            return fault.status, _error(fault.code, message, fault.status), extra
+        if number_code is not None:
+            status, message = KNOWN_ERRORS.get(number_code, (400, "Error"))
+            return status, _error(number_code, message, status), {}
+        kind = match["kind"]
+        missing = [name for name in ("To", "From") if not form.get(name)]
+        if kind == "Messages" and not form.get("Body"):
+            missing.append("Body")
+        if kind == "Calls" and not (form.get("Url") or form.get("Twiml")):
+            missing.append("Url or Twiml")
+        if missing:
+            return 400, _error(21604, f"Missing required parameter: {missing[0]}", 400), {}
+        return 201, self._created(kind, match["sid"], form), {}
+
+    def _authorized(self, header: str, sid: str) -> bool:
+        if not header.startswith("Basic ") or sid != self.account_sid:
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except ValueError:
+            return False
+        return user == self.account_sid and password == self.auth_token
+
+    def _created(self, kind: str, sid: str, form: dict[str, str]) -> dict[str, Any]:
+        number = next(self._ids)
+        prefix = "SM" if kind == "Messages" else "CA"
+        resource_sid = f"{prefix}{number:032x}"
+        now = formatdate(usegmt=True)
+        common = {
+            "sid": resource_sid,
+            "account_sid": sid,
+            "api_version": "2010-04-01",
+            "to": form["To"],
+            "from": form["From"],
+            "status": "queued",
+            "date_created": now,
+            "date_updated": now,
+            "uri": f"/2010-04-01/Accounts/{sid}/{kind}/{resource_sid}.json",
+        }
+        if kind == "Messages":
+            return {
+                **common,
+                "body": form["Body"],
+                "direction": "outbound-api",
+                "num_segments": "1",
+                "num_media": "0",
+                "error_code": None,
+                "error_message": None,
+                "price": None,
+                "price_unit": "USD",
+            }
+        return {**common, "direction": "outbound-api", "price": None, "price_unit": "USD"}
+
+
+def _error(code: int, message: str, status: int) -> dict[str, Any]:
+    return {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+
+
+def _problem(code: int, title: str, status: int) -> dict[str, Any]:
+    return {
+        "type": f"https://www.twilio.com/docs/errors/{code}",
+        "title": title,
+        "status": status,
+        "code": code,
+        "detail": f"{title} (problem details)",
+    }
