@@ -1,1 +1,5 @@
-"""One module per channel, each registered by name in `incidents.notify.base`."""
+"""One module per channel; importing this package registers them all by name."""
+
+from incidents.notify.channels import console, slack, sms, voice, webhook
+
+__all__ = ["console", "slack", "sms", "voice", "webhook"]
