@@ -253,3 +253,22 @@ def _fmt(duration: timedelta) -> str:
             parts.append(f"{total // size}{unit}")
             total %= size
     return "".join(parts) or "0s"
+
+
+def parse_label_args(args: Sequence[str]) -> dict[str, str]:
+    """`name=value` command-line arguments as a label set; ValueError says which is bad."""
+    from incidents.exceptions import ValidationFailed
+    from incidents.routing.matchers import Op, parse_matcher
+
+    labels: dict[str, str] = {}
+    for text in args:
+        try:
+            matcher = parse_matcher(text, where="label")
+        except ValidationFailed as exc:
+            raise ValueError(f"bad label {text!r}: {exc.message}; write name=value") from None
+        if matcher.op is not Op.EQ:
+            raise ValueError(f"bad label {text!r}: labels are given as name=value, not a matcher")
+        if labels.get(matcher.name, matcher.value) != matcher.value:
+            raise ValueError(f"label {matcher.name!r} is given twice with different values")
+        labels[matcher.name] = matcher.value
+    return labels
