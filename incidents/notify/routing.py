@@ -29,6 +29,7 @@ from incidents.routing.matchers import Matcher, matches_all, parse_matchers
 
 if TYPE_CHECKING:
     from incidents.correlation.graph import ServiceGraph
+    from incidents.models import Incident
 
 # Alertmanager's defaults for the root route.
 DEFAULT_GROUP_WAIT = timedelta(seconds=30)
@@ -206,6 +207,21 @@ def graph_team_lookup(graph: ServiceGraph) -> Callable[[str], str | None]:
         return str(team) if team else None
 
     return team_of
+
+
+def incident_routing_labels(
+    incident: Incident, graph: ServiceGraph, alert_labels: Sequence[Mapping[str, str]]
+) -> dict[str, str]:
+    """`routing_labels` for a stored incident, its alerts' labels and the service graph."""
+    return routing_labels(
+        severity=incident.severity,
+        status=incident.status,
+        roots=incident.roots,
+        candidates=incident.root_cause_candidates,
+        services=incident.services,
+        team_of=graph_team_lookup(graph),
+        alert_labels=alert_labels,
+    )
 
 
 def describe_match(tree: RoutingTree, routes: Sequence[Route]) -> list[str]:

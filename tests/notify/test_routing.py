@@ -21,6 +21,7 @@ from incidents.notify.routing import (
     RoutingTree,
     common_labels,
     graph_team_lookup,
+    incident_routing_labels,
     parse_label_args,
     routing_labels,
 )
@@ -227,6 +228,35 @@ route:
     symptom = _labels(["user-service"], ["user-service"])
     assert symptom["root_team"] == "identity"
     assert names(tree, **symptom) == ["default"]
+
+
+def test_labels_of_a_stored_incident() -> None:
+    from datetime import UTC, datetime
+
+    from incidents.models import Incident
+
+    now = datetime.now(UTC)
+    incident = Incident(
+        severity="P0",
+        title="t",
+        opened_at=now,
+        updated_at=now,
+        first_alert_at=now,
+        last_alert_at=now,
+        services=["api-gateway", "database-postgres"],
+        roots=["api-gateway"],
+        root_cause_candidates=["database-postgres"],
+    )
+    graph = ServiceGraph.from_file(ROOT / "examples" / "services.yaml")
+    labels = incident_routing_labels(incident, graph, [{"env": "prod"}])
+    assert labels == {
+        "env": "prod",
+        "severity": "P0",
+        "service": "api-gateway",
+        "root_service": "database-postgres",
+        "root_team": "data-platform",
+        "status": "open",
+    }
 
 
 def test_only_labels_every_alert_shares_are_visible() -> None:
