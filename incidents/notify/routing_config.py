@@ -27,12 +27,13 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 # Prometheus' duration grammar (Alertmanager's `model.Duration`): each unit at most once,
 # largest first. A year is 365 days there, and so it is here.
 _DURATION = re.compile(
-    r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?"
+    r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?",
+    re.ASCII,  # `\d` would also take other scripts' digits
 )
 _UNIT_MS = (365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1000, 1)
 # Anything longer is a typo, and timedelta stops at about 2.7 million years anyway.
 _MAX_MILLIS = 100 * 365 * 86_400_000
-_E164 = re.compile(r"\+[1-9]\d{6,14}")
+_E164 = re.compile(r"\+[1-9]\d{6,14}", re.ASCII)
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 GROUP_BY_ALL = "..."
 

@@ -284,7 +284,7 @@ def test_durations_read_as_prometheus_reads_them() -> None:
     assert parse_duration("1w") == timedelta(days=7)
     assert parse_duration("250ms") == timedelta(milliseconds=250)
     assert parse_duration("0") == parse_duration("0s") == timedelta(0)
-    for bad in ("", "30", "5x", "1m1h", "-1s", "1.5h", "h"):
+    for bad in ("", "30", "5x", "1m1h", "-1s", "1.5h", "h", "\u0663s"):
         with pytest.raises(ValueError, match="duration"):
             parse_duration(bad)
 
@@ -359,6 +359,7 @@ def test_every_route_error_names_the_file_and_line(
         ("    - name: a\n", 7, "routing.receivers.2.name", "receiver 'a' is defined twice"),
         ("    - name: c\n      sms: ['5550006']\n", 8, "receivers.2.sms.0", "E.164"),
         ("    - name: c\n      voice: ['+0123456789']\n", 8, "receivers.2.voice.0", "E.164"),
+        ("    - name: c\n      voice: ['+1" + "\u0665" * 7 + "']\n", 8, "voice.0", "E.164"),
         ("    - name: c\n      webhook: ['ftp://x.example']\n", 8, "webhook.0", "http://"),
         ("    - name: c\n      webhook: ['https://']\n", 8, "webhook.0", "with a host"),
         ("    - name: c\n      email: [nobody]\n", 8, "receivers.2.email.0", "email address"),
