@@ -1,4 +1,4 @@
-"""The routing tree: Alertmanager's matching and inheritance, labels, validation, the CLI."""
+"""The routing tree: Alertmanager's matching and inheritance, labels, validation with lines."""
 
 from __future__ import annotations
 
