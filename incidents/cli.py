@@ -159,6 +159,24 @@ def _graph_show(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _routing_test(settings: Settings, args: argparse.Namespace) -> int:
+    from incidents.notify.routing import RoutingTree, describe_match, parse_label_args
+
+    try:
+        labels = parse_label_args(args.labels)
+    except ValueError as exc:
+        print(f"incidents: {exc}", file=sys.stderr)
+        return 2
+    tree = RoutingTree.from_settings(settings.routing)
+    routes = tree.match(labels)
+    if args.verbose:
+        print("\n".join(describe_match(tree, routes)))
+    else:
+        # One receiver per line, as `amtool config routes test` names them; each once.
+        print("\n".join(receiver.name for receiver in tree.receivers_of(routes)))
+    return 0
+
+
 def _celery(settings: Settings, args: argparse.Namespace, role: str) -> int:
     from incidents.logging import configure_logging
     from incidents.supervisor import celery_command, supervise
@@ -267,6 +285,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show = graph_sub.add_parser("show", help="print the stored service graph")
     show.add_argument("--format", choices=["yaml", "json"], default="yaml", help="output format")
+    routing = sub.add_parser("routing", help="try the routing tree of the config file")
+    routing_sub = routing.add_subparsers(dest="routing_command", required=True, metavar="ACTION")
+    test = routing_sub.add_parser(
+        "test", help="print the receivers an incident with the given labels would notify"
+    )
+    test.add_argument(
+        "labels",
+        nargs="*",
+        metavar="NAME=VALUE",
+        help="labels as routes see them: severity, service, root_service, root_team, status "
+        "and alert labels (default: none)",
+    )
+    test.add_argument(
+        "--config",
+        dest="config_file",
+        metavar="FILE",
+        help="YAML config file (default: INCIDENTS_CONFIG, else the default routing)",
+    )
+    test.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also print each matched route, its options and the receiver's targets "
+        "(default: receiver names only)",
+    )
     _describe_commands(parser)
     return parser
 
@@ -286,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.graph_command == "load":
                 return _graph_load(settings, args)
             return _graph_show(settings, args)
+        if args.command == "routing":
+            return _routing_test(settings, args)
         return _celery(settings, args, args.command)
     except ConfigError as exc:
         print(f"incidents: {exc.message}", file=sys.stderr)

@@ -31,6 +31,7 @@ from pydantic_settings import (
 
 from incidents.config_sources import KnownNamesOnly, YamlSource, config_path, read_yaml_with_lines
 from incidents.exceptions import ConfigError
+from incidents.notify.routing_config import RoutingSettings, default_routing
 from incidents.vocab import SEVERITY_ORDER
 
 SEVERITIES = SEVERITY_ORDER
@@ -257,6 +258,9 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     correlation: CorrelationSettings = Field(default_factory=CorrelationSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    # Receivers and the route tree (see incidents.notify.routing); without a `routing:`
+    # section everything goes to one console receiver.
+    routing: RoutingSettings = Field(default_factory=default_routing)
 
     @field_validator("database_url")
     @classmethod

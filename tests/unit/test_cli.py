@@ -69,6 +69,7 @@ def test_every_command_and_option_has_help_with_its_default() -> None:
     commands = _commands(build_parser())
     names = {path for path, _ in commands}
     assert {"incidents serve", "incidents db", "incidents check-config"} <= names
+    assert "incidents routing test" in names
     for path, parser in commands:
         text = " ".join(parser.format_help().split())
         assert parser.description, f"`{path} --help` does not say what it does"

@@ -26,6 +26,9 @@ def test_defaults() -> None:
     assert settings.embedded_worker
     assert settings.database_url.startswith("sqlite:///")
     assert settings.ingest.max_body_bytes == 64 * 1024 * 1024
+    # No `routing:` section: one console receiver takes everything.
+    assert settings.routing.route.receiver == "console"
+    assert [r.name for r in settings.routing.receivers] == ["console"]
 
 
 def test_environment_and_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,5 +149,7 @@ def test_the_example_config_loads_from_any_working_directory(
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("INCIDENTS_CONFIG", str(ROOT / "examples" / "config.yaml"))
-    graph = Path(load_settings().correlation.graph_file)
+    settings = load_settings()
+    graph = Path(settings.correlation.graph_file)
     assert graph.is_file() and graph.samefile(ROOT / "examples" / "services.yaml")
+    assert {r.name for r in settings.routing.receivers} >= {"critical", "digest", "security"}
