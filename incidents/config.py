@@ -32,6 +32,7 @@ from pydantic_settings import (
 from incidents.config_sources import KnownNamesOnly, YamlSource, config_path, read_yaml_with_lines
 from incidents.exceptions import ConfigError
 from incidents.notify.routing_config import RoutingSettings, default_routing
+from incidents.notify.settings import ChannelSettings
 from incidents.vocab import SEVERITY_ORDER
 
 SEVERITIES = SEVERITY_ORDER
@@ -237,7 +238,7 @@ class HttpSettings(_Section):
     auth_log_interval_seconds: float = Field(default=60.0, ge=0)
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, ChannelSettings):
     """Every setting of the service."""
 
     model_config = SettingsConfigDict(

@@ -28,9 +28,23 @@ def main(argv: list[str] | None = None) -> int:
     from workers.app import celery_app
 
     celery_argv = [args.role, "--loglevel", settings.log_level]
+    notifier = None
     if args.role == "worker":
         celery_argv += ["--concurrency", str(args.concurrency), "-Q", QUEUE, *WORKER_FLAGS]
-    celery_app.start(argv=celery_argv)
+        if settings.notify.enabled:
+            # Notifications go out from the worker process: one thread per channel, so a
+            # slow channel never holds up another, and never up the pipeline's tasks.
+            from incidents.db import create_db_engine, make_session_factory
+            from incidents.notify.setup import make_notify_worker
+
+            sessions = make_session_factory(create_db_engine(settings.database_url))
+            notifier = make_notify_worker(sessions, settings)
+            notifier.start()
+    try:
+        celery_app.start(argv=celery_argv)
+    finally:
+        if notifier is not None:
+            notifier.stop()
     return 0
 
 

@@ -18,6 +18,7 @@ from incidents.db import create_db_engine, make_session_factory, session_scope
 from incidents.ingest.committer import IngestCommitter
 from incidents.ingest.store import Incoming, WriteResult
 from incidents.metrics import ALERTS_INGESTED, DUPLICATE_DELIVERIES
+from incidents.notify.setup import make_notify_worker
 from incidents.pipeline.dispatch import make_dispatcher
 
 from . import alerts, am_silences, incidents, notifications, ops, services, silences, webhooks
@@ -55,6 +56,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except Exception:
                 log.warning("could not hand job %s to the workers; the sweeper will", job_id)
 
+    # Embedded default: notifications go out from this process; with a broker, from the
+    # workers (`incidents worker`).
+    notifier = (
+        make_notify_worker(sessions, settings)
+        if settings.embedded_worker and settings.notify.enabled
+        else None
+    )
     committer = IngestCommitter(engine, settings.ingest, on_committed)
     state = ServiceState(settings, engine, sessions, committer, dispatcher)
 
@@ -72,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except SQLAlchemyError:
                 log.warning("database unavailable at start-up; the graph file was not applied")
         dispatcher.start()
+        if notifier is not None:
+            notifier.start()
         await committer.start()
         # Long-lived objects from start-up leave the collector's view, and young
         # collections run less often: full collections were pausing requests ~100 ms.
@@ -90,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await committer.stop()
             dispatcher.stop()
+            if notifier is not None:
+                notifier.stop()
             engine.dispose()
 
     app = FastAPI(

@@ -222,6 +222,23 @@ def record(
     return str(values["status"])
 
 
+def supersede(factory: sessionmaker[Session], item: Claimed, why: str) -> None:
+    """Drop a claimed notification that another one covers (never sent)."""
+    n = NOTIFICATIONS.c
+    with session_scope(factory) as session:
+        session.execute(
+            update(NOTIFICATIONS)
+            .where(n.id == item.id, n.claim_token == item.token)
+            .values(
+                status="cancelled",
+                error=why,
+                lease_until=None,
+                claim_token=None,
+                updated_at=utcnow(),
+            )
+        )
+
+
 def _rowcount(result: object) -> int:
     if not isinstance(result, CursorResult):
         raise TypeError("an UPDATE returns a CursorResult")

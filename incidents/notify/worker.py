@@ -72,6 +72,11 @@ class NotifyWorker:
             self._space(channel, item.target)
             try:
                 notification = outbox.render(self._factory, item, self._public_url)
+                if item.event == "updated" and not notification.thread:
+                    # Nothing posted yet to edit: the opening message, when it goes out,
+                    # shows the incident as it is then.
+                    outbox.supersede(self._factory, item, "no message to update yet")
+                    continue
                 started = time.monotonic()
                 result = notifier.send(notification)
             except Exception as exc:  # a channel bug must not stop the others

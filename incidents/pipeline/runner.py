@@ -43,9 +43,12 @@ def build_stages(settings: Settings) -> list[Stage]:
     cached = _built.get(id(settings))
     if cached is not None and cached[0] is settings:
         return cached[1]
+    from incidents.notify.stage import RoutingStage
     from incidents.pipeline.incidents import IncidentStage
 
-    built: list[Stage] = [IncidentStage(settings)] if settings.correlation.enabled else []
+    built: list[Stage] = (
+        [IncidentStage(settings), RoutingStage(settings)] if settings.correlation.enabled else []
+    )
     _built[id(settings)] = (settings, built)
     return built
 

@@ -1,0 +1,88 @@
+"""Build the channels from the settings, and the notify worker that sends through them.
+
+A channel whose credentials are not set is replaced by the console, and start-up says
+so once per channel: a fresh `make run` prints every notification instead of failing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+import incidents.notify.channels  # noqa: F401  (registers every channel)
+from incidents.notify.base import Notifier, build
+from incidents.notify.worker import NotifyWorker
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ("slack", "email", "sms", "voice", "webhook", "console")
+
+
+def channel_settings(settings: Any) -> dict[str, tuple[bool, dict[str, Any]]]:
+    """Per channel: whether it is configured, and the settings to build it with."""
+    twilio = {
+        "account_sid": settings.twilio_account_sid,
+        "auth_token": settings.twilio_auth_token,
+        "from_number": settings.twilio_from_number,
+        "api_url": settings.twilio_api_url,
+        "public_url": settings.notify.public_url,
+    }
+    twilio_ready = all(twilio[k] for k in ("account_sid", "auth_token", "from_number"))
+    return {
+        "slack": (
+            bool(settings.slack_bot_token),
+            {
+                "bot_token": settings.slack_bot_token,
+                "signing_secret": settings.slack_signing_secret,
+                "api_url": settings.slack_api_url,
+            },
+        ),
+        "email": (
+            bool(settings.smtp_host),
+            {
+                "host": settings.smtp_host,
+                "port": settings.smtp_port,
+                "username": settings.smtp_username,
+                "password": settings.smtp_password,
+                "sender": settings.smtp_from,
+                "tls": settings.smtp_tls,
+            },
+        ),
+        "sms": (twilio_ready, twilio),
+        "voice": (twilio_ready, twilio),
+        "webhook": (True, {"secret": settings.notify.webhook_secret}),
+        "console": (True, {}),
+    }
+
+
+def build_channels(settings: Any) -> dict[str, Notifier]:
+    """Every channel by name; unconfigured ones print to the console instead."""
+    console = build("console", {})
+    out: dict[str, Notifier] = {}
+    for name, (ready, values) in channel_settings(settings).items():
+        if name == "console":
+            out[name] = console
+        elif ready and name in _registered():
+            out[name] = build(name, values)
+        else:
+            log.warning("%s is not configured: its notifications go to the console", name)
+            out[name] = console
+    return out
+
+
+def _registered() -> set[str]:
+    from incidents.notify.base import channel_names
+
+    return set(channel_names())
+
+
+def make_notify_worker(factory: sessionmaker[Session], settings: Any) -> NotifyWorker:
+    """The notify worker for these settings (not started)."""
+    return NotifyWorker(
+        factory,
+        build_channels(settings),
+        public_url=settings.notify.public_url,
+        max_attempts=settings.notify.max_attempts,
+    )

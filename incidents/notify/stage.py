@@ -1,0 +1,172 @@
+"""The routing stage: incident events in, notification rows out, in the job's transaction.
+
+It runs after the incident stage and reads the events that stage left in the run
+context. For each paging event (opened, severity raised above what was paged, reopened,
+resolved) it builds the labels routes see, walks the routing tree, and writes one
+outbox row per (event, channel, target) of every matched receiver: the notify worker
+sends them after commit. An opening's rows wait until its hold ends, so a merge within
+the hold can still cancel them.
+
+Symptoms update, they do not post: alerts joining an incident, or a re-root, become one
+`updated` row per Slack target, and only while none is already waiting for that target,
+so a storm of joins is a handful of message edits. Digest receivers get no immediate
+rows (the daily digest reads the incidents). No network call happens here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from incidents.config import Settings
+from incidents.correlation.store import current_graph
+from incidents.models import ALERTS, INCIDENTS, LINKS
+from incidents.notify.models import NOTIFICATIONS
+from incidents.notify.routing import RoutingTree, graph_team_lookup, routing_labels
+from incidents.pipeline.stages import IncidentEvent, RunContext
+from incidents.vocab import MemberStatus, TimelineKind
+
+PAGING = {
+    TimelineKind.OPENED,
+    TimelineKind.SEVERITY_RAISED,
+    TimelineKind.REOPENED,
+    TimelineKind.RESOLVED,
+}
+UPDATES = {TimelineKind.ALERT_JOINED, TimelineKind.REROOTED}
+# Channels that edit an existing message on updates.
+UPDATING_CHANNELS = ("slack",)
+# Common labels are read from at most this many alerts of an incident.
+LABEL_SAMPLE = 500
+
+
+class RoutingStage:
+    """Writes the notifications that the job's incident events call for."""
+
+    name = "routing"
+
+    def __init__(self, settings: Settings) -> None:
+        self._tree = RoutingTree.from_settings(settings.routing)
+
+    def run(self, ctx: RunContext) -> None:
+        """Route this slice's events (the incident stage appended them)."""
+        # A big job's later slices see earlier slices' events again: the outbox's unique
+        # key makes routing them twice add nothing.
+        events = [e for e in ctx.events if e.entry_id is not None and _wanted(e)]
+        if not events:
+            return
+        team_of = graph_team_lookup(current_graph(ctx.session))
+        labels = self._labels(ctx.session, sorted({e.incident_id for e in events}), team_of)
+        rows: list[dict[str, Any]] = []
+        for event in events:
+            if event.incident_id not in labels:
+                continue
+            for receiver in self._tree.receivers_for(labels[event.incident_id]):
+                if receiver.digest is not None:
+                    continue
+                rows += self._rows(ctx, event, receiver.name, receiver.targets)
+        if rows:
+            _insert(ctx.session, rows)
+
+    def _labels(
+        self, session: Session, incident_ids: list[int], team_of: Any
+    ) -> dict[int, dict[str, str]]:
+        out: dict[int, dict[str, str]] = {}
+        for incident in session.execute(
+            select(INCIDENTS).where(INCIDENTS.c.id.in_(incident_ids))
+        ).mappings():
+            alert_labels = list(
+                session.scalars(
+                    select(ALERTS.c.labels)
+                    .join(LINKS, LINKS.c.fingerprint == ALERTS.c.fingerprint)
+                    .where(LINKS.c.incident_id == incident["id"])
+                    .where(LINKS.c.status != MemberStatus.MUTED)
+                    .limit(LABEL_SAMPLE)
+                )
+            )
+            out[incident["id"]] = routing_labels(
+                severity=incident["severity"],
+                status=incident["status"],
+                roots=incident["roots"] or [],
+                candidates=incident["root_cause_candidates"] or [],
+                services=incident["services"] or [],
+                team_of=team_of,
+                alert_labels=alert_labels,
+            )
+        return out
+
+    def _rows(
+        self,
+        ctx: RunContext,
+        event: IncidentEvent,
+        receiver: str,
+        targets: Any,
+    ) -> list[dict[str, Any]]:
+        updating = event.kind in UPDATES
+        kind = "updated" if updating else str(event.kind)
+        not_before = ctx.now
+        if event.kind == TimelineKind.OPENED and event.data.get("hold_until"):
+            not_before = max(ctx.now, datetime.fromisoformat(event.data["hold_until"]))
+        rows = []
+        for channel, channel_targets in targets.items():
+            if updating and channel not in UPDATING_CHANNELS:
+                continue
+            for target in channel_targets:
+                if updating and _update_waiting(ctx.session, event.incident_id, channel, target):
+                    continue
+                rows.append(
+                    {
+                        "incident_id": event.incident_id,
+                        "event_key": f"entry:{event.entry_id}",
+                        "event": kind,
+                        "receiver": receiver,
+                        "channel": channel,
+                        "target": target,
+                        "status": "pending",
+                        "attempts": 0,
+                        "not_before": not_before,
+                        "created_at": ctx.now,
+                        "updated_at": ctx.now,
+                        "details": _details(event),
+                    }
+                )
+        return rows
+
+
+def _wanted(event: IncidentEvent) -> bool:
+    return (event.pages and event.kind in PAGING) or event.kind in UPDATES
+
+
+def _details(event: IncidentEvent) -> list[str]:
+    data = event.data
+    if event.kind == TimelineKind.ALERT_JOINED:
+        if "count" in data:
+            return [f"{data['count']} alerts joined, on {', '.join(data['services'][:10])}"]
+        return [f"alert on {data.get('service', '?')} joined: {data.get('reason', '')}"]
+    if event.kind == TimelineKind.REROOTED:
+        return [f"new root: {data.get('service', '?')}"]
+    return []
+
+
+def _update_waiting(session: Session, incident_id: int, channel: str, target: str) -> bool:
+    n = NOTIFICATIONS.c
+    return (
+        session.scalar(
+            select(n.id)
+            .where(n.incident_id == incident_id, n.channel == channel, n.target == target)
+            .where(n.event == "updated", n.status == "pending")
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def _insert(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert, skipping rows whose (incident, event, channel, target) already exists."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert(NOTIFICATIONS).on_conflict_do_nothing(), list(rows))

@@ -1,0 +1,123 @@
+"""From webhook to Slack: the routing stage writes the outbox in the pipeline's
+transaction, the embedded notify worker sends through the real slack-sdk to a local
+Slack stand-in. On SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api.incident_pipe import Pipeline, alert, recent
+from tests.conftest import AUTH
+from tests.notify.fake_slack import FakeSlack
+
+ROUTING: dict[str, Any] = {
+    "receivers": [
+        {"name": "default", "console": ["stdout"]},
+        {"name": "critical", "slack": ["#incidents-critical"]},
+        {"name": "chat", "slack": ["#incidents"]},
+    ],
+    "route": {
+        "receiver": "default",
+        "routes": [
+            {"matchers": ['severity="P0"'], "receiver": "critical"},
+            {"matchers": ['severity=~"P1|P2"'], "receiver": "chat"},
+        ],
+    },
+}
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack() as fake:
+        yield fake
+
+
+def start(
+    db_url: str, client_for: Callable[..., TestClient], slack: FakeSlack, hold: float
+) -> Pipeline:
+    client = client_for(
+        db_url,
+        routing=ROUTING,
+        slack_bot_token=slack.token,
+        slack_api_url=slack.api_url,
+        correlation={"open_hold_seconds": hold},
+        notify={"public_url": "http://incidents.test"},
+    )
+    return Pipeline(client, db_url)
+
+
+def notifications(pipe: Pipeline, incident_id: int) -> list[dict[str, Any]]:
+    response = pipe.client.get(f"/api/v1/incidents/{incident_id}/notifications", headers=AUTH)
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()
+    return items
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_p0_pages_its_slack_channel_once_and_symptoms_update_it(
+    db_url: str, client_for: Callable[..., TestClient], slack: FakeSlack
+) -> None:
+    pipe = start(db_url, client_for, slack, hold=0)
+    pipe.load_graph()
+    t0 = recent(5)
+    pipe.post(alert("database-postgres", "PostgresDown", t0, "P0"))
+    [incident] = pipe.live()
+    wait_until("the page", lambda: len(slack.calls("chat.postMessage")) == 1)
+    [post] = slack.calls("chat.postMessage")
+    assert post.body["channel"] == "#incidents-critical"
+    assert "PostgresDown" in post.body["text"]
+    [sent] = notifications(pipe, incident["id"])
+    wait_until("the record", lambda: notifications(pipe, incident["id"])[0]["status"] == "sent")
+    sent = notifications(pipe, incident["id"])[0]
+    assert (sent["event"], sent["channel"], sent["target"]) == (
+        "opened",
+        "slack",
+        "#incidents-critical",
+    )
+    assert sent["provider_id"] and sent["attempts"] == 1
+
+    # A symptom joins: the message is edited and a reply added, never a new post.
+    pipe.post(alert("user-service", "LoginErrors", t0 + timedelta(seconds=10), "P1"))
+    wait_until("the update", lambda: len(slack.calls("chat.update")) == 1)
+    wait_until("the reply", lambda: len(slack.calls("chat.postMessage")) == 2)
+    assert len(slack.top_level()) == 1
+    reply = slack.calls("chat.postMessage")[1]
+    assert reply.body["thread_ts"] == post_ts(slack)
+    assert "user-service" in reply.body["text"]
+
+
+def post_ts(slack: FakeSlack) -> str:
+    [message] = slack.top_level()
+    return message.ts
+
+
+def test_an_opening_page_waits_for_the_hold_and_a_merge_cancels_it(
+    db_url: str, client_for: Callable[..., TestClient], slack: FakeSlack
+) -> None:
+    pipe = start(db_url, client_for, slack, hold=30)
+    pipe.load_graph()
+    t0 = recent(5)
+    pipe.post(alert("notification-service", "NotifyLag", t0, "P2"))
+    pipe.post(alert("feedback-service", "FeedbackErrors", t0 + timedelta(seconds=5), "P2"))
+    pipe.post(alert("database-postgres", "PostgresDown", t0 + timedelta(seconds=10), "P0"))
+    [survivor] = pipe.live()
+    [merged] = pipe.incidents(status="merged")
+    [held] = [n for n in notifications(pipe, survivor["id"]) if n["event"] == "opened"]
+    assert held["status"] == "pending" and held["target"] == "#incidents"
+    [cancelled] = notifications(pipe, merged["id"])
+    assert cancelled["status"] == "cancelled"
+    assert f"folded into incident {survivor['id']}" in cancelled["error"]
+    time.sleep(0.5)
+    assert slack.calls("chat.postMessage") == []  # nothing goes out during the hold
