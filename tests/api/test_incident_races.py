@@ -43,6 +43,8 @@ INCIDENT_TABLES = (
     "incident_alerts",
     "timeline",
     "alert_states",
+    "notifications",
+    "notification_threads",
 )
 
 
