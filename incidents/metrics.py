@@ -47,6 +47,17 @@ BROKER_QUEUE = Gauge(
     "incidents_broker_queue_length", "Messages waiting in the Celery broker queue."
 )
 OPEN_INCIDENTS = Gauge("incidents_open", "Open incidents, by severity.", ["severity"])
+NOTIFICATIONS = Gauge(
+    "incidents_notifications",
+    "Notifications in the outbox, by channel and status (rows are kept, so sent and failed "
+    "only grow).",
+    ["channel", "status"],
+)
+NOTIFY_LAG = Gauge(
+    "incidents_notify_lag_seconds",
+    "Seconds the oldest due notification of each channel has waited (0 when none waits).",
+    ["channel"],
+)
 OLDEST_OPEN_INCIDENT = Gauge(
     "incidents_open_oldest_age_seconds",
     "Seconds since the oldest open incident of each severity opened (0 when none is open).",

@@ -11,20 +11,24 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from incidents.api.queries.notifications import notification_counts, oldest_due
 from incidents.api.queries.operations import ping, read_figures
 from incidents.api.responses import JsonResponse
 from incidents.config import SEVERITIES
-from incidents.db import utcnow
+from incidents.db import session_scope, utcnow
 from incidents.metrics import (
     ALERTS_MUTED,
     BROKER_QUEUE,
     INCIDENT_TOTALS,
     INGEST_WAITING,
+    NOTIFICATIONS,
+    NOTIFY_LAG,
     OLDEST_OPEN_INCIDENT,
     OPEN_INCIDENTS,
     PIPELINE_LAG,
     PIPELINE_PENDING,
 )
+from incidents.notify.routing import CHANNELS
 from incidents.pipeline.runner import pending_count
 from incidents.tasks import QUEUE
 
@@ -119,6 +123,16 @@ def _set_database_figures(state: ServiceState) -> None:
     for reason, count in figures.muted.items():
         ALERTS_MUTED.labels(reason=reason).set(count)
     INCIDENT_TOTALS.set(figures.totals)
+    with session_scope(state.sessions) as session:
+        counts = notification_counts(session)
+        waiting = oldest_due(session, now)
+    for (channel, status), count in counts.items():
+        NOTIFICATIONS.labels(channel=channel, status=status).set(count)
+    for channel in CHANNELS:
+        since = waiting.get(channel)
+        NOTIFY_LAG.labels(channel=channel).set(
+            0.0 if since is None else max(0.0, (now - since).total_seconds())
+        )
 
 
 def _refresh_gauges(state: ServiceState) -> None:

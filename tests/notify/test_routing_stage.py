@@ -87,6 +87,9 @@ def test_a_p0_pages_its_slack_channel_once_and_symptoms_update_it(
         "#incidents-critical",
     )
     assert sent["provider_id"] and sent["attempts"] == 1
+    metrics = pipe.client.get("/metrics").text
+    assert 'incidents_notifications{channel="slack",status="sent"} 1.0' in metrics
+    assert 'incidents_notify_lag_seconds{channel="slack"} 0.0' in metrics
 
     # A symptom joins: the message is edited and a reply added, never a new post.
     pipe.post(alert("user-service", "LoginErrors", t0 + timedelta(seconds=10), "P1"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -26,3 +27,19 @@ def notification_counts(session: Session) -> dict[tuple[str, str], int]:
         select(n.channel, n.status, func.count()).group_by(n.channel, n.status)
     ).tuples()
     return {(channel, status): int(count) for channel, status, count in rows}
+
+
+def oldest_due(session: Session, now: datetime) -> dict[str, datetime]:
+    """Per channel, since when its oldest due notification has waited, for /metrics."""
+    n = NOTIFICATIONS.c
+    rows = session.execute(
+        select(n.channel, func.min(n.not_before))
+        .where(n.status == "pending", n.not_before <= now)
+        .group_by(n.channel)
+    ).tuples()
+    out = {}
+    for channel, since in rows:
+        if isinstance(since, str):  # SQLite hands aggregates back as text
+            since = datetime.fromisoformat(since)
+        out[channel] = since if since.tzinfo else since.replace(tzinfo=UTC)
+    return out
