@@ -56,6 +56,7 @@ class Received:
 @dataclass
 class _Faults:
     next_rcpt: list[str] = field(default_factory=list)
+    next_data: list[str] = field(default_factory=list)
     by_address: dict[str, str] = field(default_factory=dict)
 
 
@@ -143,6 +144,7 @@ class _Handler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        """Refuse with a programmed fault, or accept the recipient."""
         reply = self.owner._rcpt_fault(address)
         if reply is not None:
             return reply
@@ -150,6 +152,10 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        """Refuse with a programmed fault, or parse and keep the message."""
+        reply = self.owner._data_fault()
+        if reply is not None:
+            return reply
         raw = envelope.original_content or b""
         auth = session.auth_data
         login = auth.login.decode() if isinstance(auth, LoginPassword) else None
@@ -232,6 +238,11 @@ class SmtpServer:
         with self._lock:
             self._faults.next_rcpt.append(f"{code} {text}")
 
+    def fail_next_data(self, code: int = 554, text: str = "5.6.0 Message refused") -> None:
+        """Answer the end of the next DATA with this reply, once (nothing is kept)."""
+        with self._lock:
+            self._faults.next_data.append(f"{code} {text}")
+
     def reject(self, address: str, code: int = 550, text: str = "5.1.1 No such user") -> None:
         """Answer every RCPT to this address with this reply."""
         with self._lock:
@@ -255,6 +266,7 @@ class SmtpServer:
             self.running = False
 
     def __enter__(self) -> SmtpServer:
+        """Start the server."""
         return self.start()
 
     def __exit__(
@@ -263,6 +275,7 @@ class SmtpServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Stop the server."""
         self.stop()
 
     def _rcpt_fault(self, address: str) -> str | None:
@@ -270,6 +283,10 @@ class SmtpServer:
             if self._faults.next_rcpt:
                 return self._faults.next_rcpt.pop(0)
             return self._faults.by_address.get(address.lower())
+
+    def _data_fault(self) -> str | None:
+        with self._lock:
+            return self._faults.next_data.pop(0) if self._faults.next_data else None
 
     def _store(self, received: Received) -> None:
         with self._lock:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -87,6 +89,7 @@ def test_first_mail_has_both_parts_subject_ids_and_starts_the_thread(
     message = received.message
     assert message["Subject"] == "[P0] #12 PostgresDown on database-postgres"
     assert message["X-Incident-Id"] == "12"
+    assert message["Auto-Submitted"] == "auto-generated"
     assert message["To"] == TARGET
     assert message["In-Reply-To"] is None and message["References"] is None
     message_id = message["Message-ID"]
@@ -271,11 +274,60 @@ def test_553_without_enhanced_code_marks_the_target_unreachable(server: SmtpServ
     assert "553 mailbox name not allowed" in (result.error or "")
 
 
-def test_an_invalid_address_never_reaches_the_server(server: SmtpServer) -> None:
-    result = channel(server).send(notification(target="not-an-address"))
+@pytest.mark.parametrize("target", ["not-an-address", "a@example.com, b@example.com", "@x.org"])
+def test_an_invalid_address_never_reaches_the_server(server: SmtpServer, target: str) -> None:
+    result = channel(server).send(notification(target=target))
 
     assert not result.ok and result.target_unreachable and not result.retryable
     assert server.messages == []
+
+
+def test_a_display_name_target_is_sent_to_its_address(server: SmtpServer) -> None:
+    assert channel(server).send(notification(target=f"On Call <{TARGET}>")).ok
+    assert server.messages[0].recipients == [TARGET]
+
+
+def test_4xx_at_end_of_data_is_retryable_and_5xx_is_not(server: SmtpServer) -> None:
+    email = channel(server)
+    server.fail_next_data(451, "4.7.1 Greylisted, come back later")
+    greylisted = email.send(notification())
+    server.fail_next_data(554, "5.6.0 Message content rejected")
+    rejected = email.send(notification())
+
+    assert greylisted.retryable and not greylisted.target_unreachable
+    assert greylisted.error == "message refused: 451 4.7.1 Greylisted, come back later"
+    assert not rejected.ok and not rejected.retryable and not rejected.target_unreachable
+    assert rejected.error == "message refused: 554 5.6.0 Message content rejected"
+    assert server.messages == []
+
+
+def test_421_greeting_is_retryable() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind((HOST, 0))
+        busy.listen(1)
+
+        def greet_and_hang_up() -> None:
+            connection, _ = busy.accept()
+            with connection:
+                connection.sendall(b"421 4.3.2 Too busy, try later\r\n")
+
+        greeter = threading.Thread(target=greet_and_hang_up, daemon=True)
+        greeter.start()
+        result = channel(port=busy.getsockname()[1]).send(notification())
+        greeter.join(timeout=5)
+
+    assert not result.ok and result.retryable
+    assert "421 4.3.2 Too busy, try later" in (result.error or "")
+
+
+def test_send_works_when_called_from_inside_an_event_loop(server: SmtpServer) -> None:
+    email = channel(server)
+
+    async def caller() -> SendResult:
+        return email.send(notification())
+
+    assert asyncio.run(caller()).ok
+    assert len(server.messages) == 1
 
 
 def test_a_stopped_server_is_retryable() -> None:
@@ -337,7 +389,8 @@ def test_template_overrides_are_used_and_sandboxed(server: SmtpServer) -> None:
 
 
 def test_settings_object_is_accepted_as_is(server: SmtpServer) -> None:
-    settings = EmailSettings(host=HOST, port=server.port, tls="none")
+    settings = EmailSettings(host=HOST, port=server.port, tls="none", password="hunter2")
+    assert "hunter2" not in repr(settings)
     email = build("email", settings)
     assert email.name == "email"
     assert email.send(notification()).ok

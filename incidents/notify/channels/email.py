@@ -14,12 +14,12 @@ import ssl
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid, parseaddr
+from email.utils import formatdate, getaddresses, make_msgid, parseaddr
 from typing import Any, Literal, TypeVar
 
 import aiosmtplib
 from jinja2 import TemplateError
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from incidents.notify.base import Notification, SendResult, register
 from incidents.notify.channels.email_render import EmailTemplates
@@ -38,7 +38,8 @@ class EmailSettings(BaseModel):
     host: str = ""
     port: int = 587
     username: str = ""
-    password: str = ""
+    # Kept out of repr so a logged settings object does not leak it.
+    password: str = Field(default="", repr=False)
     # The From address, optionally with a display name ("Incidents <incidents@example.com>").
     sender: str = "incidents@localhost"
     tls: Literal["starttls", "tls", "none"] = "starttls"
@@ -137,6 +138,8 @@ class EmailNotifier:
         message["X-Incident-Id"] = str(n.incident_id)
         # RFC 3834: vacation responders and ticket systems should not answer a page.
         message["Auto-Submitted"] = "auto-generated"
+        # Exchange ignores Auto-Submitted for out-of-office replies; this asks it too.
+        message["X-Auto-Response-Suppress"] = "All"
         message.set_content(rendered.text)
         message.add_alternative(rendered.html, subtype="html")
         return message
@@ -193,14 +196,16 @@ class EmailNotifier:
 
 
 def valid_address(target: str) -> str | None:
-    """The bare address in a target ("a@b.c" or "Name <a@b.c>"), or None if it is not one."""
+    """The bare address in a target ("a@b.example" or "Name <a@b.example>"), else None."""
     if any(c in target for c in "\r\n\0"):
         return None
-    address = parseaddr(target)[1]
+    # Exactly one address: "a@x, b@y" would put two in To: and one in the envelope.
+    found = getaddresses([target])
+    if len(found) != 1:
+        return None
+    address = found[0][1]
     local, at, domain = address.rpartition("@")
     if not (local and at and domain) or "@" in local or any(c.isspace() for c in address):
-        return None
-    if "." not in domain and domain != "localhost":
         return None
     return address
 
