@@ -157,8 +157,8 @@ class EmailNotifier:
             validate_certs=s.validate_certs,
         )
         async with asyncio.timeout(s.timeout_seconds):
-            await client.connect()
             try:
+                await client.connect()
                 await self._transaction(client, message, recipient)
             except BaseException:
                 # No QUIT on a failed session: the server may be the reason it failed.
