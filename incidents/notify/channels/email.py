@@ -29,6 +29,8 @@ T = TypeVar("T")
 # RCPT replies that say the mailbox or address is wrong, used when the server gives no
 # enhanced status code (RFC 3463) to go by.
 UNREACHABLE_CODES = frozenset({550, 551, 553})
+# QUIT is a courtesy once the message is in (or refused); it must not hold up the worker.
+QUIT_TIMEOUT = 5.0
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
@@ -59,6 +61,15 @@ class _StartTLSUnavailable(Exception):
 
 class _AuthUnavailable(Exception):
     """A username is configured but the server does not offer AUTH."""
+
+
+# Failures where the server is up and talking, so the session can end with QUIT.
+_ANSWERED = (
+    aiosmtplib.SMTPResponseException,
+    aiosmtplib.SMTPRecipientsRefused,
+    _StartTLSUnavailable,
+    _AuthUnavailable,
+)
 
 
 @dataclass(slots=True)
@@ -156,21 +167,28 @@ class EmailNotifier:
             start_tls=False,
             validate_certs=s.validate_certs,
         )
+        answered: Exception | None = None
         async with asyncio.timeout(s.timeout_seconds):
             try:
                 await client.connect()
                 await self._transaction(client, message, recipient)
+                progress.accepted = True
+            except _ANSWERED as exc:
+                answered = exc
             except BaseException:
-                # No QUIT on a failed session: the server may be the reason it failed.
+                # The server is gone or too slow: no QUIT, just drop the connection.
                 client.close()
                 raise
-            progress.accepted = True
+        # A server that answered is told goodbye even after a refusal: dropping a TLS
+        # session without QUIT leaves its shutdown half done when the loop ends.
         try:
-            await client.quit()
+            await client.quit(timeout=min(s.timeout_seconds, QUIT_TIMEOUT))
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
             pass
         finally:
             client.close()
+        if answered is not None:
+            raise answered
 
     async def _transaction(
         self, client: aiosmtplib.SMTP, message: EmailMessage, recipient: str
