@@ -1,0 +1,215 @@
+"""Rendering an incident email: one-line subject, plain-text body and HTML body.
+
+Templates are Jinja templates run in a sandbox, because operators may override them in
+the configuration. The HTML template autoescapes; the subject and text templates do not
+(they are not markup). Undefined names are errors, and every template is compiled and
+tried on a sample notification when the channel is built, so a broken override fails at
+start-up instead of on the first page at 3 am.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, Template, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from incidents.notify.base import Notification
+
+SUBJECT_TEMPLATE = "{{ prefix }}[{{ severity }}] #{{ incident_id }} {{ title }}"
+
+TEXT_TEMPLATE = """\
+{{ headline }}: {{ title }}
+
+Incident:     #{{ incident_id }}
+Severity:     {{ severity }}
+Status:       {{ status }}
+{% if root_cause %}
+Root cause:   {{ root_cause }}{{ " (%s)" % root_reason if root_reason else "" }}
+{% endif %}
+{% if services %}
+Services:     {{ services | join(", ") }}
+{% endif %}
+{% if blast_radius %}
+Blast radius: {{ blast_radius | join(", ") }}
+{% endif %}
+{% if details %}
+
+{% for line in details %}
+- {{ line }}
+{% endfor %}
+{% endif %}
+{% if url %}
+
+{{ url }}
+{% endif %}
+"""
+
+HTML_TEMPLATE = """\
+<!DOCTYPE html>
+<html>
+<body style="font-family: sans-serif; font-size: 14px;">
+<h2 style="margin: 0 0 12px 0;">{{ headline }}: {{ title }}</h2>
+<table cellpadding="4" style="border-collapse: collapse;">
+<tr><th align="left">Incident</th><td>#{{ incident_id }}</td></tr>
+<tr><th align="left">Severity</th><td>{{ severity }}</td></tr>
+<tr><th align="left">Status</th><td>{{ status }}</td></tr>
+{% if root_cause %}
+<tr><th align="left">Root cause</th><td>{{ root_cause }}\
+{% if root_reason %} <em>({{ root_reason }})</em>{% endif %}</td></tr>
+{% endif %}
+{% if services %}
+<tr><th align="left">Services</th><td>{{ services | join(", ") }}</td></tr>
+{% endif %}
+{% if blast_radius %}
+<tr><th align="left">Blast radius</th><td>{{ blast_radius | join(", ") }}</td></tr>
+{% endif %}
+</table>
+{% if details %}
+<ul>
+{% for line in details %}
+<li>{{ line }}</li>
+{% endfor %}
+</ul>
+{% endif %}
+{% if link %}
+<p><a href="{{ link }}">Open incident #{{ incident_id }}</a></p>
+{% elif url %}
+<p>{{ url }}</p>
+{% endif %}
+</body>
+</html>
+"""
+
+# Subject prefix and body headline per event. The first mail of a thread has no prefix,
+# so a mail client shows the incident's title as the thread's subject.
+EVENTS: dict[str, tuple[str, str]] = {
+    "opened": ("", "Incident opened"),
+    "severity_raised": ("Severity raised: ", "Severity raised"),
+    "reopened": ("Reopened: ", "Incident reopened"),
+    "resolved": ("RESOLVED: ", "Incident resolved"),
+    "updated": ("Update: ", "Incident updated"),
+}
+
+# Long titles fold fine in a header, but a subject is for reading in a list.
+MAX_SUBJECT = 250
+
+_SAMPLE = Notification(
+    delivery_id=1,
+    incident_id=12,
+    event="opened",
+    severity="P0",
+    status="open",
+    title="PostgresDown on database-postgres",
+    services=("database-postgres", "api"),
+    root_cause="database-postgres",
+    root_reason="PostgresDown",
+    blast_radius=("api", "checkout"),
+    url="https://incidents.example/incidents/12",
+    target="oncall@example.com",
+    details=("alert joined: HighLatency on api",),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    """The three rendered pieces of one email."""
+
+    subject: str
+    text: str
+    html: str
+
+
+def absolute_url(url: str, public_url: str) -> str:
+    """The incident URL, made absolute with the public base URL when it is relative."""
+    if url.startswith("/") and public_url:
+        return public_url.rstrip("/") + url
+    return url
+
+
+def template_context(n: Notification, public_url: str = "") -> dict[str, Any]:
+    """The names a template can use for one notification."""
+    prefix, headline = EVENTS.get(n.event, ("", n.event.replace("_", " ").capitalize()))
+    url = absolute_url(n.url, public_url)
+    return {
+        "incident_id": n.incident_id,
+        "event": n.event,
+        "prefix": prefix,
+        "headline": headline,
+        "severity": n.severity,
+        "status": n.status,
+        "title": n.title,
+        "services": list(n.services),
+        "root_cause": n.root_cause,
+        "root_reason": n.root_reason,
+        "blast_radius": list(n.blast_radius),
+        "url": url,
+        # Only a web address becomes a link: a relative path would resolve against the
+        # mail client, and anything else (javascript:) has no business in an href.
+        "link": url if url.startswith(("https://", "http://")) else "",
+        "details": list(n.details),
+        "target": n.target,
+    }
+
+
+def one_line(text: str) -> str:
+    """Collapse whitespace (newlines included) so the text is a safe one-line header."""
+    line = re.sub(r"\s+", " ", text).strip()
+    if len(line) > MAX_SUBJECT:
+        line = line[: MAX_SUBJECT - 1].rstrip() + "…"
+    return line
+
+
+class EmailTemplates:
+    """Compiled subject, text and HTML templates (defaults or overrides)."""
+
+    def __init__(
+        self,
+        subject: str | None = None,
+        text: str | None = None,
+        html: str | None = None,
+        public_url: str = "",
+    ) -> None:
+        """Compile the templates and try them once; raise ValueError if one is broken."""
+        self.public_url = public_url
+        plain = SandboxedEnvironment(
+            autoescape=False,
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        markup = SandboxedEnvironment(
+            autoescape=True,
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self._subject = _compile(plain, "subject", subject or SUBJECT_TEMPLATE)
+        self._text = _compile(plain, "text", text or TEXT_TEMPLATE)
+        self._html = _compile(markup, "html", html or HTML_TEMPLATE)
+        try:
+            self.render(_SAMPLE)
+        except TemplateError as exc:
+            raise ValueError(f"email template does not render: {exc}") from exc
+
+    def render(self, n: Notification) -> RenderedEmail:
+        """Render the three parts for one notification; raises jinja2.TemplateError."""
+        context = template_context(n, self.public_url)
+        return RenderedEmail(
+            subject=one_line(self._subject.render(context)),
+            text=self._text.render(context),
+            html=self._html.render(context),
+        )
+
+
+def _compile(env: SandboxedEnvironment, which: str, source: str) -> Template:
+    try:
+        return env.from_string(source)
+    except TemplateError as exc:
+        line = getattr(exc, "lineno", None)
+        where = f" (line {line})" if line else ""
+        raise ValueError(f"email {which} template is invalid{where}: {exc}") from exc
