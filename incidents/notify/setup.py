@@ -48,6 +48,7 @@ def channel_settings(settings: Any) -> dict[str, tuple[bool, dict[str, Any]]]:
                 "password": settings.smtp_password,
                 "sender": settings.smtp_from,
                 "tls": settings.smtp_tls,
+                "public_url": settings.notify.public_url,
             },
         ),
         "sms": (twilio_ready, twilio),

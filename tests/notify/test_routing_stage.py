@@ -124,3 +124,44 @@ def test_an_opening_page_waits_for_the_hold_and_a_merge_cancels_it(
     assert f"folded into incident {survivor['id']}" in cancelled["error"]
     time.sleep(0.5)
     assert slack.calls("chat.postMessage") == []  # nothing goes out during the hold
+
+
+def test_an_incident_is_one_email_thread_from_opened_to_resolved(
+    db_url: str, client_for: Callable[..., TestClient]
+) -> None:
+    from tests.notify.smtp_server import SmtpServer
+
+    routing = {
+        "receivers": [{"name": "mail", "email": ["oncall@example.com"]}],
+        "route": {"receiver": "mail"},
+    }
+    with SmtpServer() as smtp:
+        client = client_for(
+            db_url,
+            routing=routing,
+            smtp_host=smtp.host,
+            smtp_port=smtp.port,
+            smtp_tls="none",
+            smtp_from="incidents@example.com",
+            correlation={"open_hold_seconds": 0},
+        )
+        pipe = Pipeline(client, db_url)
+        t0 = recent(5)
+        pipe.post(alert("billing", "InvoicesStuck", t0, "P1"))
+        wait_until("the first mail", lambda: len(smtp.messages) == 1)
+        pipe.post(
+            alert("billing", "InvoicesStuck", t0, "P1", resolved_at=t0 + timedelta(minutes=1))
+        )
+        wait_until("the second mail", lambda: len(smtp.messages) == 2)
+        first, second = (m.message for m in smtp.messages)
+        assert first["Subject"].startswith("[P1] #")
+        assert "InvoicesStuck on billing" in first["Subject"]
+        assert second["Subject"].startswith("RESOLVED")
+        assert second["In-Reply-To"] == first["Message-ID"]
+        [incident] = pipe.incidents()
+        statuses = [n["status"] for n in notifications(pipe, incident["id"])]
+        wait_until(
+            "both recorded",
+            lambda: [n["status"] for n in notifications(pipe, incident["id"])] == ["sent", "sent"],
+        )
+        assert len(statuses) == 2
