@@ -7,12 +7,13 @@ so once per channel: a fresh `make run` prints every notification instead of fai
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 import incidents.notify.channels  # noqa: F401  (registers every channel)
-from incidents.notify.base import Notifier, build
+from incidents.notify.base import Notification, Notifier, SendResult, build
 from incidents.notify.worker import NotifyWorker
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,21 @@ def build_channels(settings: Any) -> dict[str, Notifier]:
             out[name] = build(name, values)
         else:
             log.warning("%s is not configured: its notifications go to the console", name)
-            out[name] = console
+            out[name] = StandIn(name, console)
     return out
+
+
+class StandIn:
+    """The console standing in for a channel without credentials: it says which."""
+
+    def __init__(self, name: str, console: Notifier) -> None:
+        self.name = name
+        self._console = console
+
+    def send(self, notification: Notification) -> SendResult:
+        """Print the notification, naming the channel and target it was meant for."""
+        meant = f"for {self.name} {notification.target} ({self.name} is not configured)"
+        return self._console.send(replace(notification, details=(meant, *notification.details)))
 
 
 def _registered() -> set[str]:

@@ -104,6 +104,8 @@ def template_context(n: Notification) -> dict[str, Any]:
     """The variables every channel template sees."""
     where = n.root_cause or (n.services[0] if n.services else "")
     others = sorted((set(n.services) | set(n.blast_radius)) - {where})
+    if where and f" on {where}" in n.title:
+        where = ""  # incident titles already say "<alert> on <root>"
     return {
         "incident_id": n.incident_id,
         "event": n.event,
