@@ -12,11 +12,13 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from incidents.notify import outbox
+from incidents.db import utcnow
+from incidents.notify import flood, outbox
 from incidents.notify.base import Notifier, SendResult
 
 log = logging.getLogger(__name__)
@@ -67,34 +69,73 @@ class NotifyWorker:
     def run_once(self, channel: str) -> int:
         """Send what is due on one channel now; return how many were handled."""
         items = outbox.claim(self._factory, channel, lease=self._lease)
-        notifier = self._channels[channel]
-        for item in items:
-            self._space(channel, item.target)
-            try:
-                notification = outbox.render(self._factory, item, self._public_url)
-                if item.event == "updated" and not notification.thread:
-                    # Nothing posted yet to edit: the opening message, when it goes out,
-                    # shows the incident as it is then.
-                    outbox.supersede(self._factory, item, "no message to update yet")
-                    continue
-                started = time.monotonic()
-                result = notifier.send(notification)
-            except Exception as exc:  # a channel bug must not stop the others
-                log.exception("%s notification %s raised", channel, item.id)
-                result = SendResult(ok=False, retryable=True, error=f"{type(exc).__name__}: {exc}")
-                started = time.monotonic()
-            self._last_sent[(channel, item.target)] = time.monotonic()
-            status = outbox.record(self._factory, item, result, max_attempts=self._max_attempts)
-            log.info(
-                "notification %s via %s to %s: %s in %.0f ms%s",
-                item.id,
-                channel,
-                item.target,
-                status,
-                (time.monotonic() - started) * 1000,
-                f" ({result.error})" if result.error else "",
-            )
+        plan = flood.plan(self._factory, channel, items)
+        for item, until in plan.held:
+            flood.hold(self._factory, item, until)
+        for item in plan.alone:
+            self._send(channel, item)
+        for bundle in plan.bundles:
+            self._send_summary(channel, bundle)
         return len(items)
+
+    def _send(self, channel: str, item: outbox.Claimed) -> None:
+        notifier = self._channels[channel]
+        self._space(channel, item.target)
+        started = time.monotonic()
+        try:
+            notification = outbox.render(self._factory, item, self._public_url)
+            if item.event == "updated" and not notification.thread:
+                # Nothing posted yet to edit: the opening message, when it goes out,
+                # shows the incident as it is then.
+                outbox.supersede(self._factory, item, "no message to update yet")
+                return
+            result = notifier.send(notification)
+        except Exception as exc:  # a channel bug must not stop the others
+            log.exception("%s notification %s raised", channel, item.id)
+            result = SendResult(ok=False, retryable=True, error=f"{type(exc).__name__}: {exc}")
+        self._finish(channel, item, result, started)
+
+    def _send_summary(self, channel: str, bundle: list[outbox.Claimed]) -> None:
+        """One send for several incidents waiting for one contact (flood limit)."""
+        carrier, rest = bundle[0], bundle[1:]
+        rendered = [outbox.render(self._factory, item, self._public_url) for item in bundle]
+        lines = [(n.incident_id, n.severity, n.title) for n in rendered]
+        details = flood.summary(lines)
+        note = replace(
+            rendered[0],
+            event="summary",
+            title=details[0],
+            severity=min((n.severity for n in rendered), default=rendered[0].severity),
+            details=details,
+        )
+        self._space(channel, carrier.target)
+        started = time.monotonic()
+        try:
+            result = self._channels[channel].send(note)
+        except Exception as exc:
+            log.exception("%s summary %s raised", channel, carrier.id)
+            result = SendResult(ok=False, retryable=True, error=f"{type(exc).__name__}: {exc}")
+        self._finish(channel, carrier, result, started)
+        if result.ok:
+            flood.mark_bundled(self._factory, rest, carrier.id)
+        else:
+            for item in rest:  # back in the queue; the next round bundles them again
+                flood.hold(self._factory, item, utcnow())
+
+    def _finish(
+        self, channel: str, item: outbox.Claimed, result: SendResult, started: float
+    ) -> None:
+        self._last_sent[(channel, item.target)] = time.monotonic()
+        status = outbox.record(self._factory, item, result, max_attempts=self._max_attempts)
+        log.info(
+            "notification %s via %s to %s: %s in %.0f ms%s",
+            item.id,
+            channel,
+            item.target,
+            status,
+            (time.monotonic() - started) * 1000,
+            f" ({result.error})" if result.error else "",
+        )
 
     def _space(self, channel: str, target: str) -> None:
         interval = MIN_INTERVAL.get(channel, 0.0)

@@ -81,6 +81,9 @@ class SmsNotifier:
 
     def render(self, n: Notification) -> str:
         """The message text, with the title shortened to fit `MAX_SEGMENTS`."""
+        if n.event == "summary":
+            # A flood summary names several incidents: no single reply code applies.
+            return gsm.fit(" ".join(n.details), MAX_SEGMENTS)
         which = 1 if n.event == "resolved" else 0
         template, fallback = self._templates[which], self._defaults[which]
         context = template_context(n)
