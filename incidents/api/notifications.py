@@ -31,10 +31,12 @@ class NotificationOut(BaseModel):
     receiver: str = Field(description="The routing receiver that asked for it.")
     channel: str = Field(description="slack, email, sms, voice, webhook or console.")
     target: str = Field(description="The channel, address, number or URL.")
-    status: Literal["pending", "sending", "sent", "failed", "cancelled", "bundled"] = Field(
-        description="`pending` (waiting for its time or a retry), `sending`, `sent`, `failed` "
-        "(gave up; the timeline says why), `cancelled` (folded into a merge), `bundled` (sent "
-        "as part of a summary)."
+    status: Literal["pending", "sending", "sent", "failed", "cancelled", "bundled", "digest"] = (
+        Field(
+            description="`pending` (waiting for its time or a retry), `sending`, `sent`, `failed` "
+            "(gave up; the timeline says why), `cancelled` (folded into a merge), `bundled` (sent "
+            "as part of a summary or digest), `digest` (waiting for the daily digest email)."
+        )
     )
     attempts: int = Field(description="Sends tried so far.")
     not_before: datetime = Field(description="Not sent before this time (hold or backoff).")

@@ -27,6 +27,8 @@ class NotifySettings(BaseModel):
     # The embedded worker sends notifications from the API process (the default without
     # a broker); off, they wait in the outbox for a worker that does.
     enabled: bool = True
+    # The hour (UTC) at which daily digests go out.
+    digest_hour: int = Field(default=9, ge=0, le=23)
 
 
 class ChannelSettings(BaseModel):

@@ -100,4 +100,5 @@ def make_notify_worker(factory: sessionmaker[Session], settings: Any) -> NotifyW
         build_channels(settings),
         public_url=settings.notify.public_url,
         max_attempts=settings.notify.max_attempts,
+        digest_hour=settings.notify.digest_hour,
     )

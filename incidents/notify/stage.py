@@ -10,7 +10,7 @@ the hold can still cancel them.
 Symptoms update, they do not post: alerts joining an incident, or a re-root, become one
 `updated` row per Slack target, and only while none is already waiting for that target,
 so a storm of joins is a handful of message edits. Digest receivers get no immediate
-rows (the daily digest reads the incidents). No network call happens here.
+rows: their events wait as `digest` rows for the daily email. No network call here.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ class RoutingStage:
                 continue
             for receiver in self._tree.receivers_for(labels[event.incident_id]):
                 if receiver.digest is not None:
+                    rows += self._digest_rows(ctx, event, receiver.name, receiver.targets)
                     continue
                 rows += self._rows(ctx, event, receiver.name, receiver.targets)
         if rows:
@@ -98,6 +99,22 @@ class RoutingStage:
                 alert_labels=alert_labels,
             )
         return out
+
+    def _digest_rows(
+        self, ctx: RunContext, event: IncidentEvent, receiver: str, targets: Any
+    ) -> list[dict[str, Any]]:
+        """Paging events of a digest receiver wait, as `digest` rows, for the daily email."""
+        if event.kind in UPDATES:
+            return []
+        return [
+            {
+                **_digest_row_values(ctx, event),
+                "receiver": receiver,
+                "channel": "email",
+                "target": t,
+            }
+            for t in targets.get("email", ())
+        ]
 
     def _rows(
         self,
@@ -135,6 +152,20 @@ class RoutingStage:
                     }
                 )
         return rows
+
+
+def _digest_row_values(ctx: RunContext, event: IncidentEvent) -> dict[str, Any]:
+    return {
+        "incident_id": event.incident_id,
+        "event_key": f"entry:{event.entry_id}",
+        "event": str(event.kind),
+        "status": "digest",
+        "attempts": 0,
+        "not_before": ctx.now,
+        "created_at": ctx.now,
+        "updated_at": ctx.now,
+        "details": [],
+    }
 
 
 def _wanted(event: IncidentEvent) -> bool:

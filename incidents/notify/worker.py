@@ -18,7 +18,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from incidents.db import utcnow
-from incidents.notify import flood, outbox
+from incidents.notify import digest, flood, outbox
 from incidents.notify.base import Notifier, SendResult
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class NotifyWorker:
         max_attempts: int = 8,
         poll_seconds: float = 0.2,
         lease: timedelta = timedelta(seconds=60),
+        digest_hour: int | None = None,
     ) -> None:
         self._factory = factory
         self._channels = dict(channels)
@@ -46,6 +47,7 @@ class NotifyWorker:
         self._max_attempts = max_attempts
         self._poll = poll_seconds
         self._lease = lease
+        self._digest_hour = digest_hour
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._last_sent: dict[tuple[str, str], float] = {}
@@ -68,6 +70,13 @@ class NotifyWorker:
 
     def run_once(self, channel: str) -> int:
         """Send what is due on one channel now; return how many were handled."""
+        if channel == "email" and self._digest_hour is not None:
+            digest.send_digests(
+                self._factory,
+                self._channels[channel],
+                hour=self._digest_hour,
+                public_url=self._public_url,
+            )
         items = outbox.claim(self._factory, channel, lease=self._lease)
         plan = flood.plan(self._factory, channel, items)
         for item, until in plan.held:

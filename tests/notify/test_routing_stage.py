@@ -165,3 +165,49 @@ def test_an_incident_is_one_email_thread_from_opened_to_resolved(
             lambda: [n["status"] for n in notifications(pipe, incident["id"])] == ["sent", "sent"],
         )
         assert len(statuses) == 2
+
+
+def test_digest_receivers_get_one_email_a_day_listing_their_incidents(
+    db_url: str, client_for: Callable[..., TestClient]
+) -> None:
+    import sqlalchemy as sa
+
+    from incidents.db import create_db_engine, make_session_factory, utcnow
+    from incidents.notify.base import build
+    from incidents.notify.digest import send_digests
+    from tests.notify.smtp_server import SmtpServer
+
+    routing = {
+        "receivers": [{"name": "daily", "email": ["oncall@example.com"], "digest": "daily"}],
+        "route": {"receiver": "daily"},
+    }
+    pipe = Pipeline(client_for(db_url, routing=routing, notify={"enabled": False}), db_url)
+    t0 = recent(5)
+    pipe.post(alert("billing", "InvoicesSlow", t0, "P3"), alert("ledger", "LedgerLag", t0, "P3"))
+    incidents = pipe.incidents()
+    assert len(incidents) == 2
+    waiting = [n for i in incidents for n in notifications(pipe, i["id"])]
+    assert [n["status"] for n in waiting] == ["digest", "digest"]
+    engine = create_db_engine(db_url)
+    sessions = make_session_factory(engine)
+    with SmtpServer() as smtp:
+        email = build("email", {"host": smtp.host, "port": smtp.port, "tls": "none"})
+        # The digest hour is the coming one: nothing routed now is due before it.
+        hour = (utcnow().hour + 1) % 24
+        assert send_digests(sessions, email, hour=hour, public_url="") == 0
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE notifications SET created_at = :t"),
+                {"t": t0 - timedelta(days=1)},
+            )
+        assert send_digests(sessions, email, hour=hour, public_url="http://incidents.test") == 1
+        [mail] = smtp.messages
+        assert mail.message["Subject"] == "[P3] Daily digest: 2 incident(s) since the last digest"
+        body = mail.message.get_body(preferencelist=("plain",))
+        assert body is not None
+        text = body.get_content()
+        assert "InvoicesSlow on billing" in text and "LedgerLag on ledger" in text
+        assert send_digests(sessions, email, hour=hour, public_url="") == 0  # once a day
+    engine.dispose()
+    after = [n["status"] for i in incidents for n in notifications(pipe, i["id"])]
+    assert after == ["bundled", "bundled"]

@@ -18,7 +18,10 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from incidents.notify.base import Notification
 
-SUBJECT_TEMPLATE = "{{ prefix }}[{{ severity }}] #{{ incident_id }} {{ title }}"
+SUBJECT_TEMPLATE = (
+    "{{ prefix }}[{{ severity }}]{% if event != 'digest' %} #{{ incident_id }}{% endif %} "
+    "{{ title }}"
+)
 
 TEXT_TEMPLATE = """\
 {{ headline }}: {{ title }}
@@ -91,6 +94,7 @@ EVENTS: dict[str, tuple[str, str]] = {
     "reopened": ("Reopened: ", "Incident reopened"),
     "resolved": ("RESOLVED: ", "Incident resolved"),
     "updated": ("Update: ", "Incident updated"),
+    "digest": ("", "Daily digest"),
 }
 
 # Long titles fold fine in a header, but a subject is for reading in a list.
