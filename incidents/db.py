@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import orjson
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import CursorResult, Dialect, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
@@ -36,6 +36,21 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC."""
     return datetime.now(UTC)
+
+
+def rowcount(result: object) -> int:
+    """Rows an UPDATE or DELETE touched (its result is a CursorResult)."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"expected the CursorResult of an UPDATE, got {type(result).__name__}")
+    return int(result.rowcount)
+
+
+def aggregate_time(value: datetime | str) -> datetime:
+    """A time from an aggregate (min, max), which bypasses the column type: SQLite hands
+    it back as text without a zone. Always timezone-aware UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -8,12 +8,12 @@ are marked `bundled`. Once the window is full, waiting rows are held until a pla
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from incidents.db import session_scope, utcnow
+from incidents.db import aggregate_time, session_scope, utcnow
 from incidents.notify.models import NOTIFICATIONS
 from incidents.notify.outbox import Claimed
 
@@ -60,7 +60,7 @@ def plan(factory: sessionmaker[Session], channel: str, items: list[Claimed]) -> 
             ).one()
             room = limit - int(sent or 0)
             if room <= 0:
-                free_at = _utc(first) + window
+                free_at = aggregate_time(first) + window
                 out.held += [(item, free_at) for item in waiting]
             elif len(waiting) <= room:
                 out.alone += waiting
@@ -115,9 +115,3 @@ def mark_bundled(factory: sessionmaker[Session], items: list[Claimed], carrier: 
                     updated_at=now,
                 )
             )
-
-
-def _utc(value: datetime | str) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

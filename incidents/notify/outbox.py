@@ -20,11 +20,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
 from incidents import timeline
-from incidents.db import session_scope, utcnow
+from incidents.db import rowcount, session_scope, utcnow
 from incidents.models import INCIDENTS
 from incidents.notify.base import Notification, SendResult
 from incidents.notify.models import NOTIFICATIONS, THREADS
@@ -188,7 +187,7 @@ def record(
     else:
         values |= {"status": "failed", "error": result.error}
     with session_scope(factory) as session:
-        changed = _rowcount(
+        changed = rowcount(
             session.execute(
                 update(NOTIFICATIONS)
                 .where(n.id == item.id, n.claim_token == item.token)
@@ -239,18 +238,10 @@ def supersede(factory: sessionmaker[Session], item: Claimed, why: str) -> None:
         )
 
 
-def _rowcount(result: object) -> int:
-    if not isinstance(result, CursorResult):
-        raise TypeError("an UPDATE returns a CursorResult")
-    return int(result.rowcount)
-
-
 def _keep_thread(session: Session, item: Claimed, thread: dict[str, str], now: datetime) -> None:
     t = THREADS.c
     key = (t.incident_id == item.incident_id, t.channel == item.channel, t.target == item.target)
-    if _rowcount(
-        session.execute(update(THREADS).where(*key).values(thread=thread, updated_at=now))
-    ):
+    if rowcount(session.execute(update(THREADS).where(*key).values(thread=thread, updated_at=now))):
         return
     session.execute(
         THREADS.insert().values(

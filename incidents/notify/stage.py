@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -60,7 +60,10 @@ class RoutingStage:
         if not events:
             return
         team_of = graph_team_lookup(current_graph(ctx.session))
-        labels = self._labels(ctx.session, sorted({e.incident_id for e in events}), team_of)
+        incident_ids = sorted({e.incident_id for e in events})
+        labels = self._labels(ctx.session, incident_ids, team_of)
+        # Updates already waiting, kept current as this job adds more: one per target.
+        waiting = _updates_waiting(ctx.session, incident_ids)
         rows: list[dict[str, Any]] = []
         for event in events:
             if event.incident_id not in labels:
@@ -69,7 +72,7 @@ class RoutingStage:
                 if receiver.digest is not None:
                     rows += self._digest_rows(ctx, event, receiver.name, receiver.targets)
                     continue
-                rows += self._rows(ctx, event, receiver.name, receiver.targets)
+                rows += self._rows(ctx, event, receiver.name, receiver.targets, waiting)
         if rows:
             _insert(ctx.session, rows)
 
@@ -77,18 +80,28 @@ class RoutingStage:
         self, session: Session, incident_ids: list[int], team_of: Any
     ) -> dict[int, dict[str, str]]:
         out: dict[int, dict[str, str]] = {}
+        # The counted alerts' labels of every incident at once, at most LABEL_SAMPLE each.
+        rank = (
+            func.row_number()
+            .over(partition_by=LINKS.c.incident_id, order_by=LINKS.c.id)
+            .label("rank")
+        )
+        sampled = (
+            select(LINKS.c.incident_id, ALERTS.c.labels, rank)
+            .join(ALERTS, ALERTS.c.fingerprint == LINKS.c.fingerprint)
+            .where(LINKS.c.incident_id.in_(incident_ids))
+            .where(LINKS.c.status != MemberStatus.MUTED)
+            .subquery()
+        )
+        by_incident: dict[int, list[dict[str, str]]] = {}
+        for incident_id, alert_labels in session.execute(
+            select(sampled.c.incident_id, sampled.c.labels).where(sampled.c.rank <= LABEL_SAMPLE)
+        ):
+            by_incident.setdefault(incident_id, []).append(alert_labels)
         for incident in session.execute(
             select(INCIDENTS).where(INCIDENTS.c.id.in_(incident_ids))
         ).mappings():
-            alert_labels = list(
-                session.scalars(
-                    select(ALERTS.c.labels)
-                    .join(LINKS, LINKS.c.fingerprint == ALERTS.c.fingerprint)
-                    .where(LINKS.c.incident_id == incident["id"])
-                    .where(LINKS.c.status != MemberStatus.MUTED)
-                    .limit(LABEL_SAMPLE)
-                )
-            )
+            alert_labels = by_incident.get(incident["id"], [])
             out[incident["id"]] = routing_labels(
                 severity=incident["severity"],
                 status=incident["status"],
@@ -122,6 +135,7 @@ class RoutingStage:
         event: IncidentEvent,
         receiver: str,
         targets: Any,
+        waiting: set[tuple[int, str, str]],
     ) -> list[dict[str, Any]]:
         updating = event.kind in UPDATES
         kind = "updated" if updating else str(event.kind)
@@ -133,8 +147,11 @@ class RoutingStage:
             if updating and channel not in UPDATING_CHANNELS:
                 continue
             for target in channel_targets:
-                if updating and _update_waiting(ctx.session, event.incident_id, channel, target):
+                key = (event.incident_id, channel, target)
+                if updating and key in waiting:
                     continue
+                if updating:
+                    waiting.add(key)
                 rows.append(
                     {
                         "incident_id": event.incident_id,
@@ -183,17 +200,15 @@ def _details(event: IncidentEvent) -> list[str]:
     return []
 
 
-def _update_waiting(session: Session, incident_id: int, channel: str, target: str) -> bool:
+def _updates_waiting(session: Session, incident_ids: list[int]) -> set[tuple[int, str, str]]:
+    """(incident, channel, target) of the updates still waiting to be sent."""
     n = NOTIFICATIONS.c
-    return (
-        session.scalar(
-            select(n.id)
-            .where(n.incident_id == incident_id, n.channel == channel, n.target == target)
-            .where(n.event == "updated", n.status == "pending")
-            .limit(1)
-        )
-        is not None
-    )
+    rows = session.execute(
+        select(n.incident_id, n.channel, n.target)
+        .where(n.incident_id.in_(incident_ids))
+        .where(n.event == "updated", n.status == "pending")
+    ).tuples()
+    return {(i, c, t) for i, c, t in rows}
 
 
 def _insert(session: Session, rows: Sequence[dict[str, Any]]) -> None:

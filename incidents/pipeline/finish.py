@@ -12,7 +12,7 @@ from incidents import timeline
 from incidents.correlation.candidates import ServiceSeen, rank_candidates
 from incidents.models import BY_SERVICE, LINKS, STATES
 from incidents.pipeline import lifecycle, paging, storm
-from incidents.pipeline.incident_state import Job
+from incidents.pipeline.incident_state import Job, note
 from incidents.pipeline.stages import IncidentEvent
 from incidents.vocab import IncidentStatus, TimelineKind
 
@@ -114,7 +114,7 @@ def refresh(job: Job) -> None:
             title += f" (+{others} affected service{'s' if others > 1 else ''})"
         incident.title = title
         if previous and first and previous[0] != first:
-            lifecycle.note(
+            note(
                 job,
                 incident_id,
                 TimelineKind.ROOT_CAUSE_CHANGED,
@@ -140,5 +140,5 @@ def note_joins(job: Job) -> None:
                 "services": services,
                 "fingerprints": [j["fingerprint"] for j in joined][:100],
             }
-        lifecycle.note(job, incident_id, TimelineKind.ALERT_JOINED, message, data=data)
+        note(job, incident_id, TimelineKind.ALERT_JOINED, message, data=data)
     job.joins = {}

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from incidents.config import CorrelationSettings
 from incidents.models import ALERTS, INCIDENTS, LINKS, Alert, AlertState, Incident, IncidentAlert
 from incidents.pipeline import lifecycle
-from incidents.pipeline.incident_state import Job, State, alert_name
+from incidents.pipeline.incident_state import Job, State, alert_name, note
 from incidents.vocab import IncidentStatus, MemberStatus, TimelineKind
 
 # State changes remembered per alert: more than any flap threshold needs.
@@ -33,7 +33,7 @@ def record_transition(job: Job, settings: CorrelationSettings, state: State, ale
         if incident.flapping:
             return
         incident.flapping = True
-        lifecycle.note(
+        note(
             job,
             link.incident_id,
             TimelineKind.FLAPPING,

@@ -10,19 +10,21 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Integer, func, select
 from sqlalchemy.orm import Session
 
+from incidents import timeline
 from incidents.correlation.graph import ServiceGraph
 from incidents.correlation.index import IncidentLink, MemoryIndex
 from incidents.correlation.rule import CorrelationRule
+from incidents.db import aggregate_time
 from incidents.locks import lock_graph
 from incidents.models import INCIDENTS, LINKS, Alert, AlertState, Incident, IncidentAlert
 from incidents.pipeline.mute import ActiveSilence
-from incidents.vocab import IncidentStatus, MemberStatus
+from incidents.vocab import IncidentStatus, MemberStatus, TimelineKind
 
 
 def lock_correlation(session: Session) -> None:
@@ -53,13 +55,6 @@ def service_node(service: str | None, labels: dict[str, str], fingerprint: str) 
 def alert_name(alert: Alert) -> str:
     """The alert's name for people: its alertname label, else its fingerprint."""
     return alert.labels.get("alertname", alert.fingerprint)
-
-
-def utc(value: datetime | str) -> datetime:
-    """A zone-aware UTC datetime from what an aggregate returned (SQLite: naive text)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class DbIncidentIndex:
@@ -109,9 +104,9 @@ class DbIncidentIndex:
         )
         out = []
         for incident_id, service, first, last in rows:
-            out.append(IncidentLink(incident_id, service, utc(first)))
+            out.append(IncidentLink(incident_id, service, aggregate_time(first)))
             if last != first:
-                out.append(IncidentLink(incident_id, service, utc(last)))
+                out.append(IncidentLink(incident_id, service, aggregate_time(last)))
         return out
 
 
@@ -219,3 +214,19 @@ class Job:
                 raise LookupError(f"incident {incident_id} vanished while the job held the lock")
             self.incidents[incident_id] = found
         return found
+
+
+def note(
+    job: Job,
+    incident_id: int,
+    kind: TimelineKind,
+    message: str,
+    *,
+    pages: bool = False,
+    data: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """Queue a timeline entry for the end of the job; return it (it may still change)."""
+    row = timeline.entry(incident_id, kind, message, at=at or job.now, pages=pages, data=data)
+    job.notes.append(row)
+    return row

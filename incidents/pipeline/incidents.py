@@ -42,6 +42,7 @@ from incidents.pipeline.incident_state import (
     State,
     alert_name,
     correlation_service,
+    note,
     service_node,
 )
 from incidents.pipeline.mute import Inhibitor, active_silences, match_labels
@@ -284,7 +285,7 @@ class IncidentStage:
         because = placement.as_data()
         lifecycle.add_member(job, target, alert, service, because)
         if placement.action in ("reroot", "merge") and placement.becomes_root:
-            lifecycle.note(
+            note(
                 job,
                 placement.target,
                 TimelineKind.REROOTED,

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 
-from sqlalchemy import ColumnElement, CursorResult, or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from incidents.config import PipelineSettings
-from incidents.db import session_scope, utcnow
+from incidents.db import rowcount, session_scope, utcnow
 from incidents.models import JOBS
 from incidents.vocab import JobStatus
 
@@ -38,11 +38,6 @@ class Claim:
 
     token: str
     ids: tuple[int, ...]
-
-
-def _rowcount(result: object) -> int:
-    assert isinstance(result, CursorResult)
-    return int(result.rowcount)
 
 
 def _claimable(now: datetime) -> ColumnElement[bool]:
@@ -73,7 +68,7 @@ def claim(factory: sessionmaker[Session], job_id: int, settings: PipelineSetting
         result = session.execute(
             update(JOBS).where(JOBS.c.id == job_id).where(_claimable(now)).values(**held)
         )
-        if not _rowcount(result):
+        if not rowcount(result):
             return None
         ids = [job_id]
         extra = settings.max_jobs_per_run - 1
@@ -107,7 +102,7 @@ def renew(factory: sessionmaker[Session], held: Claim, settings: PipelineSetting
             .where(JOBS.c.status == JobStatus.RUNNING)
             .values(lease_until=until)
         )
-        return _rowcount(result) == len(held.ids)
+        return rowcount(result) == len(held.ids)
 
 
 def finish(session: Session, held: Claim) -> None:
@@ -119,7 +114,7 @@ def finish(session: Session, held: Claim) -> None:
         .where(JOBS.c.status == JobStatus.RUNNING)
         .values(status=JobStatus.DONE, finished_at=utcnow(), lease_until=None, error=None)
     )
-    if _rowcount(result) != len(held.ids):
+    if rowcount(result) != len(held.ids):
         raise LeaseLost(f"job(s) {list(held.ids)} were taken over by another worker")
 
 
@@ -168,7 +163,7 @@ def fail_exhausted(factory: sessionmaker[Session], settings: PipelineSettings) -
                 error="its worker stopped before finishing, on every attempt",
             )
         )
-        return _rowcount(result)
+        return rowcount(result)
 
 
 class Heartbeat:

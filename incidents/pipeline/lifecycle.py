@@ -18,24 +18,8 @@ from incidents.correlation.grouping import OpenIncident, Placement
 from incidents.correlation.index import IncidentLink
 from incidents.models import ALERTS, BY_SERVICE, INCIDENTS, LINKS, TIMELINE, Alert, Incident
 from incidents.pipeline import paging
-from incidents.pipeline.incident_state import Job, Member, NewLink, alert_name
+from incidents.pipeline.incident_state import Job, Member, NewLink, alert_name, note
 from incidents.vocab import IncidentStatus, MemberStatus, TimelineKind, more_severe, worst
-
-
-def note(
-    job: Job,
-    incident_id: int,
-    kind: TimelineKind,
-    message: str,
-    *,
-    pages: bool = False,
-    data: dict[str, Any] | None = None,
-    at: datetime | None = None,
-) -> dict[str, Any]:
-    """Queue a timeline entry for the end of the job; return it (it may still change)."""
-    row = timeline.entry(incident_id, kind, message, at=at or job.now, pages=pages, data=data)
-    job.notes.append(row)
-    return row
 
 
 def as_open(job: Job, incident_id: int) -> OpenIncident:

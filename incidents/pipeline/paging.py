@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 
 from incidents.models import Incident, TimelineEntry
 from incidents.notify.models import NOTIFICATIONS
-from incidents.pipeline.incident_state import Job
+from incidents.pipeline.incident_state import Job, note
 from incidents.vocab import IncidentStatus, TimelineKind, more_severe, worst
 
 
@@ -100,9 +100,6 @@ def page_raises(job: Job) -> None:
             continue
         before = incident.paged_severity
         incident.paged_severity, incident.paged_at = incident.severity, job.now
-        # lifecycle imports this module: import its note() where it is used.
-        from incidents.pipeline.lifecycle import note
-
         note(
             job,
             incident_id,

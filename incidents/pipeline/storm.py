@@ -12,8 +12,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from incidents.models import INCIDENTS, TIMELINE
-from incidents.pipeline import lifecycle
-from incidents.pipeline.incident_state import Job
+from incidents.pipeline.incident_state import Job, note
 from incidents.vocab import IncidentStatus, TimelineKind
 
 MINUTE = timedelta(minutes=1)
@@ -48,7 +47,7 @@ def page_storm(job: Job, cap: int) -> None:
         .where(TIMELINE.c.pages)
         .where(TIMELINE.c.at >= job.now - MINUTE)
     )
-    lifecycle.note(
+    note(
         job,
         live[0],
         TimelineKind.STORM,

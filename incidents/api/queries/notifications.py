@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from incidents.db import aggregate_time
 from incidents.notify.models import NOTIFICATIONS
 
 
@@ -37,9 +38,4 @@ def oldest_due(session: Session, now: datetime) -> dict[str, datetime]:
         .where(n.status == "pending", n.not_before <= now)
         .group_by(n.channel)
     ).tuples()
-    out = {}
-    for channel, since in rows:
-        if isinstance(since, str):  # SQLite hands aggregates back as text
-            since = datetime.fromisoformat(since)
-        out[channel] = since if since.tzinfo else since.replace(tzinfo=UTC)
-    return out
+    return {channel: aggregate_time(since) for channel, since in rows}

@@ -9,14 +9,14 @@ replica reports the same values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
-from incidents.db import session_scope
+from incidents.db import aggregate_time, session_scope
 from incidents.models import (
     INHIBITED_SQL,
     SILENCED_SQL,
@@ -42,13 +42,6 @@ class Figures:
     muted: dict[str, int] = field(default_factory=dict)
     # Incident events ever counted: opened, reopened, resolved.
     totals: dict[str, int] = field(default_factory=dict)
-
-
-def _utc(value: datetime | str) -> datetime:
-    # SQLite may hand an aggregate back as text without a zone.
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def metric_queries(dialect: str) -> dict[str, Any]:
@@ -99,9 +92,9 @@ def read_figures(factory: sessionmaker[Session]) -> Figures:
         dialect = session.get_bind().dialect.name
         queries = metric_queries(dialect)
         for severity, count, first in session.execute(queries["open_incidents"]):
-            out.open_incidents[str(severity)] = (int(count), _utc(first))
+            out.open_incidents[str(severity)] = (int(count), aggregate_time(first))
         starts = [v for v in session.execute(queries["oldest_job"]).one() if v is not None]
-        out.oldest_job = min(_utc(v) for v in starts) if starts else None
+        out.oldest_job = min(aggregate_time(v) for v in starts) if starts else None
         for reason in ("silenced", "inhibited", "ignored"):
             out.muted[reason] = int(session.scalar(queries[reason]) or 0)
         out.totals = dict.fromkeys(COUNTED_EVENTS, 0)

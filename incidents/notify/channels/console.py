@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from pydantic import BaseModel, ConfigDict
 
 from incidents.notify.base import Notification, SendResult, register
-from incidents.notify.channels.twilio_client import compile_template, render_text, template_context
+from incidents.notify.templates import compile_template, render_text, template_context
 
 DEFAULT_TEMPLATE = """\
 === {{ kind }} {{ severity }} #{{ incident_id }} {{ event_text }}: {{ title }}\

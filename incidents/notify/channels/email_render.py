@@ -17,6 +17,7 @@ from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from incidents.notify.base import Notification
+from incidents.notify.templates import SAMPLE
 
 SUBJECT_TEMPLATE = (
     "{{ prefix }}[{{ severity }}]{% if event != 'digest' %} #{{ incident_id }}{% endif %} "
@@ -100,22 +101,6 @@ EVENTS: dict[str, tuple[str, str]] = {
 # Long titles fold fine in a header, but a subject is for reading in a list.
 MAX_SUBJECT = 250
 
-_SAMPLE = Notification(
-    delivery_id=1,
-    incident_id=12,
-    event="opened",
-    severity="P0",
-    status="open",
-    title="PostgresDown on database-postgres",
-    services=("database-postgres", "api"),
-    root_cause="database-postgres",
-    root_reason="PostgresDown",
-    blast_radius=("api", "checkout"),
-    url="https://incidents.example/incidents/12",
-    target="oncall@example.com",
-    details=("alert joined: HighLatency on api",),
-)
-
 
 @dataclass(frozen=True, slots=True)
 class RenderedEmail:
@@ -196,7 +181,7 @@ class EmailTemplates:
         self._text = _compile(plain, "text", text or TEXT_TEMPLATE)
         self._html = _compile(markup, "html", html or HTML_TEMPLATE)
         try:
-            self.render(_SAMPLE)
+            self.render(SAMPLE)
         except TemplateError as exc:
             raise ValueError(f"email template does not render: {exc}") from exc
 

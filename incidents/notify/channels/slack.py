@@ -17,13 +17,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import Template, TemplateError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web import SlackResponse
 
+from incidents.notify import templates
 from incidents.notify.base import Notification, SendResult, register
 from incidents.notify.channels import slack_blocks as render
 
@@ -40,25 +40,6 @@ TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable", "
 MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
 # Events that the whole channel should see again, not only those following the thread.
 BROADCAST_EVENTS = frozenset({"severity_raised", "reopened"})
-
-# What a template is tried against when the channel is built, so a typo in a variable
-# name fails at start-up instead of on the first page.
-_SAMPLE = Notification(
-    delivery_id=1,
-    incident_id=1,
-    event="updated",
-    severity="P1",
-    status="open",
-    title="checkout errors",
-    services=("checkout", "payments"),
-    root_cause="payments",
-    root_reason="lowest alerting service in the dependency graph",
-    blast_radius=("checkout", "web"),
-    url="https://incidents.example/incidents/1",
-    target="#incidents",
-    thread={"channel": "C0", "ts": "1.0"},
-    details=("PaymentsDown joined",),
-)
 
 
 class SlackSettings(BaseModel):
@@ -85,16 +66,10 @@ class SlackSettings(BaseModel):
 
 
 def compile_template(source: str | None, what: str) -> Template | None:
-    """A sandboxed template, tried once on a sample; raises ValueError if it is broken."""
+    """A sandboxed template, tried once on the shared sample; raises ValueError if broken."""
     if source is None:
         return None
-    env = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
-    try:
-        template = env.from_string(source)
-        template.render(_context(_SAMPLE))
-    except TemplateError as exc:
-        raise ValueError(f"slack.{what} is not a usable template: {exc}") from exc
-    return template
+    return templates.compile_template(source, f"slack.{what}", trial=_context(templates.SAMPLE))
 
 
 def classify(exc: Exception, method: str) -> SendResult:

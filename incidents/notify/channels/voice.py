@@ -18,12 +18,10 @@ from incidents.notify.channels.twilio_client import (
     TwilioSettings,
     build_client,
     classify,
-    compile_template,
     missing_settings,
-    render_text,
     settings_from,
-    template_context,
 )
+from incidents.notify.templates import compile_template, render_text, template_context
 
 DEFAULT_TEMPLATE = (
     "{% if event == 'resolved' %}Resolved: incident {{ incident_id }}"
