@@ -55,6 +55,15 @@ class OutboundNotification(SQLModel, table=True):
     details: list[str] = Field(
         default_factory=list, sa_column=Column(JSONType, nullable=False, server_default="[]")
     )
+    # Set just before a provider request and cleared with its outcome: a row that still
+    # has it may have been delivered, so the provider is asked before it is sent again.
+    send_started_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime, nullable=True)
+    )
+    # What identifies that request at the provider (for SMS, a digest of the body).
+    send_key: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    # The provider's word on delivery after it accepted the request (Twilio callbacks).
+    provider_status: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
 
 
 class NotificationThread(SQLModel, table=True):
