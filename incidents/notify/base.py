@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,9 @@ class SendResult:
     target_unreachable: bool = False
     # Thread information to keep for later sends about the same incident and target.
     thread: dict[str, str] = field(default_factory=dict)
+    # The request may have reached the provider (a timeout, a reset connection, a
+    # gateway's 5xx): the next attempt asks the provider before it sends again.
+    in_doubt: bool = False
 
 
 class Notifier(Protocol):
@@ -66,6 +70,28 @@ class Notifier(Protocol):
 
     def send(self, notification: Notification) -> SendResult:
         """Send one notification; never raise for a provider error, answer it."""
+        ...
+
+
+@runtime_checkable
+class Reconciler(Protocol):
+    """A channel that can tell whether an earlier attempt reached the provider.
+
+    The worker commits the time (and `attempt_key`) of every request before making it.
+    If it never learns the outcome (it was killed, the request timed out), the next
+    attempt calls `find` first, and sends only if the provider has nothing.
+    """
+
+    def attempt_key(self, notification: Notification) -> str | None:
+        """What identifies this request at the provider beyond time and target, if
+        anything (a digest of an SMS body); stored before the request is made."""
+        ...
+
+    def find(
+        self, notification: Notification, since: datetime, key: str | None
+    ) -> SendResult | None:
+        """The earlier attempt's result if the provider has it, None if it does not;
+        raises if the provider cannot be asked now."""
         ...
 
 

@@ -6,6 +6,11 @@ happens outside any transaction; recording its outcome is fenced by the token, s
 worker whose lease lapsed (it hung, or was killed and its row handed on) cannot
 overwrite what its successor recorded.
 
+Before each provider request the worker commits `send_started_at` (and the channel's
+`send_key`); the outcome clears them. A row that still has them when it is claimed again
+(its worker was killed mid-send, or the request timed out) may have been delivered: the
+worker asks the provider (`Reconciler.find`) and sends only if the provider has nothing.
+
 A failed send goes back to `pending` with exponential backoff and jitter (at least what
 the provider's Retry-After asked for) until `max_attempts`; then it is `failed`, and the
 incident's timeline says so, as it does at once for a target that cannot be reached.
@@ -48,6 +53,9 @@ class Claimed:
     token: str
     due_at: datetime
     details: tuple[str, ...] = field(default_factory=tuple)
+    # Set when an earlier attempt may have reached the provider (see the docstring).
+    send_started_at: datetime | None = None
+    send_key: str | None = None
 
 
 def claim(
@@ -98,6 +106,8 @@ def claim(
                 n.not_before,
                 n.created_at,
                 n.details,
+                n.send_started_at,
+                n.send_key,
             )
         ).all()
     return sorted(
@@ -113,6 +123,8 @@ def claim(
                 token=token,
                 due_at=max(r.not_before, r.created_at),
                 details=tuple(r.details or ()),
+                send_started_at=r.send_started_at,
+                send_key=r.send_key,
             )
             for r in rows
         ),
@@ -160,6 +172,18 @@ def backoff(attempts: int, retry_after: float | None) -> float:
     return float(max(wait, retry_after or 0.0))
 
 
+def mark_started(factory: sessionmaker[Session], item: Claimed, key: str | None) -> bool:
+    """Commit that a provider request is about to be made; False if the lease was lost."""
+    n = NOTIFICATIONS.c
+    with session_scope(factory) as session:
+        changed = session.execute(
+            update(NOTIFICATIONS)
+            .where(n.id == item.id, n.claim_token == item.token)
+            .values(send_started_at=utcnow(), send_key=key)
+        )
+        return bool(rowcount(changed))
+
+
 def record(
     factory: sessionmaker[Session],
     item: Claimed,
@@ -172,6 +196,9 @@ def record(
     now = utcnow()
     n = NOTIFICATIONS.c
     values: dict[str, Any] = {"updated_at": now, "lease_until": None, "claim_token": None}
+    if not result.in_doubt:
+        # The outcome is known: nothing to look up before the next attempt.
+        values |= {"send_started_at": None, "send_key": None}
     if result.ok:
         values |= {
             "status": "sent",

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from incidents.db import utcnow
 from incidents.notify import digest, flood, outbox
-from incidents.notify.base import Notifier, SendResult
+from incidents.notify.base import Notification, Notifier, Reconciler, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -88,21 +88,51 @@ class NotifyWorker:
         return len(items)
 
     def _send(self, channel: str, item: outbox.Claimed) -> None:
-        notifier = self._channels[channel]
         self._space(channel, item.target)
         started = time.monotonic()
         try:
             notification = outbox.render(self._factory, item, self._public_url)
-            if item.event == "updated" and not notification.thread:
-                # Nothing posted yet to edit: the opening message, when it goes out,
-                # shows the incident as it is then.
-                outbox.supersede(self._factory, item, "no message to update yet")
-                return
-            result = notifier.send(notification)
+        except Exception as exc:
+            log.exception("%s notification %s could not be rendered", channel, item.id)
+            result = SendResult(ok=False, retryable=True, error=f"{type(exc).__name__}: {exc}")
+            self._finish(channel, item, result, started)
+            return
+        if item.event == "updated" and not notification.thread:
+            # Nothing posted yet to edit: the opening message, when it goes out,
+            # shows the incident as it is then.
+            outbox.supersede(self._factory, item, "no message to update yet")
+            return
+        outcome = self._deliver(channel, item, notification)
+        if outcome is not None:
+            self._finish(channel, item, outcome, started)
+
+    def _deliver(
+        self, channel: str, item: outbox.Claimed, notification: Notification
+    ) -> SendResult | None:
+        """Send once: look first if an earlier attempt may have gone out, and commit that
+        this one starts before making it. None if the lease was lost meanwhile."""
+        notifier = self._channels[channel]
+        reconciler = notifier if isinstance(notifier, Reconciler) else None
+        try:
+            if item.send_started_at is not None and reconciler is not None:
+                found = reconciler.find(notification, item.send_started_at, item.send_key)
+                if found is not None:
+                    log.info(
+                        "%s notification %s had gone out before (%s); not sent again",
+                        channel,
+                        item.id,
+                        found.provider_id,
+                    )
+                    return found
+            key = reconciler.attempt_key(notification) if reconciler is not None else None
+            if not outbox.mark_started(self._factory, item, key):
+                return None
+            return notifier.send(notification)
         except Exception as exc:  # a channel bug must not stop the others
             log.exception("%s notification %s raised", channel, item.id)
-            result = SendResult(ok=False, retryable=True, error=f"{type(exc).__name__}: {exc}")
-        self._finish(channel, item, result, started)
+            return SendResult(
+                ok=False, retryable=True, in_doubt=True, error=f"{type(exc).__name__}: {exc}"
+            )
 
     def _send_summary(self, channel: str, bundle: list[outbox.Claimed]) -> None:
         """One send for several incidents waiting for one contact (flood limit)."""
@@ -119,11 +149,9 @@ class NotifyWorker:
         )
         self._space(channel, carrier.target)
         started = time.monotonic()
-        try:
-            result = self._channels[channel].send(note)
-        except Exception as exc:
-            log.exception("%s summary %s raised", channel, carrier.id)
-            result = SendResult(ok=False, retryable=True, error=f"{type(exc).__name__}: {exc}")
+        result = self._deliver(channel, carrier, note)
+        if result is None:
+            return
         self._finish(channel, carrier, result, started)
         if result.ok:
             flood.mark_bundled(self._factory, rest, carrier.id)

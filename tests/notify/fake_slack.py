@@ -1,7 +1,10 @@
 """A local stand-in for Slack's Web API, for tests that drive the real `slack_sdk.WebClient`.
 
 It serves `chat.postMessage` and `chat.update` on 127.0.0.1 the way Slack does: form or
-JSON bodies, a bearer token check, `{"ok": true, "channel": "C…", "ts": "…"}` answers,
+JSON bodies, a bearer token check, message metadata, and the reads a sender uses to check
+what it posted (`conversations.list`, `conversations.history`, `conversations.replies`,
+newest first, metadata only with `include_all_metadata`), `{"ok": true, "channel": "C…",
+"ts": "…"}` answers,
 Slack error codes in `{"ok": false, "error": …}`, and a few Block Kit limits. It records
 every request, and can be told to fail the next requests (429, 5xx, a Slack error, a
 stall) so retry and error handling can be tested against real HTTP.
@@ -69,7 +72,9 @@ class _State:
     requests: list[Request] = field(default_factory=list)
     messages: dict[tuple[str, str], Message] = field(default_factory=dict)
     faults: list[_Fault] = field(default_factory=list)
-    counter: int = 0
+    last_ts: float = 0.0
+    # Seconds to wait after serving a request before answering it (a send in doubt).
+    answer_delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -149,6 +154,10 @@ class FakeSlack:
         with self._state.lock:
             self._state.faults.extend([through] * after + [fault] * count)
 
+    def answer_late(self, seconds: float) -> None:
+        """Serve each request at once but answer only after `seconds` (0: at once)."""
+        self._state.answer_delay = seconds
+
     # Inspection --------------------------------------------------------------------
 
     @property
@@ -190,11 +199,17 @@ Answer = tuple[int, dict[str, Any], dict[str, str]]
 
 def _handler_for(state: _State) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path, _, query = self.path.partition("?")
+            self._handle(path.rsplit("/", 1)[-1], dict(parse_qsl(query)))
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             method = self.path.split("?", 1)[0].rsplit("/", 1)[-1]
-            body = _parse_body(self.headers.get("Content-Type", ""), raw)
+            self._handle(method, _parse_body(self.headers.get("Content-Type", ""), raw))
+
+        def _handle(self, method: str, body: dict[str, Any]) -> None:
             with state.lock:
                 state.requests.append(Request(method, self.path, dict(self.headers), body))
                 fault = state.faults.pop(0) if state.faults else None
@@ -204,6 +219,8 @@ def _handler_for(state: _State) -> type[BaseHTTPRequestHandler]:
                 self._fault(fault)
                 return
             status, payload, headers = _serve(state, method, self.headers, body)
+            if state.answer_delay:
+                time.sleep(state.answer_delay)
             self._send(status, json.dumps(payload).encode(), "application/json", headers)
 
         def _fault(self, fault: _Fault) -> None:
@@ -257,6 +274,12 @@ def _serve(state: _State, method: str, headers: Any, body: dict[str, Any]) -> An
         return _error("not_authed")
     if token != state.token:
         return _error("invalid_auth")
+    if method == "conversations.list":
+        with state.lock:
+            found = [{"id": i, "name": name} for name, i in state.channels.items()]
+        return 200, {"ok": True, "channels": found, "response_metadata": {}}, {}
+    if method in ("conversations.history", "conversations.replies"):
+        return _read(state, method, body)
     if method not in ("chat.postMessage", "chat.update"):
         return _error("unknown_method")
     target = str(body.get("channel", ""))
@@ -279,9 +302,9 @@ def _serve(state: _State, method: str, headers: Any, body: dict[str, Any]) -> An
 def _post(state: _State, channel: str, body: dict[str, Any]) -> Answer:
     thread_ts = body.get("thread_ts") or None
     with state.lock:
-        state.counter += 1
-        micros = state.counter * 100
-        ts = f"{1_700_000_000 + micros // 1_000_000}.{micros % 1_000_000:06d}"
+        # Like Slack's: the posting time, unique within the channel.
+        state.last_ts = max(time.time(), state.last_ts + 0.000001)
+        ts = f"{state.last_ts:.6f}"
         state.messages[(channel, ts)] = Message(channel, ts, body, thread_ts=thread_ts)
     return 200, {"ok": True, "channel": channel, "ts": ts, "message": _echo(body, ts)}, {}
 
@@ -296,6 +319,32 @@ def _update(state: _State, channel: str, body: dict[str, Any]) -> Answer:
         message.edits += 1
     answer = {"ok": True, "channel": channel, "ts": ts, "text": body.get("text", "")}
     return 200, {**answer, "message": _echo(body, ts)}, {}
+
+
+def _read(state: _State, method: str, body: dict[str, Any]) -> Answer:
+    """conversations.history (top-level messages) or .replies (a thread), newest first."""
+    target = str(body.get("channel", ""))
+    with state.lock:
+        if target not in state.channels.values():
+            return _error("channel_not_found")
+        oldest = float(body.get("oldest") or 0)
+        thread = body.get("ts") if method == "conversations.replies" else None
+        found = [
+            m
+            for m in state.messages.values()
+            if m.channel == target
+            and float(m.ts) > oldest
+            and (m.thread_ts == thread if thread else m.thread_ts is None)
+        ]
+    found.sort(key=lambda m: float(m.ts), reverse=True)
+    with_meta = str(body.get("include_all_metadata", "")).lower() in ("1", "true")
+    out = []
+    for m in found:
+        shown = _echo(m.body, m.ts)
+        if with_meta and isinstance(m.body.get("metadata"), dict):
+            shown["metadata"] = m.body["metadata"]
+        out.append(shown)
+    return 200, {"ok": True, "messages": out, "has_more": False}, {}
 
 
 def _check_blocks(blocks: Any) -> str | None:

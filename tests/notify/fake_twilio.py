@@ -11,6 +11,10 @@ talks to it over HTTP. Usage:
         fake.fail_next(1, status=400, code=21610, problem=True)  # RFC 9457 body
         fake.fail_number("+15005550009", 21610)
         fake.delay = 2.0                     # answer slowly (timeouts)
+        fake.answer_delay = 2.0              # accept at once, answer late (a send in doubt)
+
+Accepted messages and calls can be listed back (`GET .../Messages.json?To=...&From=...`,
+newest first), as a sender does to check whether an attempt it lost track of went out.
 
 It checks HTTP basic auth (account SID and auth token: 401 with code 20003 otherwise),
 the required parameters, and answers 201 with a `sid` (`SM...`, `CA...`) and status
@@ -20,6 +24,7 @@ the required parameters, and answers 201 with a `sid` (`SM...`, `CA...`) and sta
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import re
@@ -76,6 +81,7 @@ class _State:
     requests: list[Recorded] = field(default_factory=list)
     faults: list[_Fault] = field(default_factory=list)
     numbers: dict[str, int] = field(default_factory=dict)
+    created: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 class FakeTwilio:
@@ -86,6 +92,8 @@ class FakeTwilio:
         self.auth_token = auth_token
         # Seconds to wait before answering each request.
         self.delay = 0.0
+        # Seconds to wait after accepting a request before answering it.
+        self.answer_delay = 0.0
         self._state = _State()
         self._ids = itertools.count(1)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -169,6 +177,31 @@ class FakeTwilio:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep test output clean
 
+            def do_GET(self) -> None:
+                path, _, query = self.path.partition("?")
+                match = _PATH.match(path)
+                if not match or not fake._authorized(
+                    self.headers.get("Authorization", ""), match["sid"]
+                ):
+                    self._reply(401, _error(20003, "Authenticate", 401), {})
+                    return
+                wanted = {k: v[-1] for k, v in parse_qs(query).items()}
+                with fake._state.lock:
+                    fake._state.requests.append(
+                        Recorded("GET", path, wanted, dict(self.headers.items()), 200)
+                    )
+                self._reply(200, fake._listing(match["kind"], path, wanted), {})
+
+            def _reply(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length).decode()
@@ -180,14 +213,10 @@ class FakeTwilio:
                     fake._state.requests.append(
                         Recorded("POST", self.path, form, dict(self.headers.items()), status)
                     )
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
+                if fake.answer_delay:
+                    time.sleep(fake.answer_delay)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self._reply(status, body, headers)
 
         return Handler
 
@@ -221,6 +250,28 @@ class FakeTwilio:
             return 400, _error(21604, f"Missing required parameter: {missing[0]}", 400), {}
         return 201, self._created(kind, match["sid"], form), {}
 
+    def _listing(self, kind: str, path: str, wanted: dict[str, str]) -> dict[str, Any]:
+        """A page of accepted messages or calls, newest first, filtered by To and From."""
+        with self._state.lock:
+            found = [
+                resource
+                for made, resource in reversed(self._state.created)
+                if made == kind
+                and all(resource[k.lower()] == v for k, v in wanted.items() if k in ("To", "From"))
+            ]
+        size = int(wanted.get("PageSize", 50))
+        return {
+            kind.lower(): found[:size],
+            "uri": path,
+            "first_page_uri": path,
+            "next_page_uri": None,
+            "previous_page_uri": None,
+            "page": 0,
+            "page_size": size,
+            "start": 0,
+            "end": max(0, min(size, len(found)) - 1),
+        }
+
     def _authorized(self, header: str, sid: str) -> bool:
         if not header.startswith("Basic ") or sid != self.account_sid:
             return False
@@ -247,7 +298,7 @@ class FakeTwilio:
             "uri": f"/2010-04-01/Accounts/{sid}/{kind}/{resource_sid}.json",
         }
         if kind == "Messages":
-            return {
+            resource = {
                 **common,
                 "body": form["Body"],
                 "direction": "outbound-api",
@@ -258,7 +309,11 @@ class FakeTwilio:
                 "price": None,
                 "price_unit": "USD",
             }
-        return {**common, "direction": "outbound-api", "price": None, "price_unit": "USD"}
+        else:
+            resource = {**common, "direction": "outbound-api", "price": None, "price_unit": "USD"}
+        with self._state.lock:
+            self._state.created.append((kind, resource))
+        return resource
 
 
 def _error(code: int, message: str, status: int) -> dict[str, Any]:

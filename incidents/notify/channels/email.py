@@ -130,6 +130,15 @@ class EmailNotifier:
             thread = {"message_id": message_id}
         return SendResult(ok=True, provider_id=message_id, thread=thread)
 
+    def message_id(self, n: Notification) -> str:
+        """The same for every attempt at one notification: SMTP offers no way to ask
+        whether an attempt whose answer was lost went through, so a resend carries the
+        first attempt's Message-ID, and mail systems show the two as one message."""
+        if n.delivery_id > 0:
+            local = f"incident-{n.incident_id}.notification-{n.delivery_id}"
+            return f"<{local}@{self._msgid_domain}>"
+        return make_msgid(domain=self._msgid_domain)
+
     def compose(self, n: Notification) -> EmailMessage:
         """The message for one notification, threaded onto the incident's first mail."""
         rendered = self.templates.render(n)
@@ -138,7 +147,7 @@ class EmailNotifier:
         message["From"] = self.settings.sender
         message["To"] = n.target
         message["Date"] = formatdate(usegmt=True)
-        message["Message-ID"] = make_msgid(domain=self._msgid_domain)
+        message["Message-ID"] = self.message_id(n)
         first = n.thread.get("message_id", "").strip()
         if first:
             references = n.thread.get("references", "").split()

@@ -15,6 +15,7 @@ import dataclasses
 import http.client
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from jinja2 import Template, TemplateError
@@ -26,6 +27,7 @@ from slack_sdk.web import SlackResponse
 from incidents.notify import templates
 from incidents.notify.base import Notification, SendResult, register
 from incidents.notify.channels import slack_blocks as render
+from incidents.notify.channels import slack_find
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +79,11 @@ def classify(exc: Exception, method: str) -> SendResult:
     if isinstance(exc, SlackApiError):
         return _classify_api_error(exc.response, method)
     if isinstance(exc, OSError | http.client.HTTPException):
-        # Refused, reset, timed out: Slack may be fine a moment later.
-        return SendResult(ok=False, retryable=True, error=f"slack {method}: network error: {exc}")
+        # Refused, reset, timed out: Slack may be fine a moment later, and may have
+        # taken the request before the answer was lost.
+        return SendResult(
+            ok=False, retryable=True, in_doubt=True, error=f"slack {method}: network error: {exc}"
+        )
     if isinstance(exc, SlackClientError):
         return SendResult(ok=False, error=f"slack {method}: client error: {exc}")
     raise exc
@@ -101,7 +106,13 @@ def _classify_api_error(response: SlackResponse, method: str) -> SendResult:
     if status >= 500 or code in TRANSIENT:
         # A 5xx body is often an HTML page; the status says more than the parse failure.
         detail = code if code in TRANSIENT else f"HTTP {status}"
-        return SendResult(ok=False, retryable=True, error=f"{where}: Slack server error ({detail})")
+        # A gateway's 5xx may come after Slack acted on the request.
+        return SendResult(
+            ok=False,
+            retryable=True,
+            in_doubt=True,
+            error=f"{where}: Slack server error ({detail})",
+        )
     if code in UNREACHABLE:
         return SendResult(
             ok=False,
@@ -156,6 +167,7 @@ class SlackNotifier:
             # Retries belong to the notify worker: it must see every 429 and 5xx.
             retry_handlers=[],
         )
+        self._channel_ids = slack_find.ChannelIds(self.client)
 
     def send(self, notification: Notification) -> SendResult:
         """Post the incident's message, or edit it and reply in its thread."""
@@ -166,6 +178,30 @@ class SlackNotifier:
             return self._update(n)
         return self._post(n)
 
+    def attempt_key(self, notification: Notification) -> str | None:
+        """Nothing beyond the metadata every post carries."""
+        return None
+
+    def find(
+        self, notification: Notification, since: datetime, key: str | None
+    ) -> SendResult | None:
+        """The earlier attempt's post, found by its metadata; None if Slack has none.
+
+        For an incident that has its message, the attempt was an edit and a thread reply:
+        the edit may be made again, so only the reply is looked for. A notification whose
+        event posts no reply is simply made again.
+        """
+        n = notification
+        thread_ts = n.thread.get("ts")
+        if thread_ts and n.event == "opened":
+            return None
+        channel = n.thread.get("channel") or self._channel_ids.resolve(n.target)
+        ts = slack_find.find_post(self.client, channel, since, n.delivery_id, thread_ts)
+        if ts is None:
+            return None
+        thread = {"channel": channel, "ts": thread_ts or ts}
+        return SendResult(ok=True, provider_id=ts, thread=thread)
+
     def _post(self, n: Notification) -> SendResult:
         title = self._title(n)
         try:
@@ -175,6 +211,7 @@ class SlackNotifier:
                 blocks=render.message_blocks(n, title),
                 attachments=render.attachments(n),
                 unfurl_links=False,
+                metadata=slack_find.metadata(n.delivery_id, n.incident_id),
             )
         except Exception as exc:
             return classify(exc, "chat.postMessage")
@@ -222,6 +259,7 @@ class SlackNotifier:
                 text=self._reply_text(n),
                 reply_broadcast=n.event in BROADCAST_EVENTS,
                 unfurl_links=False,
+                metadata=slack_find.metadata(n.delivery_id, n.incident_id),
             )
         except Exception as exc:
             return classify(exc, "chat.postMessage (thread reply)")

@@ -8,6 +8,7 @@ pieces, and every segment is billed.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from jinja2 import Template
@@ -16,8 +17,10 @@ from incidents.notify import gsm
 from incidents.notify.base import Notification, SendResult, register
 from incidents.notify.channels.twilio_client import (
     TwilioSettings,
+    body_key,
     build_client,
     classify,
+    find_created,
     missing_settings,
     settings_from,
 )
@@ -110,6 +113,24 @@ class SmsNotifier:
         shortened = with_title(n.title[:low] + mark)
         # Service names alone may be too long; then the tail goes.
         return gsm.fit(shortened, MAX_SEGMENTS)
+
+    def attempt_key(self, notification: Notification) -> str | None:
+        """A digest of the text, to know the attempt's message among others."""
+        return body_key(self.render(notification))
+
+    def find(
+        self, notification: Notification, since: datetime, key: str | None
+    ) -> SendResult | None:
+        """The message an earlier attempt made, if Twilio has it: to this number, from
+        ours, created while that attempt's request was open, with the same text."""
+        until = since + timedelta(seconds=self.settings.timeout_seconds)
+        listing = self._client.messages.list(
+            to=notification.target, from_=self.settings.from_number, limit=50
+        )
+        sid = find_created(
+            listing, since, until, lambda m: key is None or body_key(m.body or "") == key
+        )
+        return SendResult(ok=True, provider_id=sid) if sid else None
 
     def send(self, notification: Notification) -> SendResult:
         """Send one SMS to the notification's target number."""

@@ -9,9 +9,11 @@ response's headers per thread: `TwilioRestException` carries no headers, and a 4
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -127,6 +129,37 @@ def build_client(settings: TwilioSettings) -> tuple[Client, RoutedHttpClient]:
     return client, http
 
 
+# How far around an attempt's start a message or call it made may have been created:
+# Twilio's clock and ours differ a little, and its date_created has whole seconds.
+CLOCK_SLACK = timedelta(seconds=5)
+
+
+def body_key(body: str) -> str:
+    """What identifies an SMS at Twilio besides number and time: a digest of its text."""
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()[:32]
+
+
+def find_created(
+    resources: Iterable[Any],
+    since: datetime,
+    until: datetime,
+    matches: Callable[[Any], bool] = lambda _: True,
+) -> str | None:
+    """The sid of the newest message or call created within [since, until] that matches.
+
+    `resources` is Twilio's listing for one sender and recipient, newest first. The
+    window closes when the attempt's request timed out: a later one to the same number
+    is another notification's.
+    """
+    for resource in resources:
+        created = resource.date_created
+        if created is None or not since - CLOCK_SLACK <= created <= until + CLOCK_SLACK:
+            continue
+        if matches(resource):
+            return str(resource.sid)
+    return None
+
+
 def missing_settings(settings: TwilioSettings) -> list[str]:
     """The settings a Twilio channel cannot send without."""
     needed = ("account_sid", "auth_token", "from_number")
@@ -153,8 +186,10 @@ def classify(exc: Exception, http: RoutedHttpClient) -> SendResult:
         return classify_code(int(exc.status), _code(exc.code), _message(exc), http)
     if isinstance(exc, OSError):
         # requests' ConnectionError and Timeout are OSErrors: nothing reached Twilio, or
-        # nothing came back in time.
-        return SendResult(ok=False, retryable=True, error=f"twilio unreachable: {exc}")
+        # nothing came back in time (and Twilio may have taken it: look before resending).
+        return SendResult(
+            ok=False, retryable=True, in_doubt=True, error=f"twilio unreachable: {exc}"
+        )
     if isinstance(exc, TwilioException):
         return SendResult(ok=False, retryable=False, error=f"twilio client error: {exc}")
     # A malformed answer (a proxy's HTML page) may be gone on the next attempt.
@@ -198,6 +233,7 @@ def classify_code(
         return SendResult(
             ok=False,
             retryable=True,
+            in_doubt=True,
             retry_after=retry_after_seconds(http.last_header("Retry-After")),
             error=f"{label}: twilio server error ({message})",
         )

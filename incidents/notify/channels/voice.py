@@ -8,6 +8,7 @@ The menu (`<Gather numDigits="1">`) posts the pressed key to
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from jinja2 import Template
@@ -18,6 +19,7 @@ from incidents.notify.channels.twilio_client import (
     TwilioSettings,
     build_client,
     classify,
+    find_created,
     missing_settings,
     settings_from,
 )
@@ -91,6 +93,22 @@ class VoiceNotifier:
             response.pause(length=1)
             response.say(text)
         return str(response.to_xml())
+
+    def attempt_key(self, notification: Notification) -> str | None:
+        """Nothing: a call is known by number and time (Twilio does not keep its TwiML)."""
+        return None
+
+    def find(
+        self, notification: Notification, since: datetime, key: str | None
+    ) -> SendResult | None:
+        """The call an earlier attempt made, if Twilio has it: to this number, from ours,
+        created while that attempt's request was open."""
+        until = since + timedelta(seconds=self.settings.timeout_seconds)
+        listing = self._client.calls.list(
+            to=notification.target, from_=self.settings.from_number, limit=20
+        )
+        sid = find_created(listing, since, until)
+        return SendResult(ok=True, provider_id=sid) if sid else None
 
     def send(self, notification: Notification) -> SendResult:
         """Place one call to the notification's target number."""
