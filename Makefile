@@ -16,7 +16,7 @@ RUN_ENV = INCIDENTS_HOST=$(INCIDENTS_HOST) INCIDENTS_PORT=$(INCIDENTS_PORT) \
 	INCIDENTS_DATABASE_URL=$(INCIDENTS_DATABASE_URL) INCIDENTS_API_TOKEN=$(INCIDENTS_API_TOKEN) \
 	INCIDENTS_CONFIG=$(INCIDENTS_CONFIG)
 
-.PHONY: run test bench lint format worker beat clean
+.PHONY: run test bench lint format worker notify-worker beat clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,9 @@ format: $(DEV_STAMP)
 
 worker: $(RUN_STAMP)
 	$(BIN)/incidents worker
+
+notify-worker: $(RUN_STAMP)
+	$(BIN)/incidents notify-worker
 
 beat: $(RUN_STAMP)
 	$(BIN)/incidents beat

@@ -271,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
         "worker", help="run a Celery worker for the pipeline (needs INCIDENTS_BROKER_URL)"
     )
     worker.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    notify = sub.add_parser(
+        "notify-worker",
+        help="run a Celery worker that sends notifications (the notify queue; needs "
+        "INCIDENTS_BROKER_URL)",
+    )
+    notify.add_argument(
+        "--concurrency", type=int, default=8, help="sending threads (one channel each at a time)"
+    )
     sub.add_parser(
         "beat", help="run Celery beat, which sweeps the outbox (exactly one per deployment)"
     )
@@ -330,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
             return _graph_show(settings, args)
         if args.command == "routing":
             return _routing_test(settings, args)
-        return _celery(settings, args, args.command)
+        role = "notify" if args.command == "notify-worker" else args.command
+        return _celery(settings, args, role)
     except ConfigError as exc:
         print(f"incidents: {exc.message}", file=sys.stderr)
         return 2

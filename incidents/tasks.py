@@ -20,8 +20,20 @@ SWEEP_TASK = "workers.pipeline.sweep_outbox"
 # Un-mute alerts whose silence ended, close quiet flapping incidents (beat).
 UPKEEP_TASK = "workers.pipeline.upkeep"
 
-# The one queue the workers consume and the API publishes to (a Redis list of that name).
+# Send the due notifications of one channel (notify queue): kwargs {channel}.
+NOTIFY_TASK = "workers.notify.deliver"
+# Hand out channels with due notifications again: lost hand-offs, lapsed leases (beat).
+NOTIFY_SWEEP_TASK = "workers.notify.sweep"
+# Send the daily digests that are due (beat).
+DIGEST_TASK = "workers.notify.digest"
+
+# The pipeline's queue: the workers consume it and the API publishes to it (a Redis list
+# of that name).
 QUEUE = "incidents"
+# Notifications have a queue of their own, consumed by `incidents notify-worker`: a slow
+# provider never holds up the pipeline, nor the pipeline a page.
+NOTIFY_QUEUE = "notify"
+QUEUE_OF = {NOTIFY_TASK: NOTIFY_QUEUE, NOTIFY_SWEEP_TASK: NOTIFY_QUEUE, DIGEST_TASK: NOTIFY_QUEUE}
 
 # The module `incidents worker` and `incidents beat` run (`python -m`), in a child process.
 WORKER_MODULE = "workers.main"

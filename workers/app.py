@@ -9,13 +9,23 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from incidents.config import Settings, get_settings
 from incidents.db import create_db_engine, make_session_factory
-from incidents.tasks import QUEUE, SWEEP_TASK, UPKEEP_TASK
+from incidents.notify.worker import DIGEST_CHECK_SECONDS
+from incidents.tasks import (
+    DIGEST_TASK,
+    NOTIFY_SWEEP_TASK,
+    QUEUE,
+    QUEUE_OF,
+    SWEEP_TASK,
+    UPKEEP_TASK,
+)
 
 
 def create_celery(settings: Settings) -> Celery:
     """A Celery app bound to the configured broker, with the outbox sweep on beat."""
     app = Celery(
-        "incidents", broker=settings.broker_url or "memory://", include=["workers.pipeline"]
+        "incidents",
+        broker=settings.broker_url or "memory://",
+        include=["workers.pipeline", "workers.notify"],
     )
     app.conf.update(
         # The outbox row and its lease make a job run, not the message: a message lost
@@ -34,6 +44,7 @@ def create_celery(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_transport_options={"visibility_timeout": 3600},
         task_default_queue=QUEUE,
+        task_routes={name: {"queue": queue} for name, queue in QUEUE_OF.items()},
         beat_schedule={
             "sweep-pipeline-outbox": {
                 "task": SWEEP_TASK,
@@ -45,6 +56,16 @@ def create_celery(settings: Settings) -> Celery:
                 "task": UPKEEP_TASK,
                 "schedule": settings.pipeline.upkeep_interval_seconds,
                 "options": {"expires": settings.pipeline.upkeep_interval_seconds},
+            },
+            "sweep-notifications": {
+                "task": NOTIFY_SWEEP_TASK,
+                "schedule": settings.notify.sweep_interval_seconds,
+                "options": {"expires": settings.notify.sweep_interval_seconds},
+            },
+            "daily-digests": {
+                "task": DIGEST_TASK,
+                "schedule": DIGEST_CHECK_SECONDS,
+                "options": {"expires": DIGEST_CHECK_SECONDS},
             },
         },
         timezone="UTC",

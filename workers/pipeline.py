@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import logging
+
 from incidents.config import get_settings
 from incidents.pipeline.maintenance import maintain
 from incidents.pipeline.runner import due_jobs, run_job
-from incidents.tasks import PIPELINE_TASK, SWEEP_TASK, UPKEEP_TASK
+from incidents.pipeline.stages import TaskRef
+from incidents.tasks import PIPELINE_TASK, QUEUE, QUEUE_OF, SWEEP_TASK, UPKEEP_TASK
 from workers.app import celery_app, session_factory
+
+log = logging.getLogger(__name__)
+
+
+def hand_on(tasks: list[TaskRef]) -> None:
+    """Publish what a committed job's stages handed on (a lost one is swept up later)."""
+    for ref in tasks:
+        try:
+            celery_app.send_task(
+                ref.name,
+                kwargs=ref.kwargs,
+                queue=QUEUE_OF.get(ref.name, QUEUE),
+                countdown=ref.countdown or None,
+                retry=False,
+            )
+        except Exception as exc:
+            log.warning("could not hand on %s (%s); the sweep will", ref.name, exc)
 
 
 @celery_app.task(name=PIPELINE_TASK)  # type: ignore[untyped-decorator]
 def run_pipeline_job(job_id: int) -> str:
     """Run one outbox job through the pipeline."""
-    return run_job(session_factory(), job_id, get_settings())
+    return run_job(session_factory(), job_id, get_settings(), on_commit=hand_on)
 
 
 @celery_app.task(name=SWEEP_TASK)  # type: ignore[untyped-decorator]

@@ -38,7 +38,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = create_db_engine(settings.database_url)
     sessions = make_session_factory(engine)
-    dispatcher = make_dispatcher(sessions, settings)
+    # Embedded default: notifications go out from this process, woken by the pipeline's
+    # commits; with a broker, from `incidents notify-worker`.
+    notifier = (
+        make_notify_worker(sessions, settings)
+        if settings.embedded_worker and settings.notify.enabled
+        else None
+    )
+    dispatcher = make_dispatcher(
+        sessions, settings, notifier.hand_on if notifier is not None else None
+    )
 
     def on_committed(items: list[Incoming], results: list[WriteResult]) -> None:
         jobs: set[int] = set()
@@ -56,13 +65,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except Exception:
                 log.warning("could not hand job %s to the workers; the sweeper will", job_id)
 
-    # Embedded default: notifications go out from this process; with a broker, from the
-    # workers (`incidents worker`).
-    notifier = (
-        make_notify_worker(sessions, settings)
-        if settings.embedded_worker and settings.notify.enabled
-        else None
-    )
     committer = IngestCommitter(engine, settings.ingest, on_committed)
     state = ServiceState(settings, engine, sessions, committer, dispatcher)
 

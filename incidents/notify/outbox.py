@@ -58,6 +58,36 @@ class Claimed:
     send_key: str | None = None
 
 
+def _due(channel: Any, now: datetime) -> Any:
+    n = NOTIFICATIONS.c
+    return and_(
+        channel,
+        or_(
+            and_(n.status == "pending", n.not_before <= now),
+            # Its worker died while sending: hand it on (see the module docstring).
+            and_(n.status == "sending", n.lease_until < now),
+        ),
+    )
+
+
+def due_channels(factory: sessionmaker[Session]) -> list[str]:
+    """The channels that have notifications due now (for the sweep)."""
+    n = NOTIFICATIONS.c
+    with session_scope(factory) as session:
+        found = session.scalars(
+            select(n.channel).where(_due(n.channel.is_not(None), utcnow())).distinct()
+        )
+        return sorted(found)
+
+
+def has_due(factory: sessionmaker[Session], channel: str) -> bool:
+    """Whether `channel` has a notification due now."""
+    n = NOTIFICATIONS.c
+    with session_scope(factory) as session:
+        pick = select(n.id).where(_due(n.channel == channel, utcnow())).limit(1)
+        return session.scalar(pick) is not None
+
+
 def claim(
     factory: sessionmaker[Session],
     channel: str,
@@ -69,14 +99,7 @@ def claim(
     now = utcnow()
     token = uuid.uuid4().hex
     n = NOTIFICATIONS.c
-    due = and_(
-        n.channel == channel,
-        or_(
-            and_(n.status == "pending", n.not_before <= now),
-            # Its worker died while sending: hand it on (see the module docstring).
-            and_(n.status == "sending", n.lease_until < now),
-        ),
-    )
+    due = _due(n.channel == channel, now)
     with session_scope(factory) as session:
         pick = select(n.id).where(due).order_by(n.not_before, n.id).limit(limit)
         if session.get_bind().dialect.name == "postgresql":

@@ -29,6 +29,12 @@ class NotifySettings(BaseModel):
     enabled: bool = True
     # The hour (UTC) at which daily digests go out.
     digest_hour: int = Field(default=9, ge=0, le=23)
+    # How long a worker holds the notifications it claimed (and, with a broker, its
+    # channel): one killed mid-send delays that channel by at most about this long.
+    lease_seconds: float = Field(default=30.0, ge=2.0, le=600.0)
+    # With a broker: how often beat hands out channels whose notifications are due (the
+    # opening hold, backoffs, and anything a killed worker left).
+    sweep_interval_seconds: float = Field(default=1.0, gt=0, le=60)
 
 
 class ChannelSettings(BaseModel):

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 import incidents.notify.channels  # noqa: F401  (registers every channel)
 from incidents.notify.base import Notification, Notifier, SendResult, build
+from incidents.notify.pacing import Pacer
 from incidents.notify.worker import NotifyWorker
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,9 @@ def _registered() -> set[str]:
     return set(channel_names())
 
 
-def make_notify_worker(factory: sessionmaker[Session], settings: Any) -> NotifyWorker:
+def make_notify_worker(
+    factory: sessionmaker[Session], settings: Any, pacer: Pacer | None = None
+) -> NotifyWorker:
     """The notify worker for these settings (not started)."""
     return NotifyWorker(
         factory,
@@ -101,4 +105,6 @@ def make_notify_worker(factory: sessionmaker[Session], settings: Any) -> NotifyW
         public_url=settings.notify.public_url,
         max_attempts=settings.notify.max_attempts,
         digest_hour=settings.notify.digest_hour,
+        lease=timedelta(seconds=settings.notify.lease_seconds),
+        pacer=pacer,
     )

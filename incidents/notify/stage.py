@@ -28,7 +28,8 @@ from incidents.correlation.store import current_graph
 from incidents.models import ALERTS, INCIDENTS, LINKS
 from incidents.notify.models import NOTIFICATIONS
 from incidents.notify.routing import RoutingTree, graph_team_lookup, routing_labels
-from incidents.pipeline.stages import IncidentEvent, RunContext
+from incidents.pipeline.stages import IncidentEvent, RunContext, TaskRef
+from incidents.tasks import NOTIFY_TASK
 from incidents.vocab import MemberStatus, TimelineKind
 
 PAGING = {
@@ -75,6 +76,7 @@ class RoutingStage:
                 rows += self._rows(ctx, event, receiver.name, receiver.targets, waiting)
         if rows:
             _insert(ctx.session, rows)
+            ctx.after_commit.extend(wake_ups(ctx, rows))
 
     def _labels(
         self, session: Session, incident_ids: list[int], team_of: Any
@@ -169,6 +171,21 @@ class RoutingStage:
                     }
                 )
         return rows
+
+
+def wake_ups(ctx: RunContext, rows: Sequence[dict[str, Any]]) -> list[TaskRef]:
+    """After commit, each channel with new notifications is told when the first is due,
+    so a page goes out at once and not at the next sweep."""
+    due: dict[str, float] = {}
+    for row in rows:
+        if row["status"] != "pending":
+            continue
+        wait = max(0.0, (row["not_before"] - ctx.now).total_seconds())
+        due[row["channel"]] = min(wait, due.get(row["channel"], wait))
+    return [
+        TaskRef(NOTIFY_TASK, {"channel": channel}, countdown=wait)
+        for channel, wait in sorted(due.items())
+    ]
 
 
 def _digest_row_values(ctx: RunContext, event: IncidentEvent) -> dict[str, Any]:

@@ -3,7 +3,10 @@ never delays another (SMS). Each thread claims its channel's due notifications, 
 each from the incident as it is now, sends it once, and records the outcome.
 
 Per target, sends are spaced by the channel's minimum interval (Slack: one post a second
-per channel): a burst is queued in the outbox and sent in order, never dropped.
+per channel): a burst is queued in the outbox and sent in order, never dropped. Slack's
+edits have a budget of their own (chat.update, about 50 a minute): an edit without a
+slot goes back to the outbox until it has one, and posts go on meanwhile. Slots come
+from a pacer, shared in Redis when several workers send.
 """
 
 from __future__ import annotations
@@ -20,11 +23,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from incidents.db import utcnow
 from incidents.notify import digest, flood, outbox
 from incidents.notify.base import Notification, Notifier, Reconciler, SendResult
+from incidents.notify.pacing import LocalPacer, Pacer
+from incidents.pipeline.stages import TaskRef
+from incidents.tasks import NOTIFY_TASK
 
 log = logging.getLogger(__name__)
 
 # Seconds between two sends to one target, by channel (providers' documented limits).
 MIN_INTERVAL = {"slack": 1.0}
+# Seconds between two edits of Slack messages, workspace-wide (chat.update is Tier 3).
+SLACK_UPDATE_INTERVAL = 1.2
+# How often the embedded email thread looks for due digests.
+DIGEST_CHECK_SECONDS = 30.0
 
 
 class NotifyWorker:
@@ -40,6 +50,7 @@ class NotifyWorker:
         poll_seconds: float = 0.2,
         lease: timedelta = timedelta(seconds=60),
         digest_hour: int | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self._factory = factory
         self._channels = dict(channels)
@@ -50,7 +61,8 @@ class NotifyWorker:
         self._digest_hour = digest_hour
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._last_sent: dict[tuple[str, str], float] = {}
+        self._pacer = pacer or LocalPacer()
+        self._wakes = {name: threading.Event() for name in self._channels}
 
     def start(self) -> None:
         """Start one thread per channel."""
@@ -61,34 +73,61 @@ class NotifyWorker:
             thread.start()
             self._threads.append(thread)
 
+    def wake(self, channel: str) -> None:
+        """Look for due notifications of this channel now rather than at the next poll."""
+        event = self._wakes.get(channel)
+        if event is not None:
+            event.set()
+
+    def hand_on(self, tasks: list[TaskRef]) -> None:
+        """Take the pipeline's after-commit hand-offs: wake the channels they name."""
+        for ref in tasks:
+            if ref.name == NOTIFY_TASK and ref.countdown <= 0:
+                self.wake(str(ref.kwargs.get("channel")))
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop after the sends in flight."""
         self._stop.set()
+        for event in self._wakes.values():
+            event.set()
         for thread in self._threads:
             thread.join(timeout)
         self._threads = []
 
+    def has_due(self, channel: str) -> bool:
+        """Whether the channel has a notification due now."""
+        return outbox.has_due(self._factory, channel)
+
+    def send_digests(self) -> int:
+        """Send the daily digests that are due; return how many emails went out."""
+        if self._digest_hour is None or "email" not in self._channels:
+            return 0
+        return digest.send_digests(
+            self._factory,
+            self._channels["email"],
+            hour=self._digest_hour,
+            public_url=self._public_url,
+        )
+
     def run_once(self, channel: str) -> int:
         """Send what is due on one channel now; return how many were handled."""
-        if channel == "email" and self._digest_hour is not None:
-            digest.send_digests(
-                self._factory,
-                self._channels[channel],
-                hour=self._digest_hour,
-                public_url=self._public_url,
-            )
         items = outbox.claim(self._factory, channel, lease=self._lease)
         plan = flood.plan(self._factory, channel, items)
         for item, until in plan.held:
             flood.hold(self._factory, item, until)
+        # A batch waiting on a provider's pace must not outlive its lease: what is left
+        # when half of it has passed goes back to the outbox for the next round.
+        deadline = time.monotonic() + self._lease.total_seconds() / 2
         for item in plan.alone:
+            if time.monotonic() > deadline or self._stop.is_set():
+                flood.hold(self._factory, item, utcnow())
+                continue
             self._send(channel, item)
         for bundle in plan.bundles:
             self._send_summary(channel, bundle)
         return len(items)
 
     def _send(self, channel: str, item: outbox.Claimed) -> None:
-        self._space(channel, item.target)
         started = time.monotonic()
         try:
             notification = outbox.render(self._factory, item, self._public_url)
@@ -102,6 +141,14 @@ class NotifyWorker:
             # shows the incident as it is then.
             outbox.supersede(self._factory, item, "no message to update yet")
             return
+        if channel == "slack" and notification.thread:
+            reserved, wait = self._pacer.take(
+                "slack:update", SLACK_UPDATE_INTERVAL, reserve_later=False
+            )
+            if not reserved:
+                flood.hold(self._factory, item, utcnow() + timedelta(seconds=wait))
+                return
+        self._space(channel, item.target)
         outcome = self._deliver(channel, item, notification)
         if outcome is not None:
             self._finish(channel, item, outcome, started)
@@ -162,7 +209,6 @@ class NotifyWorker:
     def _finish(
         self, channel: str, item: outbox.Claimed, result: SendResult, started: float
     ) -> None:
-        self._last_sent[(channel, item.target)] = time.monotonic()
         status = outbox.record(self._factory, item, result, max_attempts=self._max_attempts)
         log.info(
             "notification %s via %s to %s: %s in %.0f ms%s",
@@ -176,18 +222,24 @@ class NotifyWorker:
 
     def _space(self, channel: str, target: str) -> None:
         interval = MIN_INTERVAL.get(channel, 0.0)
-        last = self._last_sent.get((channel, target))
-        if interval and last is not None:
-            wait = last + interval - time.monotonic()
+        if interval:
+            _, wait = self._pacer.take(f"{channel}:post:{target}", interval)
             if wait > 0:
                 self._stop.wait(wait)
 
     def _loop(self, channel: str) -> None:
+        next_digest = 0.0
         while not self._stop.is_set():
             try:
+                if channel == "email" and time.monotonic() >= next_digest:
+                    # The embedded default has no beat: the email thread sends digests.
+                    next_digest = time.monotonic() + DIGEST_CHECK_SECONDS
+                    self.send_digests()
                 handled = self.run_once(channel)
             except Exception:
                 log.exception("notify worker for %s failed; retrying", channel)
                 handled = 0
             if not handled:
-                self._stop.wait(self._poll)
+                wake = self._wakes[channel]
+                wake.wait(self._poll)
+                wake.clear()

@@ -6,6 +6,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from incidents.config import Settings
 from incidents.pipeline.maintenance import maintain
 from incidents.pipeline.runner import due_jobs, run_job
+from incidents.pipeline.stages import TaskRef
 from incidents.tasks import PIPELINE_TASK, QUEUE, task_sender
 
 log = logging.getLogger(__name__)
@@ -42,9 +44,16 @@ class EmbeddedWorker:
     between commit and dispatch) still runs.
     """
 
-    def __init__(self, factory: sessionmaker[Session], settings: Settings) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        settings: Settings,
+        on_commit: Callable[[list[TaskRef]], None] | None = None,
+    ) -> None:
         self._factory = factory
         self._settings = settings
+        # What the stages hand on after commit (the notify worker's wake-ups).
+        self._on_commit = on_commit
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -93,7 +102,7 @@ class EmbeddedWorker:
 
     def _run(self, job_id: int) -> None:
         try:
-            run_job(self._factory, job_id, self._settings)
+            run_job(self._factory, job_id, self._settings, on_commit=self._on_commit)
         except Exception:
             log.exception("embedded worker could not run job %s", job_id)
 
@@ -188,8 +197,12 @@ class CeleryDispatcher:
                     )
 
 
-def make_dispatcher(factory: sessionmaker[Session], settings: Settings) -> Dispatcher:
+def make_dispatcher(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    on_commit: Callable[[list[TaskRef]], None] | None = None,
+) -> Dispatcher:
     """The embedded worker when no broker is configured, Celery otherwise."""
     if settings.embedded_worker:
-        return EmbeddedWorker(factory, settings)
+        return EmbeddedWorker(factory, settings, on_commit)
     return CeleryDispatcher(settings)

@@ -37,6 +37,8 @@ class TaskRef:
 
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # Seconds to wait before running it (0: at once).
+    countdown: float = 0.0
 
 
 @dataclass

@@ -43,14 +43,28 @@ def test_no_incidents_module_imports_workers() -> None:
 
 
 def test_workers_register_the_tasks_the_api_sends() -> None:
-    import workers.pipeline  # noqa: F401  (registers the tasks)
-    from incidents.tasks import PIPELINE_TASK, QUEUE, SWEEP_TASK, UPKEEP_TASK
+    import workers.notify
+    import workers.pipeline  # noqa: F401
+    from incidents.tasks import (
+        DIGEST_TASK,
+        NOTIFY_QUEUE,
+        NOTIFY_SWEEP_TASK,
+        NOTIFY_TASK,
+        PIPELINE_TASK,
+        QUEUE,
+        SWEEP_TASK,
+        UPKEEP_TASK,
+    )
     from workers.app import celery_app
 
-    assert {PIPELINE_TASK, SWEEP_TASK, UPKEEP_TASK} <= set(celery_app.tasks)
+    notify = {NOTIFY_TASK, NOTIFY_SWEEP_TASK, DIGEST_TASK}
+    assert {PIPELINE_TASK, SWEEP_TASK, UPKEEP_TASK} | notify <= set(celery_app.tasks)
     assert celery_app.conf.task_default_queue == QUEUE
+    # Notify tasks go to their own queue, wherever they are sent from.
+    for name in notify:
+        assert celery_app.amqp.router.route({}, name)["queue"].name == NOTIFY_QUEUE
     scheduled = {entry["task"] for entry in celery_app.conf.beat_schedule.values()}
-    assert scheduled == {SWEEP_TASK, UPKEEP_TASK}
+    assert scheduled == {SWEEP_TASK, UPKEEP_TASK, NOTIFY_SWEEP_TASK, DIGEST_TASK}
 
 
 # The routers whose reads live in incidents/api/queries/.

@@ -109,6 +109,14 @@ class Command:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
 
+    def kill_child(self) -> int:
+        """SIGKILL the process its supervisor runs (the Celery worker itself, which has a
+        session of its own); return its pid. The supervisor starts it again."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        [pid] = [int(p) for p in children.split()]
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
     def stop(self) -> None:
         """Ask it to stop, then kill what is left."""
         if self.alive():
