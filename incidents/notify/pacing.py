@@ -66,21 +66,27 @@ class RedisPacer:
     cannot be reached (a worker without its broker sends nothing new anyway)."""
 
     PREFIX = "incidents:notify:pace:"
+    # After Redis failed, pace in memory this long before asking it again.
+    DOWN_PAUSE_SECONDS = 5.0
 
     def __init__(self, client: Any) -> None:
         self._client = client
         self._script = client.register_script(_TAKE)
         self._local = LocalPacer()
+        self._down_until = 0.0
 
     def take(self, key: str, interval: float, *, reserve_later: bool = True) -> tuple[bool, float]:
         """Reserve the next slot of `key` in Redis (see the module docstring)."""
         import redis
 
+        if time.monotonic() < self._down_until:
+            return self._local.take(key, interval, reserve_later=reserve_later)
         try:
             reserved, wait = self._script(
                 keys=[self.PREFIX + key], args=[interval, 1 if reserve_later else 0]
             )
         except redis.RedisError as exc:
             log.warning("pacing in memory: Redis is unavailable (%s)", exc)
+            self._down_until = time.monotonic() + self.DOWN_PAUSE_SECONDS
             return self._local.take(key, interval, reserve_later=reserve_later)
         return bool(reserved), int(wait) / 1_000_000
