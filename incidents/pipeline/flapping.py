@@ -11,6 +11,7 @@ from incidents.config import CorrelationSettings
 from incidents.models import ALERTS, INCIDENTS, LINKS, Alert, AlertState, Incident, IncidentAlert
 from incidents.pipeline import lifecycle
 from incidents.pipeline.incident_state import Job, State, alert_name, note
+from incidents.pipeline.stages import IncidentEvent
 from incidents.vocab import IncidentStatus, MemberStatus, TimelineKind
 
 # State changes remembered per alert: more than any flap threshold needs.
@@ -45,10 +46,13 @@ def record_transition(job: Job, settings: CorrelationSettings, state: State, ale
         state.flapping = False
 
 
-def settle_flapping(session: Session, settings: CorrelationSettings, now: datetime) -> list[int]:
-    """Resolve flapping incidents whose alerts have all stayed resolved for a flap window."""
+def settle_flapping(
+    session: Session, settings: CorrelationSettings, now: datetime
+) -> list[IncidentEvent]:
+    """Resolve flapping incidents whose alerts have all stayed resolved for a flap window;
+    return the resolves, which page like any other (people are told it is over)."""
     quiet_since = now - timedelta(seconds=settings.flap_window_seconds)
-    settled: list[int] = []
+    settled: list[IncidentEvent] = []
     candidates = session.scalars(
         select(Incident)
         .where(INCIDENTS.c.status == IncidentStatus.OPEN)
@@ -73,6 +77,12 @@ def settle_flapping(session: Session, settings: CorrelationSettings, now: dateti
                 ALERTS.c.fingerprint.in_([link.fingerprint for link in links])
             )
         )
-        lifecycle.close(session, incident, ended or now, now, "all alerts resolved and quiet")
-        settled.append(incident.id)
+        entry_id = lifecycle.close(
+            session, incident, ended or now, now, "all alerts resolved and quiet"
+        )
+        settled.append(
+            IncidentEvent(
+                incident.id, TimelineKind.RESOLVED, incident.severity, pages=True, entry_id=entry_id
+            )
+        )
     return settled

@@ -11,7 +11,7 @@ what that does to incidents is `lifecycle`; the end of the job is `finish`.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -365,7 +365,3 @@ class IncidentStage:
         if state.flapping:
             return  # a flapping alert's resolve does not close (and re-page) its incident
         job.maybe_resolved.add(link.incident_id)
-
-    def settle_flapping(self, session: Session, now: datetime) -> list[int]:
-        """Resolve flapping incidents whose alerts have all stayed resolved for a flap window."""
-        return flapping.settle_flapping(session, self._settings, now)

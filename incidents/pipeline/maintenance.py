@@ -25,6 +25,7 @@ from incidents.models import ALERTS, JOBS, STATES, Alert
 from incidents.pipeline.flapping import settle_flapping
 from incidents.pipeline.incident_state import lock_correlation
 from incidents.pipeline.mute import Inhibitor, active_silences, match_labels
+from incidents.pipeline.runner import route_events
 from incidents.vocab import AlertStatus, JobStatus
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,10 @@ def maintain(factory: sessionmaker[Session], settings: Settings) -> list[int]:
     jobs: list[int] = []
     with session_scope(factory) as session:
         lock_correlation(session)
-        settled = settle_flapping(session, settings.correlation, utcnow())
+        now = utcnow()
+        settled = settle_flapping(session, settings.correlation, now)
+        # Their resolves notify like any other; the notify sweep sends them.
+        route_events(session, settings, settled, now)
     if settled:
         log.info("closed %d flapping incident(s) that stayed quiet", len(settled))
     with session_scope(factory) as session:

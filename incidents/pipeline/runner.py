@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -51,6 +51,18 @@ def build_stages(settings: Settings) -> list[Stage]:
     )
     _built[id(settings)] = (settings, built)
     return built
+
+
+def route_events(
+    session: Session, settings: Settings, events: list[IncidentEvent], now: datetime
+) -> list[TaskRef]:
+    """Hand incident events made outside a job (the upkeep closing a quiet flapping
+    incident) to the stages after the incident stage, in the caller's transaction;
+    return what they hand on after commit."""
+    ctx = RunContext(session=session, now=now, fingerprints=[], events=list(events))
+    for stage in build_stages(settings)[1:]:
+        stage.run(ctx)
+    return ctx.after_commit
 
 
 def run_job(

@@ -76,8 +76,10 @@ def test_expired_silence_sends_a_firing_alert_back_through_the_pipeline(db_url: 
     engine.dispose()
 
 
-def test_quiet_flapping_incident_is_closed_once(db_url: str) -> None:
-    settings = make_settings(db_url, correlation={"flap_window_seconds": 60})
+def test_quiet_flapping_incident_is_closed_once_and_that_notifies(db_url: str) -> None:
+    from tests.notify.test_routing_stage import ROUTING
+
+    settings = make_settings(db_url, correlation={"flap_window_seconds": 60}, routing=ROUTING)
     engine = create_db_engine(db_url)
     sessions = make_session_factory(engine)
     now = utcnow()
@@ -131,4 +133,10 @@ def test_quiet_flapping_incident_is_closed_once(db_url: str) -> None:
             )
         ).all()
         assert kinds == ["resolved"]
+        # People are told it is over, once, like any other resolve.
+        sent = session.execute(
+            sa.text("SELECT event, channel, target FROM notifications WHERE incident_id = :i"),
+            {"i": stored_id(incident)},
+        ).all()
+        assert [tuple(r) for r in sent] == [("resolved", "slack", "#incidents")]
     engine.dispose()
