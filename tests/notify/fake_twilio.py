@@ -11,10 +11,16 @@ talks to it over HTTP. Usage:
         fake.fail_next(1, status=400, code=21610, problem=True)  # RFC 9457 body
         fake.fail_number("+15005550009", 21610)
         fake.delay = 2.0                     # answer slowly (timeouts)
+        fake.callback(sid, "undelivered", error_code=30003)  # a status callback, now
 
 It checks HTTP basic auth (account SID and auth token: 401 with code 20003 otherwise),
 the required parameters, and answers 201 with a `sid` (`SM...`, `CA...`) and status
 `queued`. Errors use Twilio's JSON shape: `code`, `message`, `more_info`, `status`.
+
+What happens next is up to the test: `callback()` POSTs the form Twilio would send to the
+`StatusCallback` URL the message or call was created with, signed as Twilio signs
+(`X-Twilio-Signature`, computed by the twilio library's `RequestValidator`), and returns
+the response. Nothing is sent on its own.
 """
 
 from __future__ import annotations
@@ -25,11 +31,16 @@ import json
 import re
 import threading
 import time
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
+
+import httpx
+from twilio.request_validator import RequestValidator
 
 from incidents.notify.channels.twilio_client import TwilioSettings
 
@@ -60,6 +71,17 @@ class Recorded:
     form: dict[str, str]
     headers: dict[str, str]
     status: int
+    # Every value of each field (the form keeps the last), e.g. StatusCallbackEvent.
+    values: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class Created:
+    """A message or call the fake accepted: what a status callback needs."""
+
+    kind: str
+    form: dict[str, str]
+    callbacks: int = 0
 
 
 @dataclass
@@ -76,6 +98,7 @@ class _State:
     requests: list[Recorded] = field(default_factory=list)
     faults: list[_Fault] = field(default_factory=list)
     numbers: dict[str, int] = field(default_factory=dict)
+    created: dict[str, Created] = field(default_factory=dict)
 
 
 class FakeTwilio:
@@ -159,6 +182,85 @@ class FakeTwilio:
         """Form bodies of calls the fake accepted."""
         return self._accepted("/Calls.json")
 
+    def callback(
+        self,
+        sid: str,
+        status: str,
+        *,
+        error_code: int | None = None,
+        sip_response_code: int | None = None,
+        omit: Iterable[str] = (),
+        url: str | None = None,
+        signature: str | None = None,
+    ) -> httpx.Response:
+        """POST Twilio's status callback for an accepted message or call, now.
+
+        `omit` drops fields before signing, `url` signs and posts to another URL than
+        the StatusCallback, and `signature` replaces the computed one ("" sends none).
+        """
+        with self._state.lock:
+            created = self._state.created[sid]
+            created.callbacks += 1
+            sequence = created.callbacks - 1
+        target = url or created.form.get("StatusCallback")
+        if not target:
+            raise AssertionError(f"{sid} was created without a StatusCallback")
+        form = self._status_form(sid, created, status, sequence)
+        if error_code is not None:
+            form["ErrorCode"] = str(error_code)
+        if sip_response_code is not None:
+            form["SipResponseCode"] = str(sip_response_code)
+        for name in omit:
+            form.pop(name, None)
+        return self.post_signed(target, form, signature=signature)
+
+    def post_signed(
+        self, url: str, form: dict[str, str], *, signature: str | None = None
+    ) -> httpx.Response:
+        """POST a form as Twilio's webhooks do, signed with the auth token."""
+        headers = {
+            "User-Agent": "TwilioProxy/1.1",
+            "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
+        }
+        if signature is None:
+            signature = RequestValidator(self.auth_token).compute_signature(url, form)
+        if signature:
+            headers["X-Twilio-Signature"] = signature
+        return httpx.post(url, data=form, headers=headers, timeout=10)
+
+    def _status_form(
+        self, sid: str, created: Created, status: str, sequence: int
+    ) -> dict[str, str]:
+        to, sender = created.form["To"], created.form["From"]
+        common = {
+            "AccountSid": self.account_sid,
+            "ApiVersion": "2010-04-01",
+            "To": to,
+            "From": sender,
+        }
+        if created.kind == "Messages":
+            return {
+                **common,
+                "MessageSid": sid,
+                "SmsSid": sid,
+                "MessageStatus": status,
+                "SmsStatus": status,
+            }
+        form = {
+            **common,
+            "CallSid": sid,
+            "CallStatus": status,
+            "Called": to,
+            "Caller": sender,
+            "Direction": "outbound-api",
+            "CallbackSource": "call-progress-events",
+            "SequenceNumber": str(sequence),
+            "Timestamp": formatdate(usegmt=True),
+        }
+        if status == "completed":
+            form |= {"CallDuration": "17", "Duration": "1"}
+        return form
+
     def _accepted(self, suffix: str) -> list[dict[str, str]]:
         return [r.form for r in self.requests if r.path.endswith(suffix) and r.status == 201]
 
@@ -172,13 +274,16 @@ class FakeTwilio:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length).decode()
-                form = {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+                values = parse_qs(raw, keep_blank_values=True)
+                form = {k: v[-1] for k, v in values.items()}
                 if fake.delay:
                     time.sleep(fake.delay)
                 status, body, headers = fake._answer(self.path, self.headers, form)
                 with fake._state.lock:
                     fake._state.requests.append(
-                        Recorded("POST", self.path, form, dict(self.headers.items()), status)
+                        Recorded(
+                            "POST", self.path, form, dict(self.headers.items()), status, values
+                        )
                     )
                 data = json.dumps(body).encode()
                 self.send_response(status)
@@ -234,6 +339,8 @@ class FakeTwilio:
         number = next(self._ids)
         prefix = "SM" if kind == "Messages" else "CA"
         resource_sid = f"{prefix}{number:032x}"
+        with self._state.lock:
+            self._state.created[resource_sid] = Created(kind, dict(form))
         now = formatdate(usegmt=True)
         common = {
             "sid": resource_sid,
