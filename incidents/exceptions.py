@@ -11,6 +11,7 @@ No class carries an HTTP status; `incidents.api.errors` maps each to one, in one
     ├── UnsupportedMediaType    a body in a form we do not read
     ├── ClientGone              the client left before its request ended
     ├── Unauthorized            missing or wrong credentials
+    ├── Forbidden               a request whose signature does not prove its sender
     ├── NotFound                no such resource
     ├── Conflict                conflicts with what is stored
     ├── PreconditionFailed      changed since the version the client named
@@ -92,6 +93,12 @@ class Unauthorized(IncidentsError):
     """Missing or wrong credentials."""
 
     code = "unauthorized"
+
+
+class Forbidden(IncidentsError):
+    """The request is not signed by whom it claims to come from (a provider's callback)."""
+
+    code = "forbidden"
 
 
 class NotFound(IncidentsError):

@@ -21,7 +21,17 @@ from incidents.metrics import ALERTS_INGESTED, DUPLICATE_DELIVERIES
 from incidents.notify.setup import make_notify_worker
 from incidents.pipeline.dispatch import make_dispatcher
 
-from . import alerts, am_silences, incidents, notifications, ops, services, silences, webhooks
+from . import (
+    alerts,
+    am_silences,
+    incidents,
+    notifications,
+    ops,
+    services,
+    silences,
+    twilio_status,
+    webhooks,
+)
 from .auth import RefusalLog
 from .deps import ServiceState
 from .docs import install_docs
@@ -126,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(services.router)
     app.include_router(silences.router)
     app.include_router(am_silences.router)
+    app.include_router(twilio_status.router)
     install_openapi(app)
     install_docs(app)
     install_guard(app, settings)  # inside the request context: its refusals get an id

@@ -9,7 +9,9 @@ comes after the work it should prevent. This plain ASGI middleware runs before F
 - a client that stops sending its body gets a 408 after `http.body_timeout_seconds`;
 - a compressed body on an endpoint that does not decode it gets a 415 with a hint.
 
-Everything outside /api/ (health, readiness, metrics, the docs) passes untouched.
+Everything outside /api/ (health, readiness, metrics, the docs) passes untouched. A
+provider's callback cannot carry our key: those paths (Twilio's status callback) skip the
+key check, keep the body limits, and their handler checks the provider's signature.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from incidents.config import Settings
 from incidents.metrics import INGEST_REJECTED
+from incidents.notify.channels.twilio_client import STATUS_CALLBACK_PATH
 
 from .auth import CHALLENGES, check_authorization, route_path, source_of
 from .responses import JsonResponse
@@ -34,6 +37,8 @@ AUTHENTICATED = "authenticated"
 GRAPH_PATH = "/api/v1/services/graph"
 # The ingest endpoints decode gzip themselves; everywhere else a body must be identity.
 DECODING_PATHS = frozenset({"/api/v1/alerts", "/api/v1/alerts/alertmanager"})
+# POSTed by a provider that signs its requests instead of sending our key.
+SIGNED_PATHS = frozenset({STATUS_CALLBACK_PATH})
 
 
 _ERRORS = {413: "payload_too_large", 415: "unsupported_media_type"}
@@ -123,14 +128,16 @@ class GuardMiddleware:
         has_body = chunked or length not in (b"", b"0")
         close = [(b"connection", b"close")] if has_body else []
         method = scope["method"]
-        if self.token:
+        signed = method == "POST" and path in SIGNED_PATHS
+        if self.token and not signed:
             problem = check_authorization(authorization.decode("latin-1"), self.token)
             if problem is not None:
                 headers = [(b"www-authenticate", c.encode()) for c in CHALLENGES]
                 body = {"error": "unauthorized", "message": problem}
                 await _send(send, _json(401, body, headers + close))
                 return
-        scope.setdefault("state", {})[AUTHENTICATED] = True
+        if not signed:
+            scope.setdefault("state", {})[AUTHENTICATED] = True
         if not has_body:
             await self.app(scope, receive, send)
             return

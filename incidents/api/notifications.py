@@ -44,6 +44,11 @@ class NotificationOut(BaseModel):
     sent_at: datetime | None = Field(description="When the provider accepted it (UTC).")
     latency_ms: float | None = Field(description="From due to accepted, in milliseconds.")
     provider_id: str | None = Field(description="The provider's id (Slack ts, message SID).")
+    provider_status: str | None = Field(
+        description="What the provider last reported of its delivery, for SMS and voice "
+        "(Twilio's `delivered`, `undelivered`, `completed`, `no-answer`, ...); empty until "
+        "it reports.",
+    )
     error: str | None = Field(description="The last error, if any.")
 
 

@@ -25,8 +25,8 @@ class ErrorBody(BaseModel):
     error: str = Field(
         description=(
             "A stable code to branch on: `validation_error`, `bad_request`, `unauthorized`, "
-            "`not_found`, `conflict`, `payload_too_large`, `invalid_value`, `unavailable`, "
-            "`http_error`."
+            "`forbidden`, `not_found`, `conflict`, `payload_too_large`, `invalid_value`, "
+            "`unavailable`, `http_error`."
         ),
         examples=["validation_error"],
     )

@@ -12,6 +12,7 @@ talks to it over HTTP. Usage:
         fake.fail_number("+15005550009", 21610)
         fake.delay = 2.0                     # answer slowly (timeouts)
         fake.answer_delay = 2.0              # accept at once, answer late (a send in doubt)
+        fake.callback(sid, "undelivered", error_code=30003)  # a status callback, now
 
 Accepted messages and calls can be listed back (`GET .../Messages.json?To=...&From=...`,
 newest first), as a sender does to check whether an attempt it lost track of went out.
@@ -19,6 +20,9 @@ newest first), as a sender does to check whether an attempt it lost track of wen
 It checks HTTP basic auth (account SID and auth token: 401 with code 20003 otherwise),
 the required parameters, and answers 201 with a `sid` (`SM...`, `CA...`) and status
 `queued`. Errors use Twilio's JSON shape: `code`, `message`, `more_info`, `status`.
+
+What happens next is up to the test: `callback()` POSTs Twilio's signed status form to
+the message's or call's `StatusCallback` (tests/notify/twilio_webhooks.py); never alone.
 """
 
 from __future__ import annotations
@@ -30,13 +34,17 @@ import json
 import re
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
+import httpx
+
 from incidents.notify.channels.twilio_client import TwilioSettings
+from tests.notify.twilio_webhooks import post_signed, status_form
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "fake-auth-token"
@@ -65,6 +73,17 @@ class Recorded:
     form: dict[str, str]
     headers: dict[str, str]
     status: int
+    # Every value of each field (the form keeps the last), e.g. StatusCallbackEvent.
+    values: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class Created:
+    """A message or call the fake accepted: what a status callback needs."""
+
+    kind: str
+    form: dict[str, str]
+    callbacks: int = 0
 
 
 @dataclass
@@ -81,7 +100,8 @@ class _State:
     requests: list[Recorded] = field(default_factory=list)
     faults: list[_Fault] = field(default_factory=list)
     numbers: dict[str, int] = field(default_factory=dict)
-    created: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    listed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    created: dict[str, Created] = field(default_factory=dict)
 
 
 class FakeTwilio:
@@ -167,6 +187,46 @@ class FakeTwilio:
         """Form bodies of calls the fake accepted."""
         return self._accepted("/Calls.json")
 
+    def callback(
+        self,
+        sid: str,
+        status: str,
+        *,
+        error_code: int | None = None,
+        sip_response_code: int | None = None,
+        omit: Iterable[str] = (),
+        url: str | None = None,
+        signature: str | None = None,
+    ) -> httpx.Response:
+        """POST Twilio's status callback for an accepted message or call, now.
+
+        `omit` drops fields before signing, `url` signs and posts to another URL than
+        the StatusCallback, and `signature` replaces the computed one ("" sends none).
+        """
+        with self._state.lock:
+            created = self._state.created[sid]
+            created.callbacks += 1
+            sequence = created.callbacks - 1
+        target = url or created.form.get("StatusCallback")
+        if not target:
+            raise AssertionError(f"{sid} was created without a StatusCallback")
+        form = status_form(
+            self.account_sid, sid, created.kind, created.form, status, sequence=sequence
+        )
+        if error_code is not None:
+            form["ErrorCode"] = str(error_code)
+        if sip_response_code is not None:
+            form["SipResponseCode"] = str(sip_response_code)
+        for name in omit:
+            form.pop(name, None)
+        return self.post_signed(target, form, signature=signature)
+
+    def post_signed(
+        self, url: str, form: dict[str, str], *, signature: str | None = None
+    ) -> httpx.Response:
+        """POST a form as Twilio's webhooks do, signed with the auth token."""
+        return post_signed(self.auth_token, url, form, signature=signature)
+
     def _accepted(self, suffix: str) -> list[dict[str, str]]:
         return [r.form for r in self.requests if r.path.endswith(suffix) and r.status == 201]
 
@@ -205,13 +265,16 @@ class FakeTwilio:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length).decode()
-                form = {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+                values = parse_qs(raw, keep_blank_values=True)
+                form = {k: v[-1] for k, v in values.items()}
                 if fake.delay:
                     time.sleep(fake.delay)
                 status, body, headers = fake._answer(self.path, self.headers, form)
                 with fake._state.lock:
                     fake._state.requests.append(
-                        Recorded("POST", self.path, form, dict(self.headers.items()), status)
+                        Recorded(
+                            "POST", self.path, form, dict(self.headers.items()), status, values
+                        )
                     )
                 if fake.answer_delay:
                     time.sleep(fake.answer_delay)
@@ -255,7 +318,7 @@ class FakeTwilio:
         with self._state.lock:
             found = [
                 resource
-                for made, resource in reversed(self._state.created)
+                for made, resource in reversed(self._state.listed)
                 if made == kind
                 and all(resource[k.lower()] == v for k, v in wanted.items() if k in ("To", "From"))
             ]
@@ -285,6 +348,8 @@ class FakeTwilio:
         number = next(self._ids)
         prefix = "SM" if kind == "Messages" else "CA"
         resource_sid = f"{prefix}{number:032x}"
+        with self._state.lock:
+            self._state.created[resource_sid] = Created(kind, dict(form))
         now = formatdate(usegmt=True)
         common = {
             "sid": resource_sid,
@@ -312,7 +377,7 @@ class FakeTwilio:
         else:
             resource = {**common, "direction": "outbound-api", "price": None, "price_unit": "USD"}
         with self._state.lock:
-            self._state.created.append((kind, resource))
+            self._state.listed.append((kind, resource))
         return resource
 
 

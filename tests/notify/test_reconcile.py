@@ -24,9 +24,14 @@ from incidents.notify.models import NOTIFICATIONS, THREADS
 from incidents.notify.worker import NotifyWorker
 from tests.notify.fake_slack import FakeSlack
 from tests.notify.fake_twilio import FakeTwilio
+from tests.notify.smtp_server import SmtpServer
+from tests.notify.test_email import channel as email_channel
+from tests.notify.test_email import notification as email_note
+from tests.notify.test_email import server as smtp
 from tests.notify.test_outbox import incident, queue, row, sessions
+from tests.notify.test_slack import notification as note
 
-__all__ = ["sessions"]
+__all__ = ["sessions", "smtp"]
 
 PHONE = "+15551230001"
 
@@ -142,6 +147,13 @@ def test_a_slack_post_that_never_left_is_sent_after_the_lookup(
     assert row(sessions, nid).status == "sent"
 
 
+def test_a_timeout_is_retryable_and_in_doubt(slack: FakeSlack) -> None:
+    slack.fail_next(delay=1.0)
+    result = slack_channel(slack, timeout=0.2).send(note())
+    assert not result.ok and result.retryable and result.in_doubt
+    assert "network error" in (result.error or "")
+
+
 def test_a_slack_timeout_after_slack_posted_is_not_posted_twice(
     sessions: sessionmaker[Session], slack: FakeSlack
 ) -> None:
@@ -230,3 +242,14 @@ def test_another_text_to_the_same_number_is_not_taken_for_the_lost_one(
     bodies = [m["Body"] for m in twilio.messages()]
     assert len(bodies) == 2 and bodies[0].startswith("RESOLVED") and "ack" in bodies[1]
     assert row(sessions, nid).status == "sent"
+
+
+def test_a_resend_of_one_email_keeps_its_message_id(smtp: SmtpServer) -> None:
+    # SMTP cannot say whether an attempt whose answer was lost went through: a resend is
+    # the same message to the recipient's mail system, and different notifications differ.
+    mailer = email_channel(smtp)
+    first = mailer.compose(email_note(delivery_id=41))
+    again = mailer.compose(email_note(delivery_id=41))
+    other = mailer.compose(email_note(delivery_id=42))
+    assert first["Message-ID"] == again["Message-ID"] != other["Message-ID"]
+    assert str(first["Message-ID"]).startswith("<incident-")

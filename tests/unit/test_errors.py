@@ -17,6 +17,7 @@ EXPECTED = {
     "UnsupportedMediaType": 415,
     "ClientGone": 499,
     "Unauthorized": 401,
+    "Forbidden": 403,
     "NotFound": 404,
     "Conflict": 409,
     "PreconditionFailed": 412,

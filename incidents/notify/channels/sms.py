@@ -23,6 +23,7 @@ from incidents.notify.channels.twilio_client import (
     find_created,
     missing_settings,
     settings_from,
+    status_callback_url,
 )
 from incidents.notify.templates import compile_template, render_text, template_context
 
@@ -140,14 +141,16 @@ class SmsNotifier:
                 ok=False, error=f"sms channel is not configured: missing {', '.join(missing)}"
             )
         body = self.render(notification)
+        callback = status_callback_url(self.settings, notification.delivery_id)
+        extra = {"status_callback": callback} if callback else {}
         try:
             message = self._client.messages.create(
-                to=notification.target, from_=self.settings.from_number, body=body
+                to=notification.target, from_=self.settings.from_number, body=body, **extra
             )
         except Exception as exc:  # classify() answers every failure; send() never raises
             return classify(exc, self._http)
         # Twilio answers a refused message with an error status; a created one is queued,
-        # and its later delivery outcome arrives by status callback, not here.
+        # and its later delivery outcome arrives by status callback (delivery_status.py).
         return SendResult(ok=True, provider_id=str(message.sid) if message.sid else None)
 
 

@@ -39,7 +39,8 @@ class TwilioSettings(BaseModel):
     from_number: str = ""
     # Empty: Twilio itself. Otherwise every API request goes to this base URL instead.
     api_url: str = ""
-    # Where Twilio reaches this service, for the voice menu's answer (`<Gather action>`).
+    # Where Twilio reaches this service: the voice menu's answer (`<Gather action>`) and
+    # delivery status callbacks go there. Empty: neither is asked for.
     public_url: str = ""
     timeout_seconds: float = Field(default=10, gt=0)
     # Jinja2 overrides (sandboxed); empty keeps the built-in text.
@@ -158,6 +159,18 @@ def find_created(
         if matches(resource):
             return str(resource.sid)
     return None
+
+
+# Where Twilio posts what became of a message or call (incidents.api.twilio_status).
+STATUS_CALLBACK_PATH = "/api/v1/notify/twilio/status"
+
+
+def status_callback_url(settings: TwilioSettings, delivery_id: int) -> str | None:
+    """The status callback URL for one notification, or None without a `public_url`."""
+    if not settings.public_url:
+        return None
+    base = settings.public_url.rstrip("/")
+    return f"{base}{STATUS_CALLBACK_PATH}?notification={delivery_id}"
 
 
 def missing_settings(settings: TwilioSettings) -> list[str]:

@@ -4,6 +4,8 @@ The call's TwiML is sent inline (`twiml=`), so Twilio needs no URL of ours to st
 The menu (`<Gather numDigits="1">`) posts the pressed key to
 `<public_url>/api/v1/twilio/voice/<incident id>`: 1 acknowledges, 2 escalates. Without a
 `public_url` nothing could receive the key, so the call only reads the message, twice.
+With one, Twilio also reports how the call ended (answered, busy, no answer) to the
+status callback (incidents.notify.delivery_status).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from incidents.notify.channels.twilio_client import (
     find_created,
     missing_settings,
     settings_from,
+    status_callback_url,
 )
 from incidents.notify.templates import compile_template, render_text, template_context
 
@@ -41,6 +44,8 @@ EVENT_SPOKEN = {
     "updated": "updated",
 }
 VOICE_VARIABLES = {"event_spoken": ""}
+# The call progress events Twilio reports to the status callback.
+CALLBACK_EVENTS = ("answered", "completed")
 # Twilio refuses inline TwiML over 4,000 characters; a title is read out twice.
 MAX_TITLE = 300
 
@@ -117,11 +122,22 @@ class VoiceNotifier:
             return SendResult(
                 ok=False, error=f"voice channel is not configured: missing {', '.join(missing)}"
             )
+        callback = status_callback_url(self.settings, notification.delivery_id)
+        extra: dict[str, Any] = {}
+        if callback:
+            # `answered` says someone picked up; `completed` is the end, whatever it was
+            # (completed, busy, no-answer, failed, canceled).
+            extra = {
+                "status_callback": callback,
+                "status_callback_event": list(CALLBACK_EVENTS),
+                "status_callback_method": "POST",
+            }
         try:
             call = self._client.calls.create(
                 to=notification.target,
                 from_=self.settings.from_number,
                 twiml=self.twiml(notification),
+                **extra,
             )
         except Exception as exc:  # classify() answers every failure; send() never raises
             return classify(exc, self._http)

@@ -1,0 +1,134 @@
+"""Twilio's delivery status callbacks: `POST /api/v1/notify/twilio/status?notification=<id>`.
+
+Twilio cannot send our API token, so the guard lets this path through without it, and
+the handler checks `X-Twilio-Signature` instead: HMAC-SHA1, keyed with the Twilio auth
+token, over the URL Twilio called and the sorted form fields. That URL is rebuilt from
+`notify.public_url`, the address the channels gave Twilio, not from the request as it
+arrived: behind a proxy the two differ.
+
+Answers: 200 with what was done (stored, requeued, failed or ignored: a duplicate or
+stale callback is a success for Twilio, there is nothing to retry); 403 for a missing or
+wrong signature; 404 for an unknown notification, or when Twilio is not configured; 422
+for a form without the status or SID; 503 while the notification is being sent and its
+new SID is not recorded yet. The operation is not in the OpenAPI document: it is
+Twilio's to call, not a client's.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import ImmutableMultiDict
+from twilio.request_validator import RequestValidator
+
+from incidents.api.responses import JsonResponse
+from incidents.exceptions import BadRequest, Forbidden, NotFound, ValidationFailed
+from incidents.notify import delivery_status
+from incidents.notify.channels.twilio_client import STATUS_CALLBACK_PATH
+
+from .deps import service
+
+router = APIRouter(tags=["notifications"])
+
+SIGNATURE_HEADER = "X-Twilio-Signature"
+
+
+@router.post(STATUS_CALLBACK_PATH, include_in_schema=False)
+async def twilio_status(request: Request) -> JsonResponse:
+    """Apply one Twilio status callback to the notification it names."""
+    state = service(request)
+    settings = state.settings
+    token = settings.twilio_auth_token
+    if not token:
+        raise NotFound(
+            "Twilio status callbacks are off: twilio_auth_token is not set, so no "
+            "signature can be checked"
+        )
+    body = await request.body()
+    try:
+        form = ImmutableMultiDict(parse_qsl(body.decode(), keep_blank_values=True))
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not UTF-8 form data", field="body") from None
+    url = signed_url(settings.notify.public_url, request.scope.get("query_string", b""))
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if not signature:
+        raise Forbidden(
+            f"missing {SIGNATURE_HEADER} header: only Twilio's signed callbacks are accepted",
+            field=SIGNATURE_HEADER,
+        )
+    if not RequestValidator(token).validate(url, form, signature):
+        raise Forbidden(
+            f"{SIGNATURE_HEADER} does not match this request signed with the Twilio auth "
+            f"token for {url}; check twilio_auth_token and notify.public_url",
+            field=SIGNATURE_HEADER,
+        )
+    notification = _notification_id(request.query_params.get("notification"))
+    report = _report(form)
+    applied = await run_in_threadpool(
+        delivery_status.apply,
+        state.sessions,
+        notification,
+        report,
+        max_attempts=settings.notify.max_attempts,
+    )
+    return JsonResponse(
+        {
+            "notification": notification,
+            "result": applied.action,
+            "status": applied.status,
+            "provider_status": applied.provider_status,
+            "reason": applied.reason,
+        }
+    )
+
+
+def signed_url(public_url: str, query: bytes) -> str:
+    """The URL Twilio signed: the public address, this path and the query as sent."""
+    url = public_url.rstrip("/") + STATUS_CALLBACK_PATH
+    return f"{url}?{query.decode('latin-1')}" if query else url
+
+
+def _notification_id(value: str | None) -> int:
+    if not value:
+        raise ValidationFailed(
+            "notification: missing; the status callback URL names the notification",
+            field="notification",
+        )
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
+        raise ValidationFailed(
+            f"notification: {value[:40]!r} is not a notification id", field="notification"
+        )
+    return int(value)
+
+
+def _report(form: ImmutableMultiDict[str, str]) -> delivery_status.Report:
+    kind: delivery_status.Kind = "call" if "CallSid" in form or "CallStatus" in form else "message"
+    prefix = "Call" if kind == "call" else "Message"
+    status, sid = _field(form, f"{prefix}Status"), _field(form, f"{prefix}Sid")
+    return delivery_status.Report(
+        kind=kind,
+        sid=sid,
+        status=status.strip().lower(),
+        error_code=_code(form, "ErrorCode"),
+        sip_response_code=_code(form, "SipResponseCode"),
+    )
+
+
+def _field(form: ImmutableMultiDict[str, str], name: str) -> str:
+    value = form.get(name, "").strip()
+    if not value:
+        raise ValidationFailed(
+            f"{name}: missing; a Twilio status callback always carries it", field=name
+        )
+    return value
+
+
+def _code(form: ImmutableMultiDict[str, str], name: str) -> int | None:
+    value = form.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isascii() or not value.isdigit() or len(value) > 9:
+        raise ValidationFailed(f"{name}: {value[:40]!r} is not a number", field=name)
+    return int(value)
