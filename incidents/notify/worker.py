@@ -209,6 +209,12 @@ class NotifyWorker:
     def _finish(
         self, channel: str, item: outbox.Claimed, result: SendResult, started: float
     ) -> None:
+        if channel == "slack" and result.retry_after:
+            # Slack's 429 is about the channel (posts) or the workspace (edits), not this
+            # one notification: hold both budgets for Retry-After, so the next sends wait
+            # too rather than each earn a 429 of its own.
+            for key in (f"slack:post:{item.target}", "slack:update"):
+                self._pacer.take(key, result.retry_after)
         status = outbox.record(self._factory, item, result, max_attempts=self._max_attempts)
         log.info(
             "notification %s via %s to %s: %s in %.0f ms%s",

@@ -218,3 +218,26 @@ def test_the_embedded_worker_is_woken_by_the_pipelines_hand_off(
         assert channel.sent == [nid] and time.monotonic() - woken < 1
     finally:
         worker.stop()
+
+
+def test_a_slack_429_holds_the_channel_for_retry_after(sessions: sessionmaker[Session]) -> None:
+    iid = incident(sessions)
+    first = queue(sessions, iid, "slack", "#a", key="entry:1")
+    second = queue(sessions, iid, "slack", "#a", key="entry:2")
+
+    class Limited(Recording):
+        def send(self, notification: Notification) -> SendResult:
+            super().send(notification)
+            if notification.delivery_id == first and len(self.sent) == 1:
+                return SendResult(ok=False, retryable=True, retry_after=1.5, error="ratelimited")
+            return SendResult(ok=True)
+
+    channel = Limited()
+    pacer = LocalPacer()
+    worker = NotifyWorker(sessions, {"slack": channel}, public_url="", pacer=pacer)
+    started = time.monotonic()
+    worker.run_once("slack")
+    # The second send waited out the Retry-After instead of earning its own 429.
+    assert channel.sent == [first, second]
+    assert time.monotonic() - started >= 1.4
+    assert row(sessions, first).status == "pending" and row(sessions, second).status == "sent"
