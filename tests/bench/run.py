@@ -25,7 +25,9 @@ then     the correlate step (rule v2 place()) timed on a 10,000-service graph wi
              (tests/bench/correlation.py); the incident stage's throughput with 1, 2 and 4
              worker processes on a storm over 1,000 independent parts of a 10,000-service
              graph, and a new P0's latency to its incident with 10,000 muted alerts stored
-             (tests/bench/scaling.py).
+             (tests/bench/scaling.py); notifications in the production shape with a fake
+             Slack: a new P0's time to Slack under 200 alerts/s, and what a storm of
+             10,000 alerts in a minute sends to Slack (tests/bench/notify.py).
 
 Every phase has a warm-up that is not counted, then runs for --duration seconds or until
 its pre-built bodies run out. Afterwards the rows in each database are counted against
@@ -45,7 +47,7 @@ from collections.abc import Sequence
 
 import psycopg
 
-from tests.bench import correlation, scaling, storm
+from tests.bench import correlation, notify, scaling, storm
 from tests.bench.bench import (
     BUSY_OTHER_PERCENT,
     HEADER,
@@ -214,6 +216,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="skip the worker-scaling and muted-latency figures",
     )
     parser.add_argument("--no-storm", action="store_true", help="skip the 50,000-alert body")
+    parser.add_argument(
+        "--no-notify", action="store_true", help="skip the notification (Slack) figures"
+    )
     parser.add_argument("--only-storm", action="store_true", help="run only the storm")
     args = parser.parse_args(argv)
     args.duration = min(max(args.duration, 1.0), 30.0)
@@ -298,6 +303,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {line}", flush=True)
         print("\nA new P0 with 10,000 muted alerts stored")
         for line in scaling.muted_latency():
+            print(f"  {line}", flush=True)
+    if not args.no_notify:
+        print("\nNotifications to a fake Slack, production shape (tests/bench/notify.py)")
+        for line in notify.run():
             print(f"  {line}", flush=True)
     print("\nDatabase check (each scenario's database, after its server stopped)")
     for line in bench.checks:

@@ -12,7 +12,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -282,19 +282,30 @@ def cpu_between(before: CpuSample, after: CpuSample) -> CpuUse:
 
 
 class Worker:
-    """A Celery worker process (`incidents worker`) consuming the Redis broker."""
+    """A Celery worker process (`incidents worker`) consuming the Redis broker; with other
+    `args`, any other `incidents` command that runs beside the server (`beat`). `cwd` is
+    where it runs (beat keeps its schedule file there); this checkout is imported still."""
 
-    def __init__(self, database_url: str, broker_url: str, extra_env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        broker_url: str,
+        extra_env: dict[str, str],
+        args: Sequence[str] = ("worker", "--concurrency", "1"),
+        cwd: str | None = None,
+    ) -> None:
         self.database_url = database_url
         self.broker_url = broker_url
         self.extra_env = extra_env
+        self.args = list(args)
+        self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
-            prefix="incidents-bench-worker-", suffix=".log", delete=False
+            prefix=f"incidents-bench-{self.args[0]}-", suffix=".log", delete=False
         )
 
     def start(self) -> None:
-        """Start the worker; it connects to the broker on its own."""
+        """Start the process; it connects to the broker on its own."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENTS_")}
         env.update(
             INCIDENTS_DATABASE_URL=self.database_url,
@@ -303,17 +314,24 @@ class Worker:
             INCIDENTS_LOG_LEVEL="WARNING",
         )
         env.update(self.extra_env)
+        if self.cwd is not None:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "incidents.cli", "worker", "--concurrency", "1"],
-            cwd=ROOT,
+            [sys.executable, "-m", "incidents.cli", *self.args],
+            cwd=self.cwd or ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
 
+    def tail(self, limit: int = 4000) -> str:
+        """The end of the process's log."""
+        self._log.flush()
+        return Path(self._log.name).read_bytes()[-limit:].decode("utf-8", "replace")
+
     def stop(self) -> None:
-        """Stop the worker (warm shutdown, then kill) and remove its log."""
+        """Stop the process (warm shutdown, then kill) and remove its log."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
