@@ -124,6 +124,8 @@ class Incident(SQLModel, table=True):
         Index("ix_incidents_status_last_alert", "status", "last_alert_at"),
         # Open incidents by severity and their oldest, for /metrics, from the index alone.
         Index("ix_incidents_status_severity_opened", "status", "severity", "opened_at"),
+        Index("ix_incidents_escalation_due", "escalation_due_at"),
+        Index("ix_incidents_quiet_until", "quiet_until"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -162,6 +164,29 @@ class Incident(SQLModel, table=True):
     # What has been paged for it: the severity and when (None: nothing paged yet).
     paged_severity: str | None = Field(default=None, sa_column=Column(String(2), nullable=True))
     paged_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    # The lifecycle (vocab.IncidentState): triggered, acknowledged, investigating,
+    # identified, monitoring, resolved. `status` says whether it takes alerts.
+    state: str = Field(
+        default="triggered",
+        sa_column=Column(String(16), nullable=False, server_default="triggered"),
+    )
+    state_changed_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime, nullable=True)
+    )
+    acknowledged_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime, nullable=True)
+    )
+    acknowledged_by: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    assignee: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    # Monitoring after its alerts resolved: it resolves by itself at this time.
+    quiet_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    # The escalation policy as frozen when it first paged, and where it stands.
+    escalation: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSONType, nullable=True)
+    )
+    escalation_due_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime, nullable=True)
+    )
 
 
 class IncidentService(SQLModel, table=True):
@@ -315,3 +340,35 @@ TOTALS: Table = IncidentTotal.__table__  # type: ignore[attr-defined]
 # The notification outbox's tables live with the notify package; importing them here
 # registers them in the one metadata that migrations and tests compare against.
 from incidents.notify.models import NOTIFICATIONS, THREADS  # noqa: E402, F401
+
+
+class ConfigDocument(SQLModel, table=True):
+    """A document the API or the config file replaces whole: users, schedules, escalation
+    policies, heartbeats (one row per kind)."""
+
+    __tablename__ = "config_documents"
+
+    kind: str = Field(sa_column=Column(String(32), primary_key=True))
+    document: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    version: int = Field(sa_column=Column(Integer, nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class Heartbeat(SQLModel, table=True):
+    """A dead man's switch as it stands: when it was last pinged and when it is missed."""
+
+    __tablename__ = "heartbeats"
+    __table_args__ = (Index("ix_heartbeats_expires", "expires_at"),)
+
+    name: str = Field(sa_column=Column(String(128), primary_key=True))
+    last_ping_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime, nullable=True)
+    )
+    expires_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    # waiting (never pinged), alive, expired
+    state: str = Field(sa_column=Column(String(16), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+CONFIG_DOCUMENTS: Table = ConfigDocument.__table__  # type: ignore[attr-defined]
+HEARTBEATS: Table = Heartbeat.__table__  # type: ignore[attr-defined]

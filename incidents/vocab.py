@@ -54,6 +54,17 @@ class IncidentStatus(StrEnum):
     MERGED = "merged"
 
 
+class IncidentState(StrEnum):
+    """The lifecycle people move an incident through (the API's `state`)."""
+
+    TRIGGERED = "triggered"
+    ACKNOWLEDGED = "acknowledged"
+    INVESTIGATING = "investigating"
+    IDENTIFIED = "identified"
+    MONITORING = "monitoring"
+    RESOLVED = "resolved"
+
+
 class MemberStatus(StrEnum):
     """An alert's standing inside its incident."""
 
