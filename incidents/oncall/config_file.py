@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -123,6 +123,32 @@ def _carry_over(
         kept.extend(o.id for o in extra if o.id is not None)
         schedules.append(schedule.model_copy(update={"overrides": [*schedule.overrides, *extra]}))
     return SchedulesDocument(schedules=schedules), kept
+
+
+def summary(
+    users: Sequence[User] | None,
+    schedules: Sequence[Schedule] | None,
+    *,
+    now: datetime | None = None,
+) -> list[str]:
+    """What `check-config` says about the sections: how many, and each gap (nobody on
+    call) in the next 7 days, which is a warning, not an error."""
+    from incidents.oncall.timeline import Plan
+
+    now = now or utcnow()
+    lines = []
+    if users is not None:
+        lines.append(f"users: {len(users)}")
+    if schedules is not None:
+        lines.append(f"schedules: {', '.join(s.name for s in schedules) or 'none'}")
+        for schedule in schedules:
+            gaps = Plan(schedule).gaps(now, now + timedelta(days=7))
+            for gap in gaps[:5]:
+                lines.append(
+                    f"WARNING: schedule {schedule.name!r} has nobody on call from "
+                    f"{gap.start:%Y-%m-%d %H:%M} to {gap.end:%Y-%m-%d %H:%M} UTC"
+                )
+    return lines
 
 
 def apply_at_startup(

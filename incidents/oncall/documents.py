@@ -17,14 +17,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from incidents.documents import Problems
 from incidents.exceptions import ValidationFailed
-from incidents.notify.routing_config import Duration, Email, Phone, _fail
+from incidents.notify.routing_config import _fail
 from incidents.oncall.fields import (
     DAYS,
     Channel,
     Clock,
     Day,
+    Duration,
+    Email,
     Moment,
     OverrideId,
+    Phone,
     Problem,
     Rotation,
     ScheduleName,

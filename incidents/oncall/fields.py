@@ -13,8 +13,15 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Final, Literal, TypeVar
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
+
+from incidents.notify.routing_config import (
+    _check_duration,
+    _check_email,
+    _check_phone,
+    _duration_text,
+)
 
 T = TypeVar("T")
 
@@ -55,16 +62,19 @@ def _check_zone(name: str) -> str:
     return name
 
 
-def _checked(check: Callable[[T], T]) -> AfterValidator:
-    """A validator whose ValueError message is the whole message (no "Value error, ")."""
-
+def _plain(check: Callable[[T], T]) -> Callable[[T], T]:
     def run(value: T) -> T:
         try:
             return check(value)
         except ValueError as exc:
             raise PydanticCustomError("invalid", "{reason}", {"reason": str(exc)}) from None
 
-    return AfterValidator(run)
+    return run
+
+
+def _checked(check: Callable[[T], T]) -> AfterValidator:
+    """A validator whose ValueError message is the whole message (no "Value error, ")."""
+    return AfterValidator(_plain(check))
 
 
 def _pattern(regex: re.Pattern[str], what: str) -> AfterValidator:
@@ -127,6 +137,9 @@ Rotation = Annotated[str, _checked(_check_rotation)]
 Clock = Annotated[str, _checked(_check_clock)]
 # A time with a zone, or without one: then it is wall-clock time in the schedule's zone.
 Moment = Annotated[datetime, _checked(_check_time)]
+Phone = Annotated[str, _checked(_check_phone)]
+Email = Annotated[str, _checked(_check_email)]
+Duration = Annotated[str, BeforeValidator(_plain(_duration_text)), _checked(_check_duration)]
 Team = Annotated[str, Field(min_length=1, max_length=128)]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: Final[tuple[Day, ...]] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
