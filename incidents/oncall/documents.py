@@ -10,14 +10,14 @@ where both documents are known (`unknown_users`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from incidents.documents import Problems
 from incidents.exceptions import ValidationFailed
-from incidents.notify.routing_config import _fail
+from incidents.notify.routing_config import _fail, parse_duration
 from incidents.oncall.fields import (
     DAYS,
     Channel,
@@ -54,6 +54,11 @@ class NotificationRule(_Doc):
     after: Duration = Field(
         description="How long after they are paged, e.g. 0m, 1m, 5m (30s, 1h30m also work)."
     )
+
+    @property
+    def delay(self) -> timedelta:
+        """`after` as a timedelta."""
+        return parse_duration(self.after)
 
 
 class User(_Doc):

@@ -40,6 +40,7 @@ def test_oncall_names_the_users_with_their_contacts(session: Session) -> None:
     assert [u.name for u in found.users] == ["alice"]
     assert found.users[0].phone == "+15005550006"
     assert [r.channel for r in found.users[0].notification_rules] == ["slack", "sms", "voice"]
+    assert [r.delay.total_seconds() for r in found.users[0].notification_rules] == [0, 60, 300]
     assert (found.gap, found.source, found.schedule) == (False, "layer 0", "primary")
     gap = lookup.oncall(session, "daytime", utc("2026-11-07T12:00"))
     assert (gap.users, gap.gap, gap.source) == ([], True, None)
