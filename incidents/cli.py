@@ -62,6 +62,8 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _check(settings: Settings, _: argparse.Namespace) -> int:
+    from incidents.oncall.config_file import summary as oncall_summary
+
     print(json.dumps(masked_settings(settings), indent=2))
     for message in unknown_environment():
         print(f"incidents: WARNING: {message}", file=sys.stderr)
@@ -72,6 +74,8 @@ def _check(settings: Settings, _: argparse.Namespace) -> int:
         auth = "OFF: api_token is empty, so anyone who reaches the port can post and read"
     print(f"incidents: config file: {source}", file=sys.stderr)
     print(f"incidents: authentication is {auth}", file=sys.stderr)
+    for line in oncall_summary(settings.users, settings.schedules):
+        print(f"incidents: {line}", file=sys.stderr)
     print("incidents: the configuration is valid", file=sys.stderr)
     return 0
 

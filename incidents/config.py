@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -33,6 +34,7 @@ from incidents.config_sources import KnownNamesOnly, YamlSource, config_path, re
 from incidents.exceptions import ConfigError
 from incidents.notify.routing_config import RoutingSettings, default_routing
 from incidents.notify.settings import ChannelSettings
+from incidents.oncall.documents import Schedule, User, check_sections
 from incidents.vocab import SEVERITY_ORDER
 
 SEVERITIES = SEVERITY_ORDER
@@ -262,6 +264,10 @@ class Settings(BaseSettings, ChannelSettings):
     # Receivers and the route tree (see incidents.notify.routing); without a `routing:`
     # section everything goes to one console receiver.
     routing: RoutingSettings = Field(default_factory=default_routing)
+    # Who can be on call, and the on-call schedules (see incidents.oncall): applied at
+    # start-up when they changed since last applied; left out, the stored ones stay.
+    users: list[User] | None = None
+    schedules: list[Schedule] | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -284,6 +290,11 @@ class Settings(BaseSettings, ChannelSettings):
         if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return value
+
+    @model_validator(mode="after")
+    def _oncall_sections(self) -> Settings:
+        check_sections(self.users, self.schedules)
+        return self
 
     @classmethod
     def settings_customise_sources(

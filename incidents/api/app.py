@@ -19,6 +19,7 @@ from incidents.ingest.committer import IngestCommitter
 from incidents.ingest.store import Incoming, WriteResult
 from incidents.metrics import ALERTS_INGESTED, DUPLICATE_DELIVERIES
 from incidents.notify.setup import make_notify_worker
+from incidents.oncall.config_file import apply_at_startup
 from incidents.pipeline.dispatch import make_dispatcher
 
 from . import (
@@ -27,9 +28,11 @@ from . import (
     incidents,
     notifications,
     ops,
+    schedules,
     services,
     silences,
     twilio_status,
+    users,
     webhooks,
 )
 from .auth import RefusalLog
@@ -91,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     log_replacement(applied, graph_file=graph_file)
             except SQLAlchemyError:
                 log.warning("database unavailable at start-up; the graph file was not applied")
+        apply_at_startup(sessions, settings.users, settings.schedules)
         dispatcher.start()
         if notifier is not None:
             notifier.start()
@@ -137,6 +141,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(silences.router)
     app.include_router(am_silences.router)
     app.include_router(twilio_status.router)
+    app.include_router(users.router)
+    app.include_router(schedules.router)
     install_openapi(app)
     install_docs(app)
     install_guard(app, settings)  # inside the request context: its refusals get an id

@@ -55,6 +55,11 @@ TAGS: list[dict[str, str]] = [
     {"name": "incidents", "description": "Incidents built from correlated alerts."},
     {"name": "services", "description": "The service dependency graph."},
     {"name": "silences", "description": "Silences and maintenance windows."},
+    {"name": "users", "description": "Who can be on call, and how to reach them."},
+    {
+        "name": "schedules",
+        "description": "On-call schedules: who is on call, shifts, overrides, calendar feeds.",
+    },
     {"name": "operations", "description": "Liveness, readiness and metrics (no token)."},
 ]
 
