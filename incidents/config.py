@@ -31,6 +31,7 @@ from pydantic_settings import (
 
 from incidents.config_sources import KnownNamesOnly, YamlSource, config_path, read_yaml_with_lines
 from incidents.exceptions import ConfigError
+from incidents.heartbeats.spec import HeartbeatList
 from incidents.notify.routing_config import RoutingSettings, default_routing
 from incidents.notify.settings import ChannelSettings
 from incidents.vocab import SEVERITY_ORDER
@@ -212,7 +213,8 @@ class PipelineSettings(_Section):
     # A running job's lease; its worker renews it every third of this. A killed worker's
     # job waits at most about lease_seconds + sweep_interval_seconds.
     lease_seconds: float = Field(default=6.0, ge=0.5)
-    # Un-muting alerts whose silence ended, closing quiet flapping incidents.
+    # Un-muting alerts whose silence ended, closing quiet flapping incidents, finding
+    # missed heartbeats.
     upkeep_interval_seconds: float = Field(default=15.0, gt=0)
     max_attempts: int = Field(default=10, gt=0)
     # A run takes up to this many waiting jobs together (shares the per-run cost).
@@ -262,6 +264,9 @@ class Settings(BaseSettings, ChannelSettings):
     # Receivers and the route tree (see incidents.notify.routing); without a `routing:`
     # section everything goes to one console receiver.
     routing: RoutingSettings = Field(default_factory=default_routing)
+    # Dead man's switches (see incidents.heartbeats); when present, applied at start-up
+    # if they changed since last applied. None: leave the stored ones alone.
+    heartbeats: HeartbeatList | None = None
 
     @field_validator("database_url")
     @classmethod

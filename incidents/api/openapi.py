@@ -55,6 +55,10 @@ TAGS: list[dict[str, str]] = [
     {"name": "incidents", "description": "Incidents built from correlated alerts."},
     {"name": "services", "description": "The service dependency graph."},
     {"name": "silences", "description": "Silences and maintenance windows."},
+    {
+        "name": "heartbeats",
+        "description": "Dead man's switches: pinged, or an incident opens when they are not.",
+    },
     {"name": "operations", "description": "Liveness, readiness and metrics (no token)."},
 ]
 
