@@ -32,6 +32,7 @@ from pydantic_settings import (
 
 from incidents.config_sources import KnownNamesOnly, YamlSource, config_path, read_yaml_with_lines
 from incidents.exceptions import ConfigError
+from incidents.heartbeats.spec import HeartbeatList
 from incidents.notify.routing_config import RoutingSettings, default_routing
 from incidents.notify.settings import ChannelSettings
 from incidents.oncall.documents import Schedule, User, check_sections
@@ -214,7 +215,8 @@ class PipelineSettings(_Section):
     # A running job's lease; its worker renews it every third of this. A killed worker's
     # job waits at most about lease_seconds + sweep_interval_seconds.
     lease_seconds: float = Field(default=6.0, ge=0.5)
-    # Un-muting alerts whose silence ended, closing quiet flapping incidents.
+    # Un-muting alerts whose silence ended, closing quiet flapping incidents, finding
+    # missed heartbeats.
     upkeep_interval_seconds: float = Field(default=15.0, gt=0)
     max_attempts: int = Field(default=10, gt=0)
     # A run takes up to this many waiting jobs together (shares the per-run cost).
@@ -268,6 +270,9 @@ class Settings(BaseSettings, ChannelSettings):
     # start-up when they changed since last applied; left out, the stored ones stay.
     users: list[User] | None = None
     schedules: list[Schedule] | None = None
+    # Dead man's switches (see incidents.heartbeats); when present, applied at start-up
+    # if they changed since last applied. None: leave the stored ones alone.
+    heartbeats: HeartbeatList | None = None
 
     @field_validator("database_url")
     @classmethod

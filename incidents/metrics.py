@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import ClassVar
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 ALERTS_INGESTED = Counter(
@@ -109,3 +109,44 @@ class DatabaseTotals(Collector):
 
 INCIDENT_TOTALS = DatabaseTotals()
 REGISTRY.register(INCIDENT_TOTALS)
+
+
+class HeartbeatFigures(Collector):
+    """Each heartbeat's figures, read from the database at scrape time.
+
+    A collector rather than labelled gauges: a heartbeat that was removed disappears from
+    the next scrape instead of staying at its last value.
+    """
+
+    SINCE = "incidents_heartbeat_seconds_since_ping"
+    EXPIRED = "incidents_heartbeat_expired"
+    HELP: ClassVar[dict[str, str]] = {
+        SINCE: "Seconds since the heartbeat's last ping (since its definition if never pinged).",
+        EXPIRED: "1 while the heartbeat is missed (its HeartbeatMissing alert fires), else 0.",
+    }
+
+    def __init__(self) -> None:
+        self._values: dict[str, tuple[float, bool]] = {}
+
+    def set(self, values: Mapping[str, tuple[float, bool]]) -> None:
+        """Replace the figures: seconds since the last ping and whether it expired, by name."""
+        self._values = dict(values)
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The metric names, for the registry's duplicate check."""
+        for name, text in self.HELP.items():
+            yield GaugeMetricFamily(name, text)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """One sample per heartbeat and metric."""
+        since = GaugeMetricFamily(self.SINCE, self.HELP[self.SINCE], labels=["heartbeat"])
+        expired = GaugeMetricFamily(self.EXPIRED, self.HELP[self.EXPIRED], labels=["heartbeat"])
+        for name, (seconds, missed) in sorted(self._values.items()):
+            since.add_metric([name], seconds)
+            expired.add_metric([name], 1.0 if missed else 0.0)
+        yield since
+        yield expired
+
+
+HEARTBEAT_FIGURES = HeartbeatFigures()
+REGISTRY.register(HEARTBEAT_FIGURES)

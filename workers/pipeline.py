@@ -46,7 +46,8 @@ def sweep_outbox() -> int:
 
 @celery_app.task(name=UPKEEP_TASK)  # type: ignore[untyped-decorator]
 def upkeep() -> int:
-    """Un-mute alerts whose silence ended and close quiet flapping incidents."""
+    """Un-mute alerts whose silence ended, close quiet flapping incidents, and store the
+    alert of every heartbeat that was missed."""
     ids = maintain(session_factory(), get_settings())
     for job_id in ids:
         run_pipeline_job.delay(job_id)

@@ -31,7 +31,8 @@ class AlertOut(BaseModel):
         description="The alert's identity: the sender's fingerprint, or a hash of its labels."
     )
     source: str = Field(
-        description="Which endpoint it came in through: `alertmanager` or `generic`."
+        description="Which endpoint it came in through: `alertmanager` or `generic`; "
+        "`heartbeat` for the alert of a missed heartbeat."
     )
     status: Literal["firing", "resolved"] = Field(description="Its latest state.")
     severity: Literal["P0", "P1", "P2", "P3"] = Field(

@@ -15,6 +15,7 @@ from incidents.api.responses import JsonResponse
 from incidents.config import Settings, get_settings
 from incidents.correlation.store import apply_graph_file, log_replacement
 from incidents.db import create_db_engine, make_session_factory, session_scope
+from incidents.heartbeats.watch import AlertPings, apply_config_section
 from incidents.ingest.committer import IngestCommitter
 from incidents.ingest.store import Incoming, WriteResult
 from incidents.metrics import ALERTS_INGESTED, DUPLICATE_DELIVERIES
@@ -25,6 +26,7 @@ from incidents.pipeline.dispatch import make_dispatcher
 from . import (
     alerts,
     am_silences,
+    heartbeats,
     incidents,
     notifications,
     ops,
@@ -62,6 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sessions, settings, notifier.hand_on if notifier is not None else None
     )
 
+    # Alerts that keep firing (the Watchdog) ping heartbeats as they are delivered.
+    pings = AlertPings(sessions, settings)
+
     def on_committed(items: list[Incoming], results: list[WriteResult]) -> None:
         jobs: set[int] = set()
         for item, result in zip(items, results, strict=True):
@@ -77,6 +82,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 dispatcher.dispatch(job_id)
             except Exception:
                 log.warning("could not hand job %s to the workers; the sweeper will", job_id)
+        try:
+            # Every delivery counts, duplicates too: a re-send proves Alertmanager works.
+            for job_id in pings.observe(items):
+                dispatcher.dispatch(job_id)
+        except Exception:
+            log.exception("could not record heartbeat pings from delivered alerts")
 
     committer = IngestCommitter(engine, settings.ingest, on_committed)
     state = ServiceState(settings, engine, sessions, committer, dispatcher)
@@ -95,7 +106,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except SQLAlchemyError:
                 log.warning("database unavailable at start-up; the graph file was not applied")
         apply_at_startup(sessions, settings.users, settings.schedules)
+        try:
+            heartbeat_job = apply_config_section(sessions, settings)
+        except SQLAlchemyError:
+            heartbeat_job = None
+            log.warning("database unavailable at start-up; the heartbeats were not applied")
         dispatcher.start()
+        if heartbeat_job is not None:
+            dispatcher.dispatch(heartbeat_job)
         if notifier is not None:
             notifier.start()
         await committer.start()
@@ -131,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_oauth2_redirect_url=None,
     )
     app.state.service = state
+    app.state.heartbeat_pings = pings
     install_error_handlers(app)
     app.include_router(ops.router)
     app.include_router(webhooks.router)
@@ -139,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(notifications.router)
     app.include_router(services.router)
     app.include_router(silences.router)
+    app.include_router(heartbeats.router)
     app.include_router(am_silences.router)
     app.include_router(twilio_status.router)
     app.include_router(users.router)

@@ -60,6 +60,10 @@ TAGS: list[dict[str, str]] = [
         "name": "schedules",
         "description": "On-call schedules: who is on call, shifts, overrides, calendar feeds.",
     },
+    {
+        "name": "heartbeats",
+        "description": "Dead man's switches: pinged, or an incident opens when they are not.",
+    },
     {"name": "operations", "description": "Liveness, readiness and metrics (no token)."},
 ]
 

@@ -16,9 +16,12 @@ from incidents.api.queries.operations import ping, read_figures
 from incidents.api.responses import JsonResponse
 from incidents.config import SEVERITIES
 from incidents.db import session_scope, utcnow
+from incidents.heartbeats import clock
+from incidents.heartbeats.status import figures as heartbeat_figures
 from incidents.metrics import (
     ALERTS_MUTED,
     BROKER_QUEUE,
+    HEARTBEAT_FIGURES,
     INCIDENT_TOTALS,
     INGEST_WAITING,
     NOTIFICATIONS,
@@ -126,6 +129,8 @@ def _set_database_figures(state: ServiceState) -> None:
     with session_scope(state.sessions) as session:
         counts = notification_counts(session)
         waiting = oldest_due(session, now)
+        heartbeats = heartbeat_figures(session, clock.now())
+    HEARTBEAT_FIGURES.set(heartbeats)
     for (channel, status), count in counts.items():
         NOTIFICATIONS.labels(channel=channel, status=status).set(count)
     for channel in CHANNELS:

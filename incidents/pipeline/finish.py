@@ -108,7 +108,8 @@ def refresh(job: Job) -> None:
         incident.blast_radius = job.graph.blast_radius(first) if first else []
         # The title names an alert: the earliest root's, whatever was inferred below it.
         root = min(incident.roots, key=lambda s: (seen[s].first, s)) if incident.roots else first
-        title = f"{stats.get(root or '', {}).get('name', 'alert')} on {root or 'unknown'}"
+        named = stats.get(root or "", {})
+        title = named.get("title") or f"{named.get('name', 'alert')} on {root or 'unknown'}"
         others = len(stats) - 1
         if others > 0:
             title += f" (+{others} affected service{'s' if others > 1 else ''})"

@@ -21,6 +21,7 @@ from incidents.correlation.graph import ServiceGraph
 from incidents.correlation.index import IncidentLink, MemoryIndex
 from incidents.correlation.rule import CorrelationRule
 from incidents.db import aggregate_time
+from incidents.heartbeats.inject import SOURCE as HEARTBEAT_SOURCE
 from incidents.locks import lock_graph
 from incidents.models import INCIDENTS, LINKS, Alert, AlertState, Incident, IncidentAlert
 from incidents.pipeline.mute import ActiveSilence
@@ -55,6 +56,14 @@ def service_node(service: str | None, labels: dict[str, str], fingerprint: str) 
 def alert_name(alert: Alert) -> str:
     """The alert's name for people: its alertname label, else its fingerprint."""
     return alert.labels.get("alertname", alert.fingerprint)
+
+
+def alert_title(alert: Alert) -> str | None:
+    """The title an alert gives the incident it names, if it says one: a missed heartbeat's
+    alert does ("Alertmanager Watchdog has not arrived for 5 minutes: ...")."""
+    if alert.source == HEARTBEAT_SOURCE:
+        return alert.annotations.get("summary") or None
+    return None
 
 
 class DbIncidentIndex:

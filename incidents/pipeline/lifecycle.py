@@ -18,7 +18,14 @@ from incidents.correlation.grouping import OpenIncident, Placement
 from incidents.correlation.index import IncidentLink
 from incidents.models import ALERTS, BY_SERVICE, INCIDENTS, LINKS, TIMELINE, Alert, Incident
 from incidents.pipeline import paging
-from incidents.pipeline.incident_state import Job, Member, NewLink, alert_name, note
+from incidents.pipeline.incident_state import (
+    Job,
+    Member,
+    NewLink,
+    alert_name,
+    alert_title,
+    note,
+)
 from incidents.vocab import IncidentStatus, MemberStatus, TimelineKind, more_severe, worst
 
 
@@ -131,16 +138,15 @@ def count_member(job: Job, incident: Incident, alert: Alert, service: str) -> No
     incident.opened_at = min(incident.opened_at, alert.starts_at)
     if more_severe(alert.severity, incident.severity):
         incident.severity = alert.severity
-    stats = _add_stats(
-        incident.service_stats,
-        {
-            service: {
-                "first": alert.starts_at.isoformat(),
-                "worst": alert.severity,
-                "name": alert_name(alert),
-            }
-        },
-    )
+    seen: dict[str, Any] = {
+        "first": alert.starts_at.isoformat(),
+        "worst": alert.severity,
+        "name": alert_name(alert),
+    }
+    title = alert_title(alert)
+    if title is not None:
+        seen["title"] = title  # names the incident while this alert is the root's first
+    stats = _add_stats(incident.service_stats, {service: seen})
     if stats != incident.service_stats:
         if service not in incident.service_stats:
             incident.roots = _roots_with(job, incident, service)
@@ -327,6 +333,9 @@ def _add_stats(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
         merged = dict(old)
         if datetime.fromisoformat(new["first"]) < datetime.fromisoformat(old["first"]):
             merged["first"], merged["name"] = new["first"], new["name"]
+            merged.pop("title", None)
+            if "title" in new:
+                merged["title"] = new["title"]
         if more_severe(new["worst"], old["worst"]):
             merged["worst"] = new["worst"]
         out[service] = merged

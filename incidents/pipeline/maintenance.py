@@ -5,6 +5,9 @@
   un-mute it, instead of waiting for the sender's next repeat.
 - A flapping incident is not closed by each resolve; once its alerts have stayed
   resolved for a flap window it is closed here.
+- A heartbeat that was not pinged in time gets its `HeartbeatMissing` alert, stored
+  through the ingest path (see `incidents.heartbeats`). This runs first, and on its own
+  transaction, so a failure of the other checks cannot hold it back.
 
 Only the flapping check takes the correlation lock, and it is short. The muted-alert
 check reads without it, in bounded batches that rotate through the muted alerts from one
@@ -21,6 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from incidents.config import Settings
 from incidents.db import session_scope, utcnow
+from incidents.heartbeats import clock
+from incidents.heartbeats.monitor import expire_due
 from incidents.models import ALERTS, JOBS, STATES, Alert
 from incidents.pipeline.flapping import settle_flapping
 from incidents.pipeline.incident_state import lock_correlation
@@ -81,9 +86,13 @@ def _muted_batch(session: Session, after: str) -> list[Alert]:
 
 def maintain(factory: sessionmaker[Session], settings: Settings) -> list[int]:
     """Run the upkeep; return the ids of new pipeline jobs to dispatch."""
-    if not settings.correlation.enabled:
-        return []
     jobs: list[int] = []
+    try:
+        jobs.extend(expire_due(factory, settings, clock.now()))
+    except Exception:
+        log.exception("heartbeat check failed")
+    if not settings.correlation.enabled:
+        return jobs
     with session_scope(factory) as session:
         lock_correlation(session)
         now = utcnow()

@@ -68,7 +68,7 @@ def test_workers_register_the_tasks_the_api_sends() -> None:
 
 
 # The routers whose reads live in incidents/api/queries/.
-ROUTERS = ("alerts", "services", "silences", "am_silences", "ops")
+ROUTERS = ("alerts", "services", "silences", "am_silences", "ops", "heartbeats")
 SESSION_READS = {"execute", "scalars", "scalar", "get", "query"}
 
 
