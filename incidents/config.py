@@ -31,6 +31,8 @@ from pydantic_settings import (
 )
 
 from incidents.config_sources import KnownNamesOnly, YamlSource, config_path, read_yaml_with_lines
+from incidents.escalation.policy import EscalationDocument
+from incidents.escalation.policy import check_config as check_escalation
 from incidents.exceptions import ConfigError
 from incidents.heartbeats.spec import HeartbeatList
 from incidents.notify.routing_config import RoutingSettings, default_routing
@@ -185,6 +187,13 @@ class CorrelationSettings(_Section):
     max_new_incidents_per_minute: int = Field(default=30, ge=0)
     # An incident's opening page is held this long; a merge within it folds the page away.
     open_hold_seconds: float = Field(default=15.0, ge=0, le=600)
+    # Once all its alerts resolved, an incident is `monitoring` this long and then resolves
+    # by itself; an alert firing again meanwhile takes it back. 0 resolves at once.
+    quiet_period_seconds: float = Field(default=1800.0, ge=0)
+    # A firing alert not sent again for this long is shown as stale: Alertmanager re-sends
+    # firing alerts every repeat_interval (4 h by default; this is 3 times that), and an
+    # alert it stopped sending may have lost its resolve. 0: never stale.
+    stale_after_seconds: float = Field(default=43200.0, ge=0)
 
     @field_validator("graph_file")
     @classmethod
@@ -218,6 +227,9 @@ class PipelineSettings(_Section):
     # Un-muting alerts whose silence ended, closing quiet flapping incidents, finding
     # missed heartbeats.
     upkeep_interval_seconds: float = Field(default=15.0, gt=0)
+    # How often due escalation steps are looked for: a step runs at most this long after
+    # its deadline (plus the time to run the ones before it).
+    escalation_sweep_seconds: float = Field(default=5.0, gt=0, le=60)
     max_attempts: int = Field(default=10, gt=0)
     # A run takes up to this many waiting jobs together (shares the per-run cost).
     max_jobs_per_run: int = Field(default=50, ge=1, le=1000)
@@ -273,6 +285,9 @@ class Settings(BaseSettings, ChannelSettings):
     # Dead man's switches (see incidents.heartbeats); when present, applied at start-up
     # if they changed since last applied. None: leave the stored ones alone.
     heartbeats: HeartbeatList | None = None
+    # The escalation policies (the document of PUT /api/v1/escalation-policies); applied
+    # at start-up when the section changed since last applied. None: the section is absent.
+    escalation: EscalationDocument | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -299,6 +314,16 @@ class Settings(BaseSettings, ChannelSettings):
     @model_validator(mode="after")
     def _oncall_sections(self) -> Settings:
         check_sections(self.users, self.schedules)
+        return self
+
+    @model_validator(mode="after")
+    def _escalation_section(self) -> Settings:
+        check_escalation(
+            self.escalation,
+            [(r.name, r.escalation_policy) for r in self.routing.receivers],
+            None if self.users is None else [u.name for u in self.users],
+            None if self.schedules is None else [(s.name, s.team) for s in self.schedules],
+        )
         return self
 
     @classmethod

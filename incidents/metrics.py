@@ -58,6 +58,15 @@ NOTIFY_LAG = Gauge(
     "Seconds the oldest due notification of each channel has waited (0 when none waits).",
     ["channel"],
 )
+ESCALATIONS_OVERDUE = Gauge(
+    "incidents_escalation_steps_overdue",
+    "Escalation steps past their deadline by more than one sweep interval: above 0 for "
+    "long, the escalator is stalled (no beat, no worker, or the database is down).",
+)
+ESCALATION_OLDEST_OVERDUE = Gauge(
+    "incidents_escalation_oldest_overdue_seconds",
+    "Seconds the most overdue escalation step is past its deadline (0 when none is).",
+)
 OLDEST_OPEN_INCIDENT = Gauge(
     "incidents_open_oldest_age_seconds",
     "Seconds since the oldest open incident of each severity opened (0 when none is open).",

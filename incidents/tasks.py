@@ -20,6 +20,8 @@ SWEEP_TASK = "workers.pipeline.sweep_outbox"
 # Un-mute alerts whose silence ended, close quiet flapping incidents (beat).
 UPKEEP_TASK = "workers.pipeline.upkeep"
 
+# Run the escalation steps that are due (beat).
+ESCALATE_TASK = "workers.pipeline.escalate"
 # Send the due notifications of one channel (notify queue): kwargs {channel}.
 NOTIFY_TASK = "workers.notify.deliver"
 # Hand out channels with due notifications again: lost hand-offs, lapsed leases (beat).

@@ -98,6 +98,12 @@ class TimelineKind(StrEnum):
     REOPENED = "reopened"
     RESOLVED = "resolved"
     NOTIFICATION_FAILED = "notification_failed"
+    ACKNOWLEDGED = "acknowledged"
+    STATUS_CHANGED = "status_changed"
+    SEVERITY_CHANGED = "severity_changed"
+    ASSIGNED = "assigned"
+    NOTE = "note"
+    ESCALATED = "escalated"
 
 
 TIMELINE_KIND_HELP: dict[TimelineKind, str] = {
@@ -112,4 +118,10 @@ TIMELINE_KIND_HELP: dict[TimelineKind, str] = {
     TimelineKind.REOPENED: "an alert fired again shortly after the incident resolved",
     TimelineKind.RESOLVED: "the incident resolved: all its alerts did; `message` says why",
     TimelineKind.NOTIFICATION_FAILED: "a notification could not be delivered; `data` says to whom",
+    TimelineKind.ACKNOWLEDGED: "someone acknowledged the incident (`actor`); escalation stops",
+    TimelineKind.STATUS_CHANGED: "someone set investigating, identified or monitoring",
+    TimelineKind.SEVERITY_CHANGED: "someone changed the severity (a raise is severity_raised)",
+    TimelineKind.ASSIGNED: "someone assigned the incident; `data` names the assignee",
+    TimelineKind.NOTE: "a note someone wrote on the incident",
+    TimelineKind.ESCALATED: "an escalation step paged a level of the policy; `data` says whom",
 }

@@ -12,6 +12,7 @@ from incidents.db import create_db_engine, make_session_factory
 from incidents.notify.worker import DIGEST_CHECK_SECONDS
 from incidents.tasks import (
     DIGEST_TASK,
+    ESCALATE_TASK,
     NOTIFY_SWEEP_TASK,
     QUEUE,
     QUEUE_OF,
@@ -56,6 +57,11 @@ def create_celery(settings: Settings) -> Celery:
                 "task": UPKEEP_TASK,
                 "schedule": settings.pipeline.upkeep_interval_seconds,
                 "options": {"expires": settings.pipeline.upkeep_interval_seconds},
+            },
+            "escalation-steps": {
+                "task": ESCALATE_TASK,
+                "schedule": settings.pipeline.escalation_sweep_seconds,
+                "options": {"expires": settings.pipeline.escalation_sweep_seconds},
             },
             "sweep-notifications": {
                 "task": NOTIFY_SWEEP_TASK,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 from incidents.config import get_settings
+from incidents.escalation.engine import run_due
 from incidents.pipeline.maintenance import maintain
 from incidents.pipeline.runner import due_jobs, run_job
 from incidents.pipeline.stages import TaskRef
-from incidents.tasks import PIPELINE_TASK, QUEUE, QUEUE_OF, SWEEP_TASK, UPKEEP_TASK
+from incidents.tasks import ESCALATE_TASK, PIPELINE_TASK, QUEUE, QUEUE_OF, SWEEP_TASK, UPKEEP_TASK
 from workers.app import celery_app, session_factory
 
 log = logging.getLogger(__name__)
@@ -52,3 +53,11 @@ def upkeep() -> int:
     for job_id in ids:
         run_pipeline_job.delay(job_id)
     return len(ids)
+
+
+@celery_app.task(name=ESCALATE_TASK)  # type: ignore[untyped-decorator]
+def escalate() -> int:
+    """Run the escalation steps that are due; wake the channels they page."""
+    done = run_due(session_factory())
+    hand_on(done.tasks or [])
+    return done.steps

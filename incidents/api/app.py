@@ -15,6 +15,7 @@ from incidents.api.responses import JsonResponse
 from incidents.config import Settings, get_settings
 from incidents.correlation.store import apply_graph_file, log_replacement
 from incidents.db import create_db_engine, make_session_factory, session_scope
+from incidents.escalation.store import apply_at_startup as apply_policies_at_startup
 from incidents.heartbeats.watch import AlertPings, apply_config_section
 from incidents.ingest.committer import IngestCommitter
 from incidents.ingest.store import Incoming, WriteResult
@@ -26,7 +27,9 @@ from incidents.pipeline.dispatch import make_dispatcher
 from . import (
     alerts,
     am_silences,
+    escalation,
     heartbeats,
+    incident_actions,
     incidents,
     notifications,
     ops,
@@ -106,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except SQLAlchemyError:
                 log.warning("database unavailable at start-up; the graph file was not applied")
         apply_at_startup(sessions, settings.users, settings.schedules)
+        # After the users and schedules: the policies name them.
+        apply_policies_at_startup(sessions, settings.escalation)
         try:
             heartbeat_job = apply_config_section(sessions, settings)
         except SQLAlchemyError:
@@ -163,6 +168,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(twilio_status.router)
     app.include_router(users.router)
     app.include_router(schedules.router)
+    app.include_router(incident_actions.router)
+    app.include_router(escalation.router)
     install_openapi(app)
     install_docs(app)
     install_guard(app, settings)  # inside the request context: its refusals get an id

@@ -11,6 +11,9 @@ from incidents.vocab import TIMELINE_KIND_HELP, TimelineKind
 
 Severity = Literal["P0", "P1", "P2", "P3"]
 IncidentStatus = Literal["open", "resolved", "merged"]
+IncidentState = Literal[
+    "triggered", "acknowledged", "investigating", "identified", "monitoring", "resolved"
+]
 MemberStatus = Literal["firing", "resolved", "muted"]
 
 
@@ -66,6 +69,14 @@ class IncidentOut(BaseModel):
         "rises above it. Null if nothing was paged."
     )
     paged_at: datetime | None = Field(description="When it last paged (UTC).")
+    state: IncidentState = Field(
+        description="Where people have it: `triggered` until someone acknowledges, then "
+        "`acknowledged`, `investigating`, `identified` or `monitoring`; `resolved`. "
+        "`status` says whether it still takes alerts."
+    )
+    acknowledged_at: datetime | None = Field(description="When it was acknowledged (UTC).")
+    acknowledged_by: str | None = Field(description="Who acknowledged it, and from where.")
+    assignee: str | None = Field(description="Who it is assigned to.")
 
 
 class IncidentAlertOut(BaseModel):
@@ -88,6 +99,11 @@ class IncidentAlertOut(BaseModel):
         "it merged in) and `possibly_related` (other incidents it could have joined)."
     )
     flapping: bool = Field(description="Whether this alert keeps firing and resolving.")
+    last_received: datetime = Field(description="When a sender last sent this alert (UTC).")
+    stale: bool = Field(
+        description="Firing, but not sent again for `correlation.stale_after_seconds`: "
+        "Alertmanager may have lost its resolve."
+    )
 
 
 class TimelineOut(BaseModel):

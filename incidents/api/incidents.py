@@ -3,9 +3,10 @@ explanation of its grouping."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from incidents.api.incident_schemas import (
@@ -21,11 +22,12 @@ from incidents.api.incident_schemas import (
     TimelineOut,
 )
 from incidents.api.queries import incidents as queries
+from incidents.db import utcnow
 from incidents.exceptions import NotFound, ValidationFailed
 from incidents.models import Incident
 from incidents.vocab import MemberStatus
 
-from .deps import check_token, db_session
+from .deps import check_token, db_session, service
 from .params import CURSOR_PATTERN, IncidentId, UtcDateTime, parse_cursor, strict_params
 
 router = APIRouter(
@@ -54,6 +56,10 @@ def _out(row: Incident, fingerprints: list[str]) -> dict[str, Any]:
         "merged_into": row.merged_into,
         "paged_severity": row.paged_severity,
         "paged_at": row.paged_at,
+        "state": row.state,
+        "acknowledged_at": row.acknowledged_at,
+        "acknowledged_by": row.acknowledged_by,
+        "assignee": row.assignee,
     }
 
 
@@ -106,10 +112,12 @@ def list_incidents(
 
 @router.get("/{incident_id}", response_model=IncidentDetail, summary="One incident in full")
 def get_incident(
-    incident_id: IncidentId, session: Annotated[Session, Depends(db_session)]
+    request: Request, incident_id: IncidentId, session: Annotated[Session, Depends(db_session)]
 ) -> IncidentDetail:
     """The incident with its alerts (and why each is there) and its timeline."""
     row = _found(session, incident_id)
+    stale_after = service(request).settings.correlation.stale_after_seconds
+    stale_before = utcnow() - timedelta(seconds=stale_after) if stale_after else None
     alerts = [
         IncidentAlertOut(
             fingerprint=m["fingerprint"],
@@ -122,6 +130,10 @@ def get_incident(
             labels=m["labels"],
             ends_at=m["ends_at"] if m["status"] == MemberStatus.RESOLVED else None,
             flapping=bool(m["flapping"]),
+            last_received=m["last_received"],
+            stale=m["status"] == MemberStatus.FIRING
+            and stale_before is not None
+            and m["last_received"] < stale_before,
         )
         for m in queries.members_of(session, incident_id=incident_id)
     ]

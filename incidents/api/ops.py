@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from incidents.api.queries.escalation import overdue
 from incidents.api.queries.notifications import notification_counts, oldest_due
 from incidents.api.queries.operations import ping, read_figures
 from incidents.api.responses import JsonResponse
@@ -21,6 +23,8 @@ from incidents.heartbeats.status import figures as heartbeat_figures
 from incidents.metrics import (
     ALERTS_MUTED,
     BROKER_QUEUE,
+    ESCALATION_OLDEST_OVERDUE,
+    ESCALATIONS_OVERDUE,
     HEARTBEAT_FIGURES,
     INCIDENT_TOTALS,
     INGEST_WAITING,
@@ -130,7 +134,11 @@ def _set_database_figures(state: ServiceState) -> None:
         counts = notification_counts(session)
         waiting = oldest_due(session, now)
         heartbeats = heartbeat_figures(session, clock.now())
+        grace = timedelta(seconds=state.settings.pipeline.escalation_sweep_seconds)
+        late, age = overdue(session, now, grace)
     HEARTBEAT_FIGURES.set(heartbeats)
+    ESCALATIONS_OVERDUE.set(late)
+    ESCALATION_OLDEST_OVERDUE.set(max(0.0, age))
     for (channel, status), count in counts.items():
         NOTIFICATIONS.labels(channel=channel, status=status).set(count)
     for channel in CHANNELS:

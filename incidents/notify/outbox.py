@@ -175,7 +175,8 @@ def render(factory: sessionmaker[Session], item: Claimed, public_url: str) -> No
         incident_id=item.incident_id,
         event=item.event,
         severity=incident.severity,
-        status=incident.status,
+        # What people see: the lifecycle state (triggered, acknowledged, ...), or merged.
+        status=incident.status if incident.status == "merged" else incident.state,
         title=incident.title,
         services=tuple(incident.services or ()),
         root_cause=first["service"] if first else None,
@@ -269,6 +270,23 @@ def record(
                 ],
             )
     return str(values["status"])
+
+
+def cancel_scheduled(
+    session: Session, incident_id: int, key_prefix: str, why: str, now: datetime
+) -> int:
+    """Drop an incident's notifications of one kind still waiting to go out (an
+    escalation's later steps, once someone acknowledged); return how many."""
+    n = NOTIFICATIONS.c
+    return rowcount(
+        session.execute(
+            update(NOTIFICATIONS)
+            .where(n.incident_id == incident_id)
+            .where(n.event_key.like(f"{key_prefix}%"))
+            .where(n.status == "pending")
+            .values(status="cancelled", error=why, updated_at=now)
+        )
+    )
 
 
 def supersede(factory: sessionmaker[Session], item: Claimed, why: str) -> None:

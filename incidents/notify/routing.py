@@ -79,6 +79,8 @@ class Receiver:
     name: str
     targets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     digest: str | None = None
+    # The escalation policy its pages climb until someone acknowledges (None: none).
+    escalation_policy: str | None = None
 
     @classmethod
     def from_settings(cls, settings: ReceiverSettings) -> Receiver:
@@ -88,7 +90,7 @@ class Receiver:
             for channel in CHANNELS
             if getattr(settings, channel)
         }
-        return cls(settings.name, targets, settings.digest)
+        return cls(settings.name, targets, settings.digest, settings.escalation_policy)
 
 
 def match_routes(route: Route, labels: Mapping[str, str]) -> list[Route]:

@@ -137,11 +137,15 @@ class ReceiverSettings(_Strict):
     console: list[Name] = Field(default_factory=list)
     # One email a day listing the events, instead of one email per event.
     digest: Literal["daily"] | None = None
+    # The escalation policy (by name) that pages climb until someone acknowledges.
+    escalation_policy: Name | None = None
 
     @model_validator(mode="after")
     def _digest_needs_email(self) -> ReceiverSettings:
         if self.digest is not None and not self.email:
             _fail([(("digest",), "a digest is sent by email: list at least one email address")])
+        if self.digest is not None and self.escalation_policy is not None:
+            _fail([(("escalation_policy",), "a digest receiver pages no one to escalate")])
         return self
 
 

@@ -23,9 +23,10 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from incidents import timeline
 from incidents.config import Settings
 from incidents.correlation.store import current_graph
-from incidents.models import ALERTS, INCIDENTS, LINKS
+from incidents.models import ALERTS, INCIDENTS, LINKS, Incident
 from incidents.notify.models import NOTIFICATIONS
 from incidents.notify.routing import RoutingTree, graph_team_lookup, routing_labels
 from incidents.pipeline.stages import IncidentEvent, RunContext, TaskRef
@@ -39,6 +40,18 @@ PAGING = {
     TimelineKind.RESOLVED,
 }
 UPDATES = {TimelineKind.ALERT_JOINED, TimelineKind.REROOTED}
+# What people did: edits the Slack message and replies in its thread, replies in the
+# email thread, and goes to webhooks; texts and calls are for pages only.
+STATE_CHANGES = {
+    TimelineKind.ACKNOWLEDGED,
+    TimelineKind.STATUS_CHANGED,
+    TimelineKind.SEVERITY_CHANGED,
+    TimelineKind.ASSIGNED,
+    TimelineKind.NOTE,
+}
+STATE_CHANNELS = ("slack", "email", "webhook")
+# Pages that start the receiver's escalation policy (unless one is running already).
+ESCALATES = {TimelineKind.OPENED, TimelineKind.REOPENED, TimelineKind.SEVERITY_RAISED}
 # Channels that edit an existing message on updates.
 UPDATING_CHANNELS = ("slack",)
 # Common labels are read from at most this many alerts of an incident.
@@ -73,9 +86,11 @@ class RoutingStage:
                 if receiver.digest is not None:
                     rows += self._digest_rows(ctx, event, receiver.name, receiver.targets)
                     continue
+                if receiver.escalation_policy and event.kind in ESCALATES and event.pages:
+                    start_escalation(ctx, event, receiver.name, receiver.escalation_policy)
                 rows += self._rows(ctx, event, receiver.name, receiver.targets, waiting)
         if rows:
-            _insert(ctx.session, rows)
+            insert_rows(ctx.session, rows)
             ctx.after_commit.extend(wake_ups(ctx, rows))
 
     def _labels(
@@ -119,7 +134,7 @@ class RoutingStage:
         self, ctx: RunContext, event: IncidentEvent, receiver: str, targets: Any
     ) -> list[dict[str, Any]]:
         """Paging events of a digest receiver wait, as `digest` rows, for the daily email."""
-        if event.kind in UPDATES:
+        if event.kind in UPDATES or event.kind in STATE_CHANGES:
             return []
         return [
             {
@@ -148,6 +163,8 @@ class RoutingStage:
         for channel, channel_targets in targets.items():
             if updating and channel not in UPDATING_CHANNELS:
                 continue
+            if event.kind in STATE_CHANGES and channel not in STATE_CHANNELS:
+                continue
             for target in channel_targets:
                 key = (event.incident_id, channel, target)
                 if updating and key in waiting:
@@ -171,6 +188,37 @@ class RoutingStage:
                     }
                 )
         return rows
+
+
+def start_escalation(ctx: RunContext, event: IncidentEvent, receiver: str, name: str) -> None:
+    """Freeze the receiver's policy onto the incident; its first level pages when the
+    opening hold ends (the escalation sweep runs it)."""
+    from incidents.escalation.engine import freeze
+    from incidents.escalation.store import read_policies
+
+    incident = ctx.session.get(Incident, event.incident_id)
+    if incident is None or incident.status != "open":
+        return
+    policy = read_policies(ctx.session).by_name().get(name)
+    if policy is None:
+        timeline.write(
+            ctx.session,
+            [
+                timeline.entry(
+                    event.incident_id,
+                    TimelineKind.NOTIFICATION_FAILED,
+                    f"receiver {receiver} names escalation policy {name!r}, which does not "
+                    "exist: nobody is escalated to; define it (PUT /api/v1/escalation-policies)",
+                    at=ctx.now,
+                    data={"receiver": receiver, "policy": name},
+                )
+            ],
+        )
+        return
+    first = ctx.now
+    if event.kind == TimelineKind.OPENED and event.data.get("hold_until"):
+        first = max(ctx.now, datetime.fromisoformat(event.data["hold_until"]))
+    freeze(incident, policy, receiver, first)
 
 
 def wake_ups(ctx: RunContext, rows: Sequence[dict[str, Any]]) -> list[TaskRef]:
@@ -203,7 +251,11 @@ def _digest_row_values(ctx: RunContext, event: IncidentEvent) -> dict[str, Any]:
 
 
 def _wanted(event: IncidentEvent) -> bool:
-    return (event.pages and event.kind in PAGING) or event.kind in UPDATES
+    return (
+        (event.pages and event.kind in PAGING)
+        or event.kind in UPDATES
+        or event.kind in STATE_CHANGES
+    )
 
 
 def _details(event: IncidentEvent) -> list[str]:
@@ -214,6 +266,14 @@ def _details(event: IncidentEvent) -> list[str]:
         return [f"alert on {data.get('service', '?')} joined: {data.get('reason', '')}"]
     if event.kind == TimelineKind.REROOTED:
         return [f"new root: {data.get('service', '?')}"]
+    if event.kind in STATE_CHANGES or "by" in data:
+        who = f"{data.get('by', '?')}" + (
+            f" via {data['via']}" if data.get("via") not in (None, "api") else ""
+        )
+        said = f"{str(event.kind).replace('_', ' ')} by {who}"
+        if "to" in data:
+            said += f": now {data['to']}"
+        return [said] + ([str(data["message"])] if data.get("message") else [])
     return []
 
 
@@ -228,7 +288,7 @@ def _updates_waiting(session: Session, incident_ids: list[int]) -> set[tuple[int
     return {(i, c, t) for i, c, t in rows}
 
 
-def _insert(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert, skipping rows whose (incident, event, channel, target) already exists."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert

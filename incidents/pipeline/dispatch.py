@@ -15,7 +15,7 @@ from incidents.config import Settings
 from incidents.pipeline.maintenance import maintain
 from incidents.pipeline.runner import due_jobs, run_job
 from incidents.pipeline.stages import TaskRef
-from incidents.tasks import PIPELINE_TASK, QUEUE, task_sender
+from incidents.tasks import PIPELINE_TASK, QUEUE, QUEUE_OF, task_sender
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,10 @@ class Dispatcher(Protocol):
     """Something that gets a committed job id to a worker."""
 
     def dispatch(self, job_id: int) -> None: ...
+
+    def hand_on(self, tasks: list[TaskRef]) -> None:
+        """Pass on what an action outside a job handed on after its commit."""
+        ...
 
     def start(self) -> None: ...
 
@@ -62,6 +66,11 @@ class EmbeddedWorker:
         """Queue a job for the worker thread."""
         self._queue.put(job_id)
 
+    def hand_on(self, tasks: list[TaskRef]) -> None:
+        """Wake the embedded notify worker for what an action handed on."""
+        if self._on_commit is not None and tasks:
+            self._on_commit(tasks)
+
     def start(self) -> None:
         """Start the worker thread."""
         self._stopping.clear()
@@ -79,18 +88,24 @@ class EmbeddedWorker:
         pipeline = self._settings.pipeline
         next_sweep = time.monotonic() + pipeline.sweep_interval_seconds
         next_upkeep = time.monotonic() + pipeline.upkeep_interval_seconds
+        next_escalation = time.monotonic() + pipeline.escalation_sweep_seconds
         while True:
             # Sweep on schedule even when the queue never runs dry.
             now = time.monotonic()
             if now >= next_upkeep:
                 self._upkeep()
                 next_upkeep = time.monotonic() + pipeline.upkeep_interval_seconds
+            if now >= next_escalation:
+                self._escalate()
+                next_escalation = time.monotonic() + pipeline.escalation_sweep_seconds
             if now >= next_sweep:
                 self._sweep()
                 next_sweep = time.monotonic() + pipeline.sweep_interval_seconds
             try:
                 job_id = self._queue.get(
-                    timeout=max(0.0, min(next_sweep, next_upkeep) - time.monotonic())
+                    timeout=max(
+                        0.0, min(next_sweep, next_upkeep, next_escalation) - time.monotonic()
+                    )
                 )
             except queue.Empty:
                 continue
@@ -113,6 +128,14 @@ class EmbeddedWorker:
         except Exception:
             log.exception("pipeline upkeep failed")
 
+    def _escalate(self) -> None:
+        from incidents.escalation.engine import run_due
+
+        try:
+            self.hand_on(run_due(self._factory).tasks or [])
+        except Exception:
+            log.exception("escalation sweep failed")
+
     def _sweep(self) -> None:
         try:
             for job_id in due_jobs(self._factory, self._settings.pipeline):
@@ -132,7 +155,7 @@ class CeleryDispatcher:
 
     def __init__(self, settings: Settings, capacity: int = HANDOFF_CAPACITY) -> None:
         self._app = task_sender(settings.broker_url, timeout=PUBLISH_TIMEOUT_SECONDS)
-        self._queue: queue.Queue[int | None] = queue.Queue(maxsize=capacity)
+        self._queue: queue.Queue[int | TaskRef | None] = queue.Queue(maxsize=capacity)
         self._thread: threading.Thread | None = None
         self._paused_until = 0.0
         self._broker_down = False
@@ -150,6 +173,14 @@ class CeleryDispatcher:
             if time.monotonic() - self._full_logged_at >= FULL_LOG_EVERY_SECONDS:
                 self._full_logged_at = time.monotonic()
                 log.warning("pipeline hand-off queue is full; the outbox sweep hands out the rest")
+
+    def hand_on(self, tasks: list[TaskRef]) -> None:
+        """Queue tasks for the publisher (a lost one is swept up by beat)."""
+        for ref in tasks:
+            try:
+                self._queue.put_nowait(ref)
+            except queue.Full:
+                self.skipped_queue_full += 1
 
     def start(self) -> None:
         """Start the publisher thread."""
@@ -177,7 +208,16 @@ class CeleryDispatcher:
                 self.skipped_broker_down += 1
                 continue
             try:
-                self._app.send_task(PIPELINE_TASK, args=[job_id], queue=QUEUE, retry=False)
+                if isinstance(job_id, TaskRef):
+                    self._app.send_task(
+                        job_id.name,
+                        kwargs=job_id.kwargs,
+                        queue=QUEUE_OF.get(job_id.name, QUEUE),
+                        countdown=job_id.countdown or None,
+                        retry=False,
+                    )
+                else:
+                    self._app.send_task(PIPELINE_TASK, args=[job_id], queue=QUEUE, retry=False)
             except Exception as exc:
                 self.skipped_broker_down += 1
                 self._paused_until = time.monotonic() + BROKER_DOWN_PAUSE_SECONDS

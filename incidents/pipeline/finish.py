@@ -11,7 +11,7 @@ from sqlalchemy import insert
 from incidents import timeline
 from incidents.correlation.candidates import ServiceSeen, rank_candidates
 from incidents.models import BY_SERVICE, LINKS, STATES
-from incidents.pipeline import lifecycle, paging, storm
+from incidents.pipeline import lifecycle, paging, quiet, storm
 from incidents.pipeline.incident_state import Job, note
 from incidents.pipeline.stages import IncidentEvent
 from incidents.vocab import IncidentStatus, TimelineKind
@@ -55,19 +55,24 @@ def finish_job(job: Job, events: list[IncidentEvent], storm_cap: int) -> None:
         if incident.status != IncidentStatus.OPEN:
             continue
         firing, ended = lifecycle.firing_members(job.session, incident_id)
-        if not firing:
-            entry_id = lifecycle.close(
-                job.session, incident, ended or job.now, job.now, "all alerts resolved"
+        if firing:
+            continue
+        if job.quiet:
+            quiet.start(job, incident)
+            continue
+        entry_id = lifecycle.close(
+            job.session, incident, ended or job.now, job.now, "all alerts resolved"
+        )
+        events.append(
+            IncidentEvent(
+                incident_id,
+                TimelineKind.RESOLVED,
+                incident.severity,
+                pages=True,
+                entry_id=entry_id,
             )
-            events.append(
-                IncidentEvent(
-                    incident_id,
-                    TimelineKind.RESOLVED,
-                    incident.severity,
-                    pages=True,
-                    entry_id=entry_id,
-                )
-            )
+        )
+    quiet.interrupt(job, job.touched | job.refired)
     refresh(job)
     paging.page_raises(job)
     note_joins(job)

@@ -211,6 +211,10 @@ class Job:
     joins: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     # How long an opening page is held before it may be sent (see `paging`).
     open_hold: timedelta = timedelta(0)
+    # Monitoring after all alerts resolved, before resolving by itself (0: at once).
+    quiet: timedelta = timedelta(0)
+    # Incidents in which a resolved member fired again in this job.
+    refired: set[int] = field(default_factory=set)
     storm_budget: int | None = None
     storm_folded: list[int] = field(default_factory=list)
 

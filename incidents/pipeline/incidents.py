@@ -167,6 +167,7 @@ class IncidentStage:
             index=index,
             incidents=incidents,
             open_hold=timedelta(seconds=self._settings.open_hold_seconds),
+            quiet=timedelta(seconds=self._settings.quiet_period_seconds),
         )
 
     # -- one alert --------------------------------------------------------------------------
@@ -207,6 +208,7 @@ class IncidentStage:
         if open_link is not None and open_link.status != MemberStatus.MUTED:
             if open_link.status != MemberStatus.FIRING:
                 open_link.status = MemberStatus.FIRING.value  # a flapping alert fired again
+                job.refired.add(open_link.incident_id)
             return
 
         labels = match_labels(alert)

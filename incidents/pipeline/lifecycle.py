@@ -17,6 +17,7 @@ from incidents import timeline
 from incidents.correlation.grouping import OpenIncident, Placement
 from incidents.correlation.index import IncidentLink
 from incidents.models import ALERTS, BY_SERVICE, INCIDENTS, LINKS, TIMELINE, Alert, Incident
+from incidents.notify import outbox
 from incidents.pipeline import paging
 from incidents.pipeline.incident_state import (
     Job,
@@ -26,7 +27,14 @@ from incidents.pipeline.incident_state import (
     alert_title,
     note,
 )
-from incidents.vocab import IncidentStatus, MemberStatus, TimelineKind, more_severe, worst
+from incidents.vocab import (
+    IncidentState,
+    IncidentStatus,
+    MemberStatus,
+    TimelineKind,
+    more_severe,
+    worst,
+)
 
 
 def as_open(job: Job, incident_id: int) -> OpenIncident:
@@ -194,6 +202,8 @@ def merge_into(job: Job, target: Incident, source: Incident, why: str) -> None:
     target.roots = job.rule.roots(target.service_stats)
     target.updated_at = job.now
     source.status = IncidentStatus.MERGED.value
+    source.state = IncidentState.RESOLVED.value
+    source.escalation_due_at = None
     source.merged_into = target_id
     source.updated_at = job.now
     job.touched.add(target_id)
@@ -271,6 +281,9 @@ def reopen(job: Job, alert: Alert, link: Member, *, quiet: float, pages: bool) -
     incident = job.incident(link.incident_id)
     incident_id = _id(incident)
     incident.status = IncidentStatus.OPEN.value
+    incident.state = IncidentState.TRIGGERED.value
+    incident.state_changed_at = job.now
+    incident.acknowledged_at = incident.acknowledged_by = None
     incident.resolved_at = None
     incident.updated_at = job.now
     incident.last_alert_at = max(incident.last_alert_at, alert.starts_at)
@@ -292,19 +305,38 @@ def reopen(job: Job, alert: Alert, link: Member, *, quiet: float, pages: bool) -
     )
 
 
-def close(session: Session, incident: Incident, ended: datetime, now: datetime, why: str) -> int:
+# The event keys of escalation notifications (incidents.escalation.engine.KEY_PREFIX).
+ESCALATION_KEYS = "escalation:"
+
+
+def close(
+    session: Session,
+    incident: Incident,
+    ended: datetime,
+    now: datetime,
+    why: str,
+    *,
+    actor: str = "system",
+    data: dict[str, Any] | None = None,
+) -> int:
     """Resolve an incident; resolving pages (people are told it is over). Returns the
     id of its "resolved" timeline entry."""
     incident_id = _id(incident)
     incident.status = IncidentStatus.RESOLVED.value
+    incident.state = IncidentState.RESOLVED.value
+    incident.state_changed_at = now
+    incident.escalation_due_at = None
+    outbox.cancel_scheduled(session, incident_id, ESCALATION_KEYS, "resolved", now)
+    incident.quiet_until = None
     incident.resolved_at = ended
     incident.updated_at = now
     session.execute(
         update(BY_SERVICE).where(BY_SERVICE.c.incident_id == incident_id).values(open=False)
     )
-    [entry_id] = timeline.write(
-        session, [timeline.entry(incident_id, TimelineKind.RESOLVED, why, at=now, pages=True)]
+    entry = timeline.entry(
+        incident_id, TimelineKind.RESOLVED, why, at=now, pages=True, data=data, actor=actor
     )
+    [entry_id] = timeline.write(session, [entry])
     return entry_id
 
 

@@ -17,6 +17,7 @@ upkeep to the next: it only queues a pipeline job, which re-checks under the loc
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -27,6 +28,7 @@ from incidents.db import session_scope, utcnow
 from incidents.heartbeats import clock
 from incidents.heartbeats.monitor import expire_due
 from incidents.models import ALERTS, JOBS, STATES, Alert
+from incidents.pipeline import quiet
 from incidents.pipeline.flapping import settle_flapping
 from incidents.pipeline.incident_state import lock_correlation
 from incidents.pipeline.mute import Inhibitor, active_silences, match_labels
@@ -84,8 +86,11 @@ def _muted_batch(session: Session, after: str) -> list[Alert]:
     )
 
 
-def maintain(factory: sessionmaker[Session], settings: Settings) -> list[int]:
-    """Run the upkeep; return the ids of new pipeline jobs to dispatch."""
+def maintain(
+    factory: sessionmaker[Session], settings: Settings, now: datetime | None = None
+) -> list[int]:
+    """Run the upkeep (as of `now`, for tests; the clock otherwise); return the ids of new
+    pipeline jobs to dispatch."""
     jobs: list[int] = []
     try:
         jobs.extend(expire_due(factory, settings, clock.now()))
@@ -95,12 +100,13 @@ def maintain(factory: sessionmaker[Session], settings: Settings) -> list[int]:
         return jobs
     with session_scope(factory) as session:
         lock_correlation(session)
-        now = utcnow()
+        now = now or utcnow()
         settled = settle_flapping(session, settings.correlation, now)
+        settled += quiet.settle(session, now)
         # Their resolves notify like any other; the notify sweep sends them.
         route_events(session, settings, settled, now)
     if settled:
-        log.info("closed %d flapping incident(s) that stayed quiet", len(settled))
+        log.info("resolved %d incident(s) that stayed quiet", len(settled))
     with session_scope(factory) as session:
         free = unmuted_alerts(session, settings)
         if free:

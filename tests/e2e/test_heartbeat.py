@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -46,6 +46,7 @@ pipeline:
   upkeep_interval_seconds: 0.5
 correlation:
   open_hold_seconds: 0
+  quiet_period_seconds: 2     # monitoring this long once the Watchdog is back
 heartbeats:
   - name: alertmanager
     interval: 3s
@@ -270,11 +271,16 @@ def test_stopping_alertmanager_opens_the_heartbeat_incident_and_restarting_resol
     manager.start()
     manager.fire_watchdog()
 
-    def resolved() -> dict[str, Any] | None:
-        found = [i for i in _incidents(watched) if i["id"] == incident["id"]]
-        return found[0] if found and found[0]["status"] == "resolved" else None
+    def in_state(state: str) -> Callable[[], dict[str, Any] | None]:
+        def check() -> dict[str, Any] | None:
+            found = [i for i in _incidents(watched) if i["id"] == incident["id"]]
+            return found[0] if found and found[0]["state"] == state else None
 
-    wait_for("the heartbeat incident to resolve", resolved, 20, diagnostics)
+        return check
+
+    # Its alert resolved: monitoring for the quiet period, then resolved.
+    wait_for("the heartbeat incident to be monitored", in_state("monitoring"), 20, diagnostics)
+    wait_for("the heartbeat incident to resolve", in_state("resolved"), 20, diagnostics)
     assert _heartbeat(watched)["state"] == "alive"
     assert len(_incidents(watched)) == 1
     detail = watched.client.get(f"/api/v1/incidents/{incident['id']}").json()

@@ -96,8 +96,8 @@ def test_first_send_posts_the_incident_message_with_blocks(slack: FakeSlack) -> 
     blast = block(blocks, "section", "blast_radius")["text"]["text"]
     assert "svc-09 and 4 more" in blast and "svc-10" not in blast
     actions = buttons(blocks)
-    assert actions["incident_ack"]["value"] == "42"
-    assert actions["incident_resolve"]["value"] == "42"
+    assert actions["acknowledge"]["value"] == "42"
+    assert actions["resolve"]["value"] == "42"
     assert actions["incident_open"]["url"] == "https://incidents.example/incidents/42"
     assert body["attachments"][0]["color"] == "#D92D20"
 
@@ -122,7 +122,7 @@ def test_without_a_root_cause_or_url_the_message_says_so_and_has_no_link(slack: 
     assert result.ok
     blocks = slack.requests[0].body["blocks"]
     assert "not determined yet" in block(blocks, "section", "root_cause")["text"]["text"]
-    assert set(buttons(blocks)) == {"incident_ack", "incident_resolve"}
+    assert set(buttons(blocks)) == {"acknowledge", "resolve"}
 
 
 def test_a_channel_id_target_works_like_a_name(slack: FakeSlack) -> None:
@@ -218,7 +218,7 @@ def test_acknowledged_keeps_only_the_resolve_button(slack: FakeSlack) -> None:
     ).ok
 
     [update] = slack.calls("chat.update")
-    assert set(buttons(update.body["blocks"])) == {"incident_open", "incident_resolve"}
+    assert set(buttons(update.body["blocks"])) == {"incident_open", "resolve"}
 
 
 def test_a_deleted_message_is_posted_again(slack: FakeSlack) -> None:

@@ -47,6 +47,7 @@ def test_workers_register_the_tasks_the_api_sends() -> None:
     import workers.pipeline  # noqa: F401
     from incidents.tasks import (
         DIGEST_TASK,
+        ESCALATE_TASK,
         NOTIFY_QUEUE,
         NOTIFY_SWEEP_TASK,
         NOTIFY_TASK,
@@ -64,7 +65,7 @@ def test_workers_register_the_tasks_the_api_sends() -> None:
     for name in notify:
         assert celery_app.amqp.router.route({}, name)["queue"].name == NOTIFY_QUEUE
     scheduled = {entry["task"] for entry in celery_app.conf.beat_schedule.values()}
-    assert scheduled == {SWEEP_TASK, UPKEEP_TASK, NOTIFY_SWEEP_TASK, DIGEST_TASK}
+    assert scheduled == {SWEEP_TASK, UPKEEP_TASK, NOTIFY_SWEEP_TASK, DIGEST_TASK, ESCALATE_TASK}
 
 
 # The routers whose reads live in incidents/api/queries/.

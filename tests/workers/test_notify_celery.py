@@ -129,7 +129,8 @@ def test_a_notify_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
             wait_for(lambda: len(slack.top_level()) >= 3, 60, "the first pages to go out")
             notify.kill_child()
             killed_at = (len(slack.top_level()), len(twilio.messages()))
-            assert killed_at[0] < INCIDENTS and killed_at[1] < PAGED_BY_SMS, killed_at
+            # Texts go faster (no per-channel pacing): they may all be out by now.
+            assert killed_at[0] < INCIDENTS, killed_at
             in_flight = Counter(status for *_, status in _rows(engine))
 
             # Duplicated broker messages: every channel handed out several times at once.

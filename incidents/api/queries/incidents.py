@@ -75,6 +75,7 @@ def members_of(session: Session, *, incident_id: int) -> list[dict[str, Any]]:
             LINKS.c.joined_because,
             ALERTS.c.labels,
             ALERTS.c.ends_at,
+            ALERTS.c.last_received,
             STATES.c.flapping,
         )
         .join(ALERTS, ALERTS.c.fingerprint == LINKS.c.fingerprint)

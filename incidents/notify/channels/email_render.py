@@ -95,6 +95,11 @@ EVENTS: dict[str, tuple[str, str]] = {
     "reopened": ("Reopened: ", "Incident reopened"),
     "resolved": ("RESOLVED: ", "Incident resolved"),
     "updated": ("Update: ", "Incident updated"),
+    "acknowledged": ("Acknowledged: ", "Incident acknowledged"),
+    "status_changed": ("Status: ", "Status changed"),
+    "severity_changed": ("Severity: ", "Severity changed"),
+    "assigned": ("Assigned: ", "Incident assigned"),
+    "note": ("Note: ", "Note added"),
     "digest": ("", "Daily digest"),
 }
 

@@ -18,8 +18,9 @@ FALLBACK_LIMIT = 3000
 # Past this many names a list is cut short with "and N more" so the message stays legible.
 LIST_LIMIT = 10
 
-ACK_ACTION = "incident_ack"
-RESOLVE_ACTION = "incident_resolve"
+# The interactivity endpoint reads these: `value` is the incident id.
+ACK_ACTION = "acknowledge"
+RESOLVE_ACTION = "resolve"
 OPEN_ACTION = "incident_open"
 ACTIONS_BLOCK = "incident_actions"
 
@@ -44,8 +45,15 @@ EVENT_SUMMARIES = {
     "updated": "Incident updated.",
     "severity_raised": "Severity raised to {severity}.",
     "resolved": "Incident resolved.",
-    "reopened": "Incident reopened: an alert fired again.",
+    "reopened": "Incident reopened.",
+    "acknowledged": "Incident acknowledged.",
+    "status_changed": "Status changed.",
+    "severity_changed": "Severity changed to {severity}.",
+    "assigned": "Incident assigned.",
+    "note": "Note added.",
 }
+# States in which someone already has the incident: no Acknowledge button.
+HANDLED_STATUSES = frozenset({"acknowledged", "investigating", "identified", "monitoring"})
 
 
 def escape(text: str) -> str:
@@ -163,7 +171,7 @@ def _buttons(n: Notification) -> list[dict[str, Any]]:
     if n.status in CLOSED_STATUSES:
         return buttons
     value = str(n.incident_id)
-    if n.status != "acknowledged":
+    if n.status not in HANDLED_STATUSES:
         buttons.append(
             {
                 "type": "button",

@@ -1,0 +1,1 @@
+"""Escalation: policies, their frozen copies on incidents, and the sweep that climbs them."""

@@ -1,0 +1,123 @@
+"""From a policy target to the notifications that reach people.
+
+A user is reached by their personal rules (for example Slack at once, a text after a
+minute, a call after five), each a notification due that long after the page; without
+rules, by every contact they have at once: a text, a Slack direct message and an email.
+A schedule or team pages whoever is on call at that moment; the root-cause team's
+on-call is the team that owns the incident's first root-cause service in the graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from incidents.correlation.store import current_graph
+from incidents.escalation.policy import Target
+from incidents.models import Incident
+from incidents.notify.routing import graph_team_lookup
+from incidents.oncall.lookup import User, directory
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One notification a step sends: channel, target, delay after the step, and whom."""
+
+    channel: str
+    target: str
+    delay: timedelta
+    who: str
+
+    def row(
+        self, incident_id: int, key: str, event: str, receiver: str, now: datetime
+    ) -> dict[str, Any]:
+        """The outbox row."""
+        return {
+            "incident_id": incident_id,
+            "event_key": key,
+            "event": event,
+            "receiver": receiver,
+            "channel": self.channel,
+            "target": self.target,
+            "status": "pending",
+            "attempts": 0,
+            "not_before": now + self.delay,
+            "created_at": now,
+            "updated_at": now,
+            "details": [f"paged {self.who}"],
+        }
+
+    def as_data(self) -> dict[str, Any]:
+        """For the timeline entry."""
+        return {
+            "channel": self.channel,
+            "target": self.target,
+            "after_seconds": self.delay.total_seconds(),
+            "who": self.who,
+        }
+
+
+def user_pages(user: User) -> list[Page]:
+    """How to reach one person: their rules, or every contact at once."""
+    contact = {
+        "slack": user.slack_user_id,
+        "sms": user.phone,
+        "voice": user.phone,
+        "email": user.email,
+    }
+    if user.notification_rules:
+        return [
+            Page(rule.channel, str(contact[rule.channel]), rule.delay, user.name)
+            for rule in user.notification_rules
+            if contact.get(rule.channel)
+        ]
+    return [
+        Page(channel, str(contact[channel]), timedelta(0), user.name)
+        for channel in ("sms", "slack", "email")
+        if contact.get(channel)
+    ]
+
+
+class Directory:
+    """Resolves targets against the stored users, schedules and graph."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._people = directory(session)
+        self._team_of = graph_team_lookup(current_graph(session))
+
+    def resolve(self, target: Target, incident: Incident, at: datetime) -> tuple[list[Page], str]:
+        """The pages for one target at `at`, and how the timeline says it."""
+        if target.slack_channel is not None:
+            return [Page("slack", target.slack_channel, timedelta(0), target.slack_channel)], (
+                f"Slack {target.slack_channel}"
+            )
+        if target.user is not None:
+            user = self._people.user_by_name(target.user)
+            if user is None:
+                return [], f"user {target.user} (no longer in the users document)"
+            return user_pages(user), f"user {user.name}"
+        if target.schedule is not None:
+            if self._people.schedule(target.schedule) is None:
+                return [], f"schedule {target.schedule} (no longer defined)"
+            users = self._people.oncall(target.schedule, at).users
+            return self._users(users), f"schedule {target.schedule} ({self._names(users)})"
+        team = target.team
+        if target.root_team_oncall:
+            roots = list(incident.root_cause_candidates or [])
+            team = self._team_of(roots[0]) if roots else None
+            if not team:
+                return [], "the root-cause team's on-call (the root cause has no team)"
+        users = self._people.team_oncall(str(team), at)
+        return self._users(users), f"team {team}'s on-call ({self._names(users)})"
+
+    @staticmethod
+    def _users(users: list[User]) -> list[Page]:
+        return [page for user in users for page in user_pages(user)]
+
+    @staticmethod
+    def _names(users: list[User]) -> str:
+        return ", ".join(u.name for u in users) or "nobody"

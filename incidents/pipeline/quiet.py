@@ -1,0 +1,111 @@
+"""The quiet period: an incident whose alerts all resolved waits in `monitoring` before it
+resolves by itself, so an alert that fires again a few minutes later takes the same
+incident back instead of opening (and paging) a new one.
+
+- `start`, in a job: every member resolved; the incident enters `monitoring` until
+  `quiet_until`, and the timeline says when it will resolve.
+- `interrupt`, in a job: a member fired again (or a new alert joined) during the period;
+  the incident goes back to where people had it (`acknowledged` if someone had, else
+  `triggered`), and the timeline says so. It pages no one again: it was paged already.
+- `settle`, in the upkeep: periods that ended quietly resolve their incidents, and that
+  resolve pages like any other (people are told it is over).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from incidents.models import INCIDENTS, Incident
+from incidents.notify import outbox
+from incidents.pipeline import lifecycle
+from incidents.pipeline.incident_state import Job, note
+from incidents.pipeline.stages import IncidentEvent
+from incidents.vocab import IncidentState, IncidentStatus, TimelineKind
+
+# Incidents settled per upkeep at most: the rest wait for the next one.
+SETTLE_BATCH = 500
+
+
+def start(job: Job, incident: Incident) -> None:
+    """All its alerts resolved: monitor it for the quiet period."""
+    if incident.quiet_until is not None:
+        return
+    incident_id = int(incident.id or 0)
+    before = incident.state
+    incident.state = IncidentState.MONITORING.value
+    incident.state_changed_at = job.now
+    incident.quiet_until = job.now + job.quiet
+    incident.escalation_due_at = None
+    outbox.cancel_scheduled(
+        job.session, incident_id, lifecycle.ESCALATION_KEYS, "all alerts resolved", job.now
+    )
+    minutes = job.quiet.total_seconds() / 60
+    note(
+        job,
+        incident_id,
+        TimelineKind.STATUS_CHANGED,
+        f"all alerts resolved: monitoring; resolves by itself at "
+        f"{incident.quiet_until:%H:%M} UTC unless an alert fires again within "
+        f"{minutes:g} minutes",
+        data={"from": before, "to": IncidentState.MONITORING.value, "auto": True, "by": "system"},
+    )
+
+
+def interrupt(job: Job, incident_ids: set[int]) -> None:
+    """An alert fired during the quiet period: take the incident back."""
+    for incident_id in sorted(incident_ids):
+        incident = job.incident(incident_id)
+        if incident.status != IncidentStatus.OPEN or incident.quiet_until is None:
+            continue
+        firing, _ = lifecycle.firing_members(job.session, incident_id)
+        if not firing:
+            continue
+        back = (
+            IncidentState.ACKNOWLEDGED
+            if incident.acknowledged_at is not None
+            else IncidentState.TRIGGERED
+        )
+        incident.state = back.value
+        incident.state_changed_at = job.now
+        incident.quiet_until = None
+        note(
+            job,
+            incident_id,
+            TimelineKind.REOPENED,
+            f"an alert fired again during the quiet period: {back.value} again",
+            data={"to": back.value, "quiet_period": True},
+        )
+
+
+def settle(session: Session, now: datetime) -> list[IncidentEvent]:
+    """Resolve the incidents whose quiet period ended with no alert firing."""
+    due = session.scalars(
+        select(Incident)
+        .where(INCIDENTS.c.quiet_until <= now)
+        .where(INCIDENTS.c.status == IncidentStatus.OPEN)
+        .order_by(INCIDENTS.c.quiet_until)
+        .limit(SETTLE_BATCH)
+    ).all()
+    events: list[IncidentEvent] = []
+    for incident in due:
+        incident_id = int(incident.id or 0)
+        firing, ended = lifecycle.firing_members(session, incident_id)
+        if firing:  # a job took it back and has not finished yet: leave it to that job
+            incident.quiet_until = None
+            continue
+        entry_id = lifecycle.close(
+            session,
+            incident,
+            ended or now,
+            now,
+            "all alerts resolved and none fired again during the quiet period",
+        )
+        events.append(
+            IncidentEvent(
+                incident_id, TimelineKind.RESOLVED, incident.severity, pages=True, entry_id=entry_id
+            )
+        )
+    return events
