@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from incidents.api.incident_schemas import IncidentOut, Severity
-from incidents.api.incidents import _out
+from incidents.api.incidents import incident_out
 from incidents.api.queries import incidents as queries
 from incidents.api.schemas import ErrorBody
 from incidents.db import session_scope, utcnow
@@ -114,7 +114,7 @@ def _run(request: Request, incident_id: int, act: Act) -> IncidentOut:
         row = session.get(Incident, incident_id)
         assert row is not None  # the action found it under its lock
         prints = queries.fingerprints_of(session, ids=[incident_id])[incident_id]
-        out = IncidentOut.model_validate(_out(row, prints))
+        out = IncidentOut.model_validate(incident_out(row, prints))
     state.dispatcher.hand_on(tasks)
     return out
 

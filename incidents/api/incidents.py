@@ -37,7 +37,8 @@ router = APIRouter(
 )
 
 
-def _out(row: Incident, fingerprints: list[str]) -> dict[str, Any]:
+def incident_out(row: Incident, fingerprints: list[str]) -> dict[str, Any]:
+    """An incident row as IncidentOut fields."""
     return {
         "id": row.id,
         "status": row.status,
@@ -106,7 +107,7 @@ def list_incidents(
         limit=limit,
     )
     prints = queries.fingerprints_of(session, ids=[int(r.id or 0) for r in rows])
-    items = [IncidentOut.model_validate(_out(r, prints[int(r.id or 0)])) for r in rows]
+    items = [IncidentOut.model_validate(incident_out(r, prints[int(r.id or 0)])) for r in rows]
     return IncidentPage(items=items, next_cursor=str(rows[-1].id) if more and rows else None)
 
 
@@ -143,7 +144,7 @@ def get_incident(
     ]
     fingerprints = list(dict.fromkeys(a.fingerprint for a in alerts))
     return IncidentDetail.model_validate(
-        {**_out(row, fingerprints), "alerts": alerts, "timeline": timeline}
+        {**incident_out(row, fingerprints), "alerts": alerts, "timeline": timeline}
     )
 
 
