@@ -76,6 +76,7 @@ def sweep(session: Session, directory: Directory, now: datetime, limit: int = BA
         pick = pick.with_for_update(skip_locked=True, of=INCIDENTS)
     done = Sweep(tasks=[], delays=[])
     rows: list[dict[str, Any]] = []
+    entries: list[dict[str, Any]] = []
     ctx = RunContext(session=session, now=now, fingerprints=[])
     for incident in session.scalars(pick):
         due = incident.escalation_due_at
@@ -88,8 +89,12 @@ def sweep(session: Session, directory: Directory, now: datetime, limit: int = BA
             continue
         assert done.delays is not None and due is not None
         done.delays.append((now - due).total_seconds())
-        rows += step(session, incident, directory, now)
+        made, entry = step(incident, directory, now)
+        rows += made
+        entries.append(entry)
         done.steps += 1
+    # One statement each for the batch's timeline entries and notifications.
+    timeline.write(session, entries)
     if rows:
         insert_rows(session, rows)
         done.tasks = wake_ups(ctx, rows)
@@ -97,10 +102,10 @@ def sweep(session: Session, directory: Directory, now: datetime, limit: int = BA
 
 
 def step(
-    session: Session, incident: Incident, directory: Directory, now: datetime
-) -> list[dict[str, Any]]:
+    incident: Incident, directory: Directory, now: datetime
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Page the current level of the incident's frozen policy, and set the next deadline;
-    return the notification rows to write."""
+    return the notification rows and the timeline entry to write."""
     state = dict(incident.escalation or {})
     policy = Policy.model_validate(state["policy"])
     level_no, round_no = int(state["level"]), int(state["round"])
@@ -141,26 +146,21 @@ def step(
         if state.get("done")
         else f"; next step at {incident.escalation_due_at:%H:%M:%S} UTC unless acknowledged"
     )
-    timeline.write(
-        session,
-        [
-            timeline.entry(
-                incident_id,
-                TimelineKind.ESCALATED,
-                f"escalation policy {policy.name}, {ladder}: {'; '.join(said)}{ending}",
-                at=now,
-                data={
-                    "policy": policy.name,
-                    "level": level_no + 1,
-                    "round": round_no + 1,
-                    "paged": [p.as_data() for p in pages],
-                    "done": bool(state.get("done")),
-                },
-            )
-        ],
+    entry = timeline.entry(
+        incident_id,
+        TimelineKind.ESCALATED,
+        f"escalation policy {policy.name}, {ladder}: {'; '.join(said)}{ending}",
+        at=now,
+        data={
+            "policy": policy.name,
+            "level": level_no + 1,
+            "round": round_no + 1,
+            "paged": [p.as_data() for p in pages],
+            "done": bool(state.get("done")),
+        },
     )
     incident.updated_at = now
-    return rows
+    return rows, entry
 
 
 def run_due(
