@@ -27,7 +27,9 @@ then     the correlate step (rule v2 place()) timed on a 10,000-service graph wi
              graph, and a new P0's latency to its incident with 10,000 muted alerts stored
              (tests/bench/scaling.py); notifications in the production shape with a fake
              Slack: a new P0's time to Slack under 200 alerts/s, and what a storm of
-             10,000 alerts in a minute sends to Slack (tests/bench/notify.py).
+             10,000 alerts in a minute sends to Slack (tests/bench/notify.py); the
+             escalation sweep with 5,000 incidents escalating at once, in 1 and 2
+             processes: its cost per cycle and how late steps run (tests/bench/escalation.py).
 
 Every phase has a warm-up that is not counted, then runs for --duration seconds or until
 its pre-built bodies run out. Afterwards the rows in each database are counted against
@@ -47,7 +49,7 @@ from collections.abc import Sequence
 
 import psycopg
 
-from tests.bench import correlation, notify, scaling, storm
+from tests.bench import correlation, escalation, notify, scaling, storm
 from tests.bench.bench import (
     BUSY_OTHER_PERCENT,
     HEADER,
@@ -219,6 +221,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-notify", action="store_true", help="skip the notification (Slack) figures"
     )
+    parser.add_argument(
+        "--no-escalation", action="store_true", help="skip the escalation sweep figures"
+    )
     parser.add_argument("--only-storm", action="store_true", help="run only the storm")
     args = parser.parse_args(argv)
     args.duration = min(max(args.duration, 1.0), 30.0)
@@ -307,6 +312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_notify:
         print("\nNotifications to a fake Slack, production shape (tests/bench/notify.py)")
         for line in notify.run():
+            print(f"  {line}", flush=True)
+    if not args.no_escalation:
+        print("\nEscalation sweep (tests/bench/escalation.py)", flush=True)
+        for line in escalation.run():
             print(f"  {line}", flush=True)
     print("\nDatabase check (each scenario's database, after its server stopped)")
     for line in bench.checks:
