@@ -266,6 +266,9 @@ class Settings(BaseSettings, ChannelSettings):
     database_url: str = "sqlite:///var/incidents.db"
     broker_url: str = ""
     api_token: str = ""
+    # The service's address as providers call it (scheme, host, port, path prefix), for
+    # checking Twilio's signatures behind a proxy; empty: see incidents.api.twilio_signature.
+    public_url: str = ""
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     config: str = ""

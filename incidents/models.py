@@ -339,6 +339,8 @@ TOTALS: Table = IncidentTotal.__table__  # type: ignore[attr-defined]
 
 # The notification outbox's tables live with the notify package; importing them here
 # registers them in the one metadata that migrations and tests compare against.
+# So are the SMS reply codes and opt-outs (incidents.acting).
+from incidents.acting.models import SMS_CODES, SMS_OPT_OUTS  # noqa: E402, F401
 from incidents.notify.models import NOTIFICATIONS, THREADS  # noqa: E402, F401
 
 

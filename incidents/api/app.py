@@ -31,6 +31,8 @@ from . import (
     heartbeats,
     incident_actions,
     incidents,
+    integrations_slack,
+    integrations_twilio,
     notifications,
     ops,
     schedules,
@@ -166,6 +168,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(heartbeats.router)
     app.include_router(am_silences.router)
     app.include_router(twilio_status.router)
+    app.include_router(integrations_slack.router)
+    app.include_router(integrations_twilio.router)
     app.include_router(users.router)
     app.include_router(schedules.router)
     app.include_router(incident_actions.router)

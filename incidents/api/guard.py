@@ -10,8 +10,9 @@ comes after the work it should prevent. This plain ASGI middleware runs before F
 - a compressed body on an endpoint that does not decode it gets a 415 with a hint.
 
 Everything outside /api/ (health, readiness, metrics, the docs) passes untouched. A
-provider's callback cannot carry our key: those paths (Twilio's status callback) skip the
-key check, keep the body limits, and their handler checks the provider's signature.
+provider's callback cannot carry our key: those paths (Twilio's status callback, SMS
+and voice webhooks, Slack's button presses under /api/v1/integrations/) skip the key
+check, keep the body limits, and their handler checks the provider's signature.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from incidents.acting import SLACK_ACTIONS_PATH, TWILIO_SMS_PATH, TWILIO_VOICE_PATH
 from incidents.config import Settings
 from incidents.metrics import INGEST_REJECTED
 from incidents.notify.channels.twilio_client import STATUS_CALLBACK_PATH
@@ -38,7 +40,9 @@ GRAPH_PATH = "/api/v1/services/graph"
 # The ingest endpoints decode gzip themselves; everywhere else a body must be identity.
 DECODING_PATHS = frozenset({"/api/v1/alerts", "/api/v1/alerts/alertmanager"})
 # POSTed by a provider that signs its requests instead of sending our key.
-SIGNED_PATHS = frozenset({STATUS_CALLBACK_PATH})
+SIGNED_PATHS = frozenset(
+    {STATUS_CALLBACK_PATH, SLACK_ACTIONS_PATH, TWILIO_SMS_PATH, TWILIO_VOICE_PATH}
+)
 
 
 _ERRORS = {413: "payload_too_large", 415: "unsupported_media_type"}

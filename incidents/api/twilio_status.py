@@ -3,8 +3,8 @@
 Twilio cannot send our API token, so the guard lets this path through without it, and
 the handler checks `X-Twilio-Signature` instead: HMAC-SHA1, keyed with the Twilio auth
 token, over the URL Twilio called and the sorted form fields. That URL is rebuilt from
-`notify.public_url`, the address the channels gave Twilio, not from the request as it
-arrived: behind a proxy the two differ.
+`public_url`, else `notify.public_url` (the address the channels gave Twilio), not from
+the request as it arrived: behind a proxy the two differ (incidents.api.twilio_signature).
 
 Answers: 200 with what was done (stored, requeued, failed or ignored: a duplicate or
 stale callback is a success for Twilio, there is nothing to retry); 403 for a missing or
@@ -16,23 +16,21 @@ Twilio's to call, not a client's.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
-
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import ImmutableMultiDict
-from twilio.request_validator import RequestValidator
 
 from incidents.api.responses import JsonResponse
-from incidents.exceptions import BadRequest, Forbidden, NotFound, ValidationFailed
+from incidents.exceptions import ValidationFailed
 from incidents.notify import delivery_status
 from incidents.notify.channels.twilio_client import STATUS_CALLBACK_PATH
 
 from .deps import service
+from .twilio_signature import SIGNATURE_HEADER, verified_form
 
 router = APIRouter(tags=["notifications"])
 
-SIGNATURE_HEADER = "X-Twilio-Signature"
+__all__ = ["SIGNATURE_HEADER", "router"]
 
 
 @router.post(STATUS_CALLBACK_PATH, include_in_schema=False)
@@ -40,30 +38,7 @@ async def twilio_status(request: Request) -> JsonResponse:
     """Apply one Twilio status callback to the notification it names."""
     state = service(request)
     settings = state.settings
-    token = settings.twilio_auth_token
-    if not token:
-        raise NotFound(
-            "Twilio status callbacks are off: twilio_auth_token is not set, so no "
-            "signature can be checked"
-        )
-    body = await request.body()
-    try:
-        form = ImmutableMultiDict(parse_qsl(body.decode(), keep_blank_values=True))
-    except UnicodeDecodeError:
-        raise BadRequest("the body is not UTF-8 form data", field="body") from None
-    url = signed_url(settings.notify.public_url, request.scope.get("query_string", b""))
-    signature = request.headers.get(SIGNATURE_HEADER)
-    if not signature:
-        raise Forbidden(
-            f"missing {SIGNATURE_HEADER} header: only Twilio's signed callbacks are accepted",
-            field=SIGNATURE_HEADER,
-        )
-    if not RequestValidator(token).validate(url, form, signature):
-        raise Forbidden(
-            f"{SIGNATURE_HEADER} does not match this request signed with the Twilio auth "
-            f"token for {url}; check twilio_auth_token and notify.public_url",
-            field=SIGNATURE_HEADER,
-        )
+    form = await verified_form(request, settings, built_by_us=True)
     notification = _notification_id(request.query_params.get("notification"))
     report = _report(form)
     applied = await run_in_threadpool(
@@ -82,12 +57,6 @@ async def twilio_status(request: Request) -> JsonResponse:
             "reason": applied.reason,
         }
     )
-
-
-def signed_url(public_url: str, query: bytes) -> str:
-    """The URL Twilio signed: the public address, this path and the query as sent."""
-    url = public_url.rstrip("/") + STATUS_CALLBACK_PATH
-    return f"{url}?{query.decode('latin-1')}" if query else url
 
 
 def _notification_id(value: str | None) -> int:

@@ -42,6 +42,10 @@ class Notification:
     thread: dict[str, str] = field(default_factory=dict)
     # Short lines for a thread reply (alerts that joined, a re-root).
     details: tuple[str, ...] = ()
+    # SMS only: the target's short code for the incident (`<code>a` acknowledges), and
+    # whether the number replied STOP (then nothing is sent to it).
+    reply_code: int | None = None
+    opted_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)

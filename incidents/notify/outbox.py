@@ -28,6 +28,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from incidents import timeline
+from incidents.acting import sms_store
 from incidents.db import rowcount, session_scope, utcnow
 from incidents.models import INCIDENTS
 from incidents.notify.base import Notification, SendResult
@@ -168,6 +169,11 @@ def render(factory: sessionmaker[Session], item: Claimed, public_url: str) -> No
                 THREADS.c.target == item.target,
             )
         )
+        reply_code, opted_out = None, False
+        if item.channel == "sms":
+            opted_out = sms_store.opted_out(session, item.target)
+            if not opted_out and item.event not in ("resolved", "summary"):
+                reply_code = sms_store.allocate(session, item.target, item.incident_id, utcnow())
     causes: list[dict[str, Any]] = list(incident.root_causes or [])
     first = causes[0] if causes else None
     return Notification(
@@ -186,6 +192,8 @@ def render(factory: sessionmaker[Session], item: Claimed, public_url: str) -> No
         target=item.target,
         thread=dict(thread or {}),
         details=item.details,
+        reply_code=reply_code,
+        opted_out=opted_out,
     )
 
 

@@ -30,7 +30,8 @@ def channel_settings(settings: Any) -> dict[str, tuple[bool, dict[str, Any]]]:
         "auth_token": settings.twilio_auth_token,
         "from_number": settings.twilio_from_number,
         "api_url": settings.twilio_api_url,
-        "public_url": settings.notify.public_url,
+        # Where Twilio calls back (status, key presses): the service's public address.
+        "public_url": getattr(settings, "public_url", "") or settings.notify.public_url,
     }
     twilio_ready = all(twilio[k] for k in ("account_sid", "auth_token", "from_number"))
     return {

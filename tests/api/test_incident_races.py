@@ -45,6 +45,7 @@ INCIDENT_TABLES = (
     "alert_states",
     "notifications",
     "notification_threads",
+    "sms_codes",
 )
 
 

@@ -44,6 +44,8 @@ def note(**changes: Any) -> Notification:
         blast_radius=("orders", "payments", "web"),
         url="https://incidents.example.org/incidents/12",
         target=TO,
+        # The recipient's reply code for it (here the same number as the incident).
+        reply_code=12,
     )
     return dataclasses.replace(base, **changes)
 
@@ -345,11 +347,11 @@ def test_voice_call_menu(fake: FakeTwilio) -> None:
     gather = root.find("Gather")
     assert gather is not None
     assert gather.get("numDigits") == "1"
-    assert gather.get("action") == f"{PUBLIC}/api/v1/twilio/voice/12"
+    assert gather.get("action") == f"{PUBLIC}/api/v1/integrations/twilio/voice?incident=12"
     says = [s.text or "" for s in gather.findall("Say")]
     assert len(says) == 2 and says[0] == says[1]
     assert "P0" in says[0] and "PostgresDown" in says[0] and "database-postgres" in says[0]
-    assert "Press 1 to acknowledge, 2 to escalate." in says[0]
+    assert "Press 1 to acknowledge, 2 to resolve, 3 to escalate now." in says[0]
 
 
 def test_voice_escapes_markup_in_titles(fake: FakeTwilio) -> None:

@@ -1,9 +1,11 @@
 """The SMS channel: one Twilio message per notification, at most two segments long.
 
-The text names the incident and how to answer it by reply: `<id>a` acknowledges and
-`<id>c` closes (the inbound SMS webhook reads these). A long title is shortened with an
-ellipsis so the whole text stays within two segments; a phone shows a longer message in
-pieces, and every segment is billed.
+The text names the incident and how to answer it by reply: `<code>a` acknowledges and
+`<code>c` closes, where the code is the recipient's own short number for the incident
+(incidents.acting.sms_store; the inbound SMS webhook reads these). A number that replied
+STOP is sent nothing: its notification fails at once as unreachable. A long title is
+shortened with an ellipsis so the whole text stays within two segments; a phone shows a
+longer message in pieces, and every segment is billed.
 """
 
 from __future__ import annotations
@@ -49,14 +51,18 @@ EVENT_LABELS = {
 SMS_VARIABLES = {"event_label": "", "ack_code": "1a", "close_code": "1c"}
 
 
-def ack_code(incident_id: int) -> str:
-    """The reply that acknowledges an incident."""
-    return f"{incident_id}a"
+# Twilio's error for a number that replied STOP.
+OPTED_OUT_CODE = 21610
 
 
-def close_code(incident_id: int) -> str:
-    """The reply that closes an incident."""
-    return f"{incident_id}c"
+def ack_code(reply_code: int | None, incident_id: int) -> str:
+    """The reply that acknowledges an incident: the recipient's code, else by id."""
+    return f"{reply_code}a" if reply_code is not None else f"ack {incident_id}"
+
+
+def close_code(reply_code: int | None, incident_id: int) -> str:
+    """The reply that closes an incident: the recipient's code, else by id."""
+    return f"{reply_code}c" if reply_code is not None else f"resolve {incident_id}"
 
 
 class SmsNotifier:
@@ -91,8 +97,8 @@ class SmsNotifier:
         context = template_context(n)
         context.update(
             event_label=EVENT_LABELS.get(n.event, n.event.upper()),
-            ack_code=ack_code(n.incident_id),
-            close_code=close_code(n.incident_id),
+            ack_code=ack_code(n.reply_code, n.incident_id),
+            close_code=close_code(n.reply_code, n.incident_id),
         )
 
         def with_title(title: str) -> str:
@@ -139,6 +145,13 @@ class SmsNotifier:
         if missing:
             return SendResult(
                 ok=False, error=f"sms channel is not configured: missing {', '.join(missing)}"
+            )
+        if notification.opted_out:
+            return SendResult(
+                ok=False,
+                target_unreachable=True,
+                error=f"{OPTED_OUT_CODE}: {notification.target} replied STOP to our number; "
+                "nothing is texted to it until it replies START",
             )
         body = self.render(notification)
         callback = status_callback_url(self.settings, notification.delivery_id)

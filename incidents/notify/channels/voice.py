@@ -2,7 +2,8 @@
 
 The call's TwiML is sent inline (`twiml=`), so Twilio needs no URL of ours to start it.
 The menu (`<Gather numDigits="1">`) posts the pressed key to
-`<public_url>/api/v1/twilio/voice/<incident id>`: 1 acknowledges, 2 escalates. Without a
+`<public_url>/api/v1/integrations/twilio/voice?incident=<id>`: 1 acknowledges, 2 resolves,
+3 escalates now (incidents.api.integrations_twilio). Without a
 `public_url` nothing could receive the key, so the call only reads the message, twice.
 With one, Twilio also reports how the call ended (answered, busy, no answer) to the
 status callback (incidents.notify.delivery_status).
@@ -16,6 +17,7 @@ from typing import Any
 from jinja2 import Template
 from twilio.twiml.voice_response import VoiceResponse
 
+from incidents.acting import TWILIO_VOICE_PATH
 from incidents.notify.base import Notification, SendResult, register
 from incidents.notify.channels.twilio_client import (
     TwilioSettings,
@@ -35,7 +37,7 @@ DEFAULT_TEMPLATE = (
     "{{ title }}{% if where %}, on {{ where }}{% endif %}"
     "{% if others %}, and {{ others }} more services{% endif %}."
 )
-PROMPT = "Press 1 to acknowledge, 2 to escalate."
+PROMPT = "Press 1 to acknowledge, 2 to resolve, 3 to escalate now."
 GOODBYE = "No key was pressed. Goodbye."
 EVENT_SPOKEN = {
     "opened": "",
@@ -52,11 +54,11 @@ MAX_TITLE = 300
 
 def action_url(public_url: str, incident_id: int) -> str:
     """Where Twilio posts the pressed key for an incident."""
-    return f"{public_url.rstrip('/')}/api/v1/twilio/voice/{incident_id}"
+    return f"{public_url.rstrip('/')}{TWILIO_VOICE_PATH}?incident={incident_id}"
 
 
 class VoiceNotifier:
-    """Places Twilio calls that read the incident and offer acknowledge / escalate."""
+    """Places Twilio calls that read the incident and offer acknowledge / resolve / escalate."""
 
     name = "voice"
 

@@ -1,0 +1,156 @@
+"""The Acknowledge and Resolve buttons of an incident's Slack message.
+
+`POST /api/v1/integrations/slack/actions` is the Slack app's interactivity request URL:
+a form whose `payload` field is the JSON of a `block_actions` interaction. It carries no
+token of ours; Slack signs it (`X-Slack-Signature`, `v0` HMAC-SHA256 of the timestamp and
+the raw body, keyed with `slack_signing_secret`), and a request whose
+`X-Slack-Request-Timestamp` is more than five minutes off is refused as a replay (403).
+
+The clicking Slack member must be a user (`slack_user_id` in the users document); the
+action runs in the request, as the API's does, so the incident's Slack message is edited
+by the notify worker like after any action. The person is answered with an ephemeral
+text through the interaction's `response_url` (after the 200, within Slack's three
+seconds), which says what was done, why not (already acknowledged), or that they are not
+a known user. Like Twilio's callbacks, the operation is not in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from fastapi import APIRouter, BackgroundTasks, Request
+from slack_sdk.signature import SignatureVerifier
+from starlette.concurrency import run_in_threadpool
+
+from incidents.acting import SLACK_ACTIONS_PATH
+from incidents.acting.perform import Done, Verb, perform
+from incidents.api.responses import JsonResponse
+from incidents.db import session_scope, utcnow
+from incidents.exceptions import BadRequest, Forbidden, NotFound
+from incidents.oncall.lookup import user_by_slack_id
+from incidents.pipeline.actions import Actor
+from incidents.pipeline.runner import route_events
+
+from .deps import ServiceState, service
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["integrations"])
+
+MAX_AGE_SECONDS = 5 * 60
+BUTTONS: dict[str, Verb] = {"acknowledge": "acknowledge", "resolve": "resolve"}
+NOT_A_USER = (
+    "You are not a known user of the incident service, so nothing was done: ask for your "
+    "Slack member id to be added to your user."
+)
+
+
+@dataclass(frozen=True)
+class Click:
+    """One button press, as far as it matters here."""
+
+    slack_user: str
+    verb: Verb
+    incident_id: int
+    response_url: str | None
+
+
+@router.post(SLACK_ACTIONS_PATH, include_in_schema=False)
+async def slack_actions(request: Request, background: BackgroundTasks) -> JsonResponse:
+    """Act on an Acknowledge or Resolve button press."""
+    state = service(request)
+    secret = state.settings.slack_signing_secret
+    if not secret:
+        raise NotFound(
+            "Slack interactivity is off: slack_signing_secret is not set, so no signature "
+            "can be checked"
+        )
+    body = await request.body()
+    _verify(secret, body, request.headers)
+    click = _click(body)
+    done = await run_in_threadpool(_act, state, click)
+    answer = {"response_type": "ephemeral", "replace_original": False, "text": done.text}
+    if click.response_url:
+        background.add_task(_respond, click.response_url, answer)
+    return JsonResponse(answer)
+
+
+def _verify(secret: str, body: bytes, headers: Any) -> None:
+    stamp = headers.get("X-Slack-Request-Timestamp", "")
+    signature = headers.get("X-Slack-Signature", "")
+    if not stamp or not signature:
+        raise Forbidden(
+            "missing X-Slack-Request-Timestamp or X-Slack-Signature: only Slack's signed "
+            "requests are accepted",
+            field="X-Slack-Signature",
+        )
+    if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12:
+        raise Forbidden("X-Slack-Request-Timestamp is not a Unix time", field="timestamp")
+    if abs(time.time() - int(stamp)) > MAX_AGE_SECONDS:
+        raise Forbidden(
+            "X-Slack-Request-Timestamp is more than five minutes off: refused as a replay",
+            field="X-Slack-Request-Timestamp",
+        )
+    if not SignatureVerifier(secret).is_valid(body, stamp, signature):
+        raise Forbidden(
+            "X-Slack-Signature does not match this body signed with the Slack signing "
+            "secret; check slack_signing_secret",
+            field="X-Slack-Signature",
+        )
+
+
+def _click(body: bytes) -> Click:
+    try:
+        form = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        payload = orjson.loads(form.get("payload", ""))
+    except (UnicodeDecodeError, orjson.JSONDecodeError):
+        raise BadRequest("payload: not the JSON of a Slack interaction", field="payload") from None
+    if not isinstance(payload, dict) or payload.get("type") != "block_actions":
+        raise BadRequest("payload: only block_actions interactions are handled", field="type")
+    user = payload.get("user")
+    found = payload.get("actions")
+    if not isinstance(user, dict) or not isinstance(user.get("id"), str):
+        raise BadRequest("payload: user.id is missing", field="user")
+    if not isinstance(found, list) or not found or not isinstance(found[0], dict):
+        raise BadRequest("payload: actions is empty", field="actions")
+    action = found[0]
+    verb = BUTTONS.get(str(action.get("action_id")))
+    value = action.get("value")
+    if verb is None:
+        raise BadRequest("payload: the action is not acknowledge or resolve", field="action_id")
+    if not isinstance(value, str) or not (value.isascii() and value.isdigit() and len(value) < 19):
+        raise BadRequest("payload: the button's value is not an incident id", field="value")
+    url = payload.get("response_url")
+    return Click(user["id"], verb, int(value), url if isinstance(url, str) and url else None)
+
+
+def _act(state: ServiceState, click: Click) -> Done:
+    now = utcnow()
+    with session_scope(state.sessions) as session:
+        user = user_by_slack_id(session, click.slack_user)
+        if user is None:
+            log.warning(
+                "slack: %s on incident %s by Slack member %s, no known user, was refused",
+                click.verb,
+                click.incident_id,
+                click.slack_user,
+            )
+            return Done(False, NOT_A_USER)
+        done = perform(session, click.incident_id, click.verb, Actor(user.name, "slack"), now)
+        tasks = route_events(session, state.settings, done.events, now)
+    state.dispatcher.hand_on(tasks)
+    return done
+
+
+def _respond(url: str, answer: dict[str, Any]) -> None:
+    """Show the person the answer (Slack ignores the HTTP response of a button press)."""
+    from slack_sdk.webhook import WebhookClient
+
+    try:
+        WebhookClient(url, timeout=5).send_dict(answer)
+    except Exception:  # the action is done; only the note to the person is lost
+        log.warning("slack: could not answer through response_url", exc_info=True)
