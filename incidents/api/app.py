@@ -36,6 +36,7 @@ from . import (
     schedules,
     services,
     silences,
+    slack_events,
     twilio_status,
     users,
     webhooks,
@@ -166,6 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(heartbeats.router)
     app.include_router(am_silences.router)
     app.include_router(twilio_status.router)
+    app.include_router(slack_events.router)
     app.include_router(users.router)
     app.include_router(schedules.router)
     app.include_router(incident_actions.router)

@@ -38,7 +38,8 @@ GRAPH_PATH = "/api/v1/services/graph"
 # The ingest endpoints decode gzip themselves; everywhere else a body must be identity.
 DECODING_PATHS = frozenset({"/api/v1/alerts", "/api/v1/alerts/alertmanager"})
 # POSTed by a provider that signs its requests instead of sending our key.
-SIGNED_PATHS = frozenset({STATUS_CALLBACK_PATH})
+# (Slack's Events API: the P0 war room's messages, see incidents.api.slack_events.)
+SIGNED_PATHS = frozenset({STATUS_CALLBACK_PATH, "/api/v1/integrations/slack/events"})
 
 
 _ERRORS = {413: "payload_too_large", 415: "unsupported_media_type"}
