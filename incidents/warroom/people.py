@@ -38,8 +38,11 @@ def invitees(factory: sessionmaker[Session], incident_id: int, at: datetime) -> 
         escalation: dict[str, Any] = dict(incident.escalation or {})
         if escalation.get("policy"):
             policy = Policy.model_validate(escalation["policy"])
-            reached = max(1, int(escalation.get("level") or 0) + 1)
-            for level in policy.levels[:reached]:
+            # `level` is the next level to page: those before it have paged (all of
+            # them once the ladder went round); the first one at least.
+            went_round = escalation.get("done") or int(escalation.get("round") or 0) > 0
+            paged = len(policy.levels) if went_round else int(escalation.get("level") or 0)
+            for level in policy.levels[: max(1, paged)]:
                 targets += [t for t in level.targets if t.slack_channel is None]
         resolver = Directory(session)
         people = people_directory(session)

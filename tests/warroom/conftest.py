@@ -24,7 +24,7 @@ SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 USERS = {
     "users": [
         {"name": "alice", "phone": "+15551230001", "slack_user_id": "U0ALICE"},
-        {"name": "bob", "phone": "+15551230002"},
+        {"name": "bob", "phone": "+15551230002", "slack_user_id": "U0BOB"},
         {"name": "dana", "phone": "+15551230004", "slack_user_id": "U0DANA"},
     ]
 }

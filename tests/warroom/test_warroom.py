@@ -9,7 +9,9 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from incidents.db import utcnow
+from incidents.db import session_scope, utcnow
+from incidents.escalation import engine
+from incidents.escalation.directory import Directory
 from incidents.notify.channels.warroom import channel_name
 from tests.conftest import AUTH
 from tests.warroom.conftest import Room
@@ -144,3 +146,14 @@ def test_resolve_archives_after_the_delay_and_reopen_cancels(
     [created] = room.slack.rooms
     assert call.body["channel"] == created.id and created.archived
     assert room.incident(incident_id)["war_room"]["archived"] is True
+
+
+def test_levels_the_escalation_already_paged_are_invited_too(room: Room) -> None:
+    incident_id = room.page("P0")
+    for later in (timedelta(0), timedelta(minutes=6)):  # level 1, then level 2 (bob)
+        with session_scope(room.sessions) as session:
+            engine.sweep(session, Directory(session), utcnow() + later)
+    room.send()
+    [created] = room.slack.rooms
+    assert set(created.members) == {BOT_USER, "U0ALICE", "U0BOB", "U0DANA"}
+    assert room.rows(incident_id)[0]["status"] == "sent"
