@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from incidents.config import Settings
 from incidents.metrics import INGEST_REJECTED
 from incidents.notify.channels.twilio_client import STATUS_CALLBACK_PATH
+from incidents.warroom.settings import SLACK_EVENTS_PATH
 
 from .auth import CHALLENGES, check_authorization, route_path, source_of
 from .responses import JsonResponse
@@ -39,7 +40,7 @@ GRAPH_PATH = "/api/v1/services/graph"
 DECODING_PATHS = frozenset({"/api/v1/alerts", "/api/v1/alerts/alertmanager"})
 # POSTed by a provider that signs its requests instead of sending our key.
 # (Slack's Events API: the P0 war room's messages, see incidents.api.slack_events.)
-SIGNED_PATHS = frozenset({STATUS_CALLBACK_PATH, "/api/v1/integrations/slack/events"})
+SIGNED_PATHS = frozenset({STATUS_CALLBACK_PATH, SLACK_EVENTS_PATH})
 
 
 _ERRORS = {413: "payload_too_large", 415: "unsupported_media_type"}

@@ -24,16 +24,16 @@ from incidents.api.responses import JsonResponse
 from incidents.db import utcnow
 from incidents.exceptions import BadRequest, Forbidden, NotFound
 from incidents.warroom.notes import record_message
+from incidents.warroom.settings import SLACK_EVENTS_PATH
 
 from .deps import service
 
-EVENTS_PATH = "/api/v1/integrations/slack/events"
 MAX_AGE_SECONDS = 300
 
 router = APIRouter(tags=["integrations"])
 
 
-@router.post(EVENTS_PATH, include_in_schema=False)
+@router.post(SLACK_EVENTS_PATH, include_in_schema=False)
 async def slack_events(request: Request) -> JsonResponse:
     """One Events API request: a challenge, or an event to record."""
     state = service(request)

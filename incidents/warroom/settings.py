@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from incidents.notify.routing_config import Duration, parse_duration
 
+# Where Slack posts its Events API requests (incidents.api.slack_events).
+SLACK_EVENTS_PATH = "/api/v1/integrations/slack/events"
+
 
 class WarRoomSettings(BaseModel):
     """A Slack channel per P0 incident, while a Slack bot token is configured."""
