@@ -143,7 +143,7 @@ class WarRoomNotifier:
         channel = done["channel"]
         self._invite(channel, people.invitees(factory, incident, utcnow()))
         if not done.get("ts"):
-            ts = slack_find.find_post(self.client, channel, EPOCH, n.delivery_id, None)
+            ts = self._find_post(channel, n.delivery_id, None)
             keep(ts=ts or self._post(channel, n))
         if not done.get("pinned"):
             self._call(
@@ -256,7 +256,7 @@ class WarRoomNotifier:
             )
         text = f"War room: <#{done['channel']}|{done.get('name', '')}>"
         for thread in threads:
-            if slack_find.find_post(self.client, thread.channel, EPOCH, n.delivery_id, thread.ts):
+            if self._find_post(thread.channel, n.delivery_id, thread.ts):
                 continue
             self._call(
                 "chat.postMessage",
@@ -268,6 +268,13 @@ class WarRoomNotifier:
                 unfurl_links=False,
                 metadata=slack_find.metadata(n.delivery_id, n.incident_id),
             )
+
+    def _find_post(self, channel: str, delivery_id: int, thread_ts: str | None) -> str | None:
+        """An earlier attempt's post (by its metadata), so it is not made twice."""
+        try:
+            return slack_find.find_post(self.client, channel, EPOCH, delivery_id, thread_ts)
+        except Exception as exc:
+            raise _Failed(classify(exc, "conversations.history")) from None
 
     def _call(self, method: str, call: Any, tolerated: set[str] | frozenset[str], **kw: Any) -> Any:
         try:
