@@ -39,6 +39,7 @@ from incidents.notify.routing_config import RoutingSettings, default_routing
 from incidents.notify.settings import ChannelSettings
 from incidents.oncall.documents import Schedule, User, check_sections
 from incidents.vocab import SEVERITY_ORDER
+from incidents.warroom.settings import WarRoomSettings
 
 SEVERITIES = SEVERITY_ORDER
 Severity = Literal["P0", "P1", "P2", "P3"]
@@ -291,6 +292,8 @@ class Settings(BaseSettings, ChannelSettings):
     # The escalation policies (the document of PUT /api/v1/escalation-policies); applied
     # at start-up when the section changed since last applied. None: the section is absent.
     escalation: EscalationDocument | None = None
+    # The P0 war room: a Slack channel per P0 incident (see incidents.warroom).
+    warroom: WarRoomSettings = Field(default_factory=WarRoomSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -38,6 +38,7 @@ from . import (
     schedules,
     services,
     silences,
+    slack_events,
     twilio_status,
     users,
     webhooks,
@@ -170,6 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(twilio_status.router)
     app.include_router(integrations_slack.router)
     app.include_router(integrations_twilio.router)
+    app.include_router(slack_events.router)
     app.include_router(users.router)
     app.include_router(schedules.router)
     app.include_router(incident_actions.router)

@@ -29,6 +29,7 @@ from incidents.acting import SLACK_ACTIONS_PATH, TWILIO_SMS_PATH, TWILIO_VOICE_P
 from incidents.config import Settings
 from incidents.metrics import INGEST_REJECTED
 from incidents.notify.channels.twilio_client import STATUS_CALLBACK_PATH
+from incidents.warroom.settings import SLACK_EVENTS_PATH
 
 from .auth import CHALLENGES, check_authorization, route_path, source_of
 from .responses import JsonResponse
@@ -40,8 +41,15 @@ GRAPH_PATH = "/api/v1/services/graph"
 # The ingest endpoints decode gzip themselves; everywhere else a body must be identity.
 DECODING_PATHS = frozenset({"/api/v1/alerts", "/api/v1/alerts/alertmanager"})
 # POSTed by a provider that signs its requests instead of sending our key.
+# (Slack's Events API: the P0 war room's messages, see incidents.api.slack_events.)
 SIGNED_PATHS = frozenset(
-    {STATUS_CALLBACK_PATH, SLACK_ACTIONS_PATH, TWILIO_SMS_PATH, TWILIO_VOICE_PATH}
+    {
+        STATUS_CALLBACK_PATH,
+        SLACK_ACTIONS_PATH,
+        TWILIO_SMS_PATH,
+        TWILIO_VOICE_PATH,
+        SLACK_EVENTS_PATH,
+    }
 )
 
 

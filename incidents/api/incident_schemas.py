@@ -121,11 +121,22 @@ class TimelineOut(BaseModel):
     data: dict[str, Any] = Field(description="Details that depend on `kind`.")
 
 
+class WarRoomOut(BaseModel):
+    """An incident's Slack war room."""
+
+    channel: str = Field(description="The Slack channel id.")
+    name: str = Field(description="The channel's name.")
+    archived: bool = Field(description="Whether it was archived (after the resolve).")
+
+
 class IncidentDetail(IncidentOut):
     """An incident with its alerts and timeline."""
 
     alerts: list[IncidentAlertOut] = Field(description="Its alerts, in the order they started.")
     timeline: list[TimelineOut] = Field(description="What happened to it, oldest first.")
+    war_room: WarRoomOut | None = Field(
+        default=None, description="Its P0 war room (a Slack channel), once one was created."
+    )
 
 
 class IncidentPage(BaseModel):

@@ -26,6 +26,7 @@ from incidents.db import utcnow
 from incidents.exceptions import NotFound, ValidationFailed
 from incidents.models import Incident
 from incidents.vocab import MemberStatus
+from incidents.warroom.people import war_room_link
 
 from .deps import check_token, db_session, service
 from .params import CURSOR_PATTERN, IncidentId, UtcDateTime, parse_cursor, strict_params
@@ -144,7 +145,12 @@ def get_incident(
     ]
     fingerprints = list(dict.fromkeys(a.fingerprint for a in alerts))
     return IncidentDetail.model_validate(
-        {**incident_out(row, fingerprints), "alerts": alerts, "timeline": timeline}
+        {
+            **incident_out(row, fingerprints),
+            "alerts": alerts,
+            "timeline": timeline,
+            "war_room": war_room_link(session, incident_id),
+        }
     )
 
 

@@ -15,12 +15,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import incidents.notify.channels  # noqa: F401  (registers every channel)
 from incidents.notify.base import Notification, Notifier, SendResult, build
+from incidents.notify.channels.warroom import WarRoomNotifier
 from incidents.notify.pacing import Pacer
 from incidents.notify.worker import NotifyWorker
+from incidents.warroom.scopes import check_at_startup
 
 log = logging.getLogger(__name__)
 
-CHANNELS = ("slack", "email", "sms", "voice", "webhook", "console")
+CHANNELS = ("slack", "email", "sms", "voice", "webhook", "console", "warroom")
 
 
 def channel_settings(settings: Any) -> dict[str, tuple[bool, dict[str, Any]]]:
@@ -34,15 +36,13 @@ def channel_settings(settings: Any) -> dict[str, tuple[bool, dict[str, Any]]]:
         "public_url": getattr(settings, "public_url", "") or settings.notify.public_url,
     }
     twilio_ready = all(twilio[k] for k in ("account_sid", "auth_token", "from_number"))
+    slack = {
+        "bot_token": settings.slack_bot_token,
+        "signing_secret": settings.slack_signing_secret,
+        "api_url": settings.slack_api_url,
+    }
     return {
-        "slack": (
-            bool(settings.slack_bot_token),
-            {
-                "bot_token": settings.slack_bot_token,
-                "signing_secret": settings.slack_signing_secret,
-                "api_url": settings.slack_api_url,
-            },
-        ),
+        "slack": (bool(settings.slack_bot_token), slack),
         "email": (
             bool(settings.smtp_host),
             {
@@ -59,6 +59,11 @@ def channel_settings(settings: Any) -> dict[str, tuple[bool, dict[str, Any]]]:
         "voice": (twilio_ready, twilio),
         "webhook": (True, {"secret": settings.notify.webhook_secret}),
         "console": (True, {}),
+        # The P0 war room (incidents.warroom): Slack's token, on unless switched off.
+        "warroom": (
+            bool(settings.slack_bot_token) and settings.warroom.enabled,
+            {**slack, "channel_prefix": settings.warroom.channel_prefix},
+        ),
     }
 
 
@@ -72,7 +77,8 @@ def build_channels(settings: Any) -> dict[str, Notifier]:
         elif ready and name in _registered():
             out[name] = build(name, values)
         else:
-            log.warning("%s is not configured: its notifications go to the console", name)
+            if name != "warroom":  # off, the war room writes no rows to send
+                log.warning("%s is not configured: its notifications go to the console", name)
             out[name] = StandIn(name, console)
     return out
 
@@ -99,10 +105,18 @@ def _registered() -> set[str]:
 def make_notify_worker(
     factory: sessionmaker[Session], settings: Any, pacer: Pacer | None = None
 ) -> NotifyWorker:
-    """The notify worker for these settings (not started)."""
+    """The notify worker for these settings (not started).
+
+    Also where the API (embedded) and the notify worker process (Celery) check at
+    start-up that the Slack token has the war room's scopes (logged, never fatal)."""
+    channels = build_channels(settings)
+    warroom = channels.get("warroom")
+    if isinstance(warroom, WarRoomNotifier):
+        warroom.bind(factory)
+        check_at_startup(settings, warroom.client)
     return NotifyWorker(
         factory,
-        build_channels(settings),
+        channels,
         public_url=settings.notify.public_url,
         max_attempts=settings.notify.max_attempts,
         digest_hour=settings.notify.digest_hour,

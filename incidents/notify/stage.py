@@ -32,6 +32,7 @@ from incidents.notify.routing import RoutingTree, graph_team_lookup, routing_lab
 from incidents.pipeline.stages import IncidentEvent, RunContext, TaskRef
 from incidents.tasks import NOTIFY_TASK
 from incidents.vocab import MemberStatus, TimelineKind
+from incidents.warroom import rows as warroom
 
 PAGING = {
     TimelineKind.OPENED,
@@ -65,6 +66,7 @@ class RoutingStage:
 
     def __init__(self, settings: Settings) -> None:
         self._tree = RoutingTree.from_settings(settings.routing)
+        self._warroom = warroom.WarRoomPlan.from_settings(settings)  # the P0 war room
 
     def run(self, ctx: RunContext) -> None:
         """Route this slice's events (the incident stage appended them)."""
@@ -89,6 +91,8 @@ class RoutingStage:
                 if receiver.escalation_policy and event.kind in ESCALATES and event.pages:
                     start_escalation(ctx, event, receiver.name, receiver.escalation_policy)
                 rows += self._rows(ctx, event, receiver.name, receiver.targets, waiting)
+        # The P0 war room (incidents.warroom): its rows, whatever the routes say.
+        rows += warroom.rows_for(ctx, events, self._warroom)
         if rows:
             insert_rows(ctx.session, rows)
             ctx.after_commit.extend(wake_ups(ctx, rows))
