@@ -78,6 +78,8 @@ def environment(fake: FakeSlack, config: str) -> dict[str, str]:
         "INCIDENTS_SLACK_BOT_TOKEN": fake.token,
         "INCIDENTS_SLACK_API_URL": fake.api_url,
         "INCIDENTS_CORRELATION__OPEN_HOLD_SECONDS": "0",
+        # The probes are P0s: without this each would also open a Slack war room.
+        "INCIDENTS_WARROOM__ENABLED": "false",
         "INCIDENTS_CORRELATION__MAX_NEW_INCIDENTS_PER_MINUTE": "0",
     }
 

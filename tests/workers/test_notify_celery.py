@@ -81,6 +81,8 @@ def test_a_notify_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
         env |= {
             "INCIDENTS_CONFIG": str(config),
             "INCIDENTS_CORRELATION__OPEN_HOLD_SECONDS": "0",
+            # The P0 war room has tests of its own (tests/warroom).
+            "INCIDENTS_WARROOM__ENABLED": "false",
             "INCIDENTS_NOTIFY__LEASE_SECONDS": "3",
             "INCIDENTS_NOTIFY__SWEEP_INTERVAL_SECONDS": "0.5",
             "INCIDENTS_SLACK_BOT_TOKEN": slack.token,
