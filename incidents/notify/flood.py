@@ -78,8 +78,14 @@ def summary(lines: list[tuple[int, str, str]]) -> tuple[str, ...]:
     return (head, *shown, *rest)
 
 
-def hold(factory: sessionmaker[Session], item: Claimed, until: datetime) -> None:
-    """Put a claimed row back, due when the contact's window has room (not an attempt)."""
+def hold(
+    factory: sessionmaker[Session],
+    item: Claimed,
+    until: datetime,
+    why: str = "flood limit: held until the contact's window has room",
+) -> None:
+    """Put a claimed row back, due at `until` (not an attempt): by default because the
+    contact's window is full."""
     n = NOTIFICATIONS.c
     with session_scope(factory) as session:
         session.execute(
@@ -91,7 +97,7 @@ def hold(factory: sessionmaker[Session], item: Claimed, until: datetime) -> None
                 attempts=n.attempts - 1,
                 lease_until=None,
                 claim_token=None,
-                error="flood limit: held until the contact's window has room",
+                error=why,
                 updated_at=utcnow(),
             )
         )

@@ -122,7 +122,7 @@ class NotifyWorker:
         deadline = time.monotonic() + self._lease.total_seconds() / 2
         for item in plan.alone:
             if time.monotonic() > deadline or self._stop.is_set():
-                flood.hold(self._factory, item, utcnow())
+                flood.hold(self._factory, item, utcnow(), "handed back: the batch ran long")
                 continue
             self._send(channel, item)
         for bundle in plan.bundles:
@@ -148,7 +148,12 @@ class NotifyWorker:
                 "slack:update", SLACK_UPDATE_INTERVAL, reserve_later=False
             )
             if not reserved:
-                flood.hold(self._factory, item, utcnow() + timedelta(seconds=wait))
+                flood.hold(
+                    self._factory,
+                    item,
+                    utcnow() + timedelta(seconds=wait),
+                    "waiting for Slack's edit budget (chat.update)",
+                )
                 return
         self._space(channel, item.target)
         outcome = self._deliver(channel, item, notification)
