@@ -321,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also print each matched route, its options and the receiver's targets "
         "(default: receiver names only)",
     )
+    from incidents.commands import register_all
+
+    register_all(sub)
     _describe_commands(parser)
     return parser
 
@@ -329,7 +332,15 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
     try:
+        run = getattr(args, "run", None)
+        if run is not None:
+            code: int = run(args)
+            return code
         settings = load_settings(getattr(args, "config_file", None))
+        run_with_settings = getattr(args, "run_with_settings", None)
+        if run_with_settings is not None:
+            code = run_with_settings(settings, args)
+            return code
         if args.command == "serve":
             return _serve(settings, args)
         if args.command == "db":

@@ -1,0 +1,1 @@
+"""Remediation playbooks: declarative files matched to incidents, run step by step."""

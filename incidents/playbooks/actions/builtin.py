@@ -1,0 +1,5 @@
+"""Imports every action module, so that each registers itself."""
+
+from __future__ import annotations
+
+# One import per action module (each calls `register` at import).
