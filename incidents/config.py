@@ -38,6 +38,7 @@ from incidents.heartbeats.spec import HeartbeatList
 from incidents.notify.routing_config import RoutingSettings, default_routing
 from incidents.notify.settings import ChannelSettings
 from incidents.oncall.documents import Schedule, User, check_sections
+from incidents.playbooks.settings import PlaybookSettings
 from incidents.vocab import SEVERITY_ORDER
 from incidents.warroom.settings import WarRoomSettings
 
@@ -294,6 +295,7 @@ class Settings(BaseSettings, ChannelSettings):
     escalation: EscalationDocument | None = None
     # The P0 war room: a Slack channel per P0 incident (see incidents.warroom).
     warroom: WarRoomSettings = Field(default_factory=WarRoomSettings)
+    playbooks: PlaybookSettings = Field(default_factory=PlaybookSettings)
 
     @field_validator("database_url")
     @classmethod
