@@ -94,9 +94,11 @@ class Action(Protocol):
 
     name: ClassVar[str]
     params: ClassVar[type[Params]]
-    # True when running it twice does what running it once does: a step that was in
-    # flight when its worker died is retried only then; otherwise the run stops.
-    idempotent: ClassVar[bool]
+
+    def idempotent(self, params: Any) -> bool:
+        """True when running it twice does what running it once does. A step that was in
+        flight when its worker died is retried only then; otherwise the run stops."""
+        ...
 
     def run(self, params: Any, ctx: ActionContext) -> ActionResult:
         """Act; raise ActionError (or ActionTimeout) when the step failed."""
