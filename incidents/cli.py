@@ -181,6 +181,11 @@ def _routing_test(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def celery_worker(settings: Settings, args: argparse.Namespace, role: str) -> int:
+    """Run a Celery worker (or beat) of this role under the supervisor."""
+    return _celery(settings, args, role)
+
+
 def _celery(settings: Settings, args: argparse.Namespace, role: str) -> int:
     from incidents.logging import configure_logging
     from incidents.supervisor import celery_command, supervise

@@ -35,6 +35,8 @@ class LockKey(IntEnum):
     CORRELATION = 0x1C1DE275
     # The namespace of partition slots (two-key form: namespace, slot).
     PARTITION = 0x1C1DE276
+    # The namespace of playbook slots (two-key form): a playbook's run limits.
+    PLAYBOOK = 0x1C1DE277
 
 
 def _postgres(session: Session) -> bool:
@@ -79,4 +81,14 @@ def _lock_slots(session: Session, slots: list[int]) -> None:
         session.execute(
             text("SELECT pg_advisory_xact_lock(:space, :slot)"),
             {"space": int(LockKey.PARTITION), "slot": slot},
+        )
+
+
+def lock_playbook(session: Session, playbook_id: str) -> None:
+    """Hold a playbook's lock until the transaction ends: its run counts stay exact while
+    any number of jobs create runs at once."""
+    if _postgres(session):
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, :slot)"),
+            {"space": int(LockKey.PLAYBOOK), "slot": zlib.crc32(playbook_id.encode()) % 2**31},
         )

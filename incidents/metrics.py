@@ -31,6 +31,16 @@ INGEST_REJECTED = Counter(
     "(408), too large (413) or compressed where not accepted (415).",
     ["source", "status"],
 )
+PLAYBOOK_RUNS_REFUSED = Counter(
+    "incidents_playbook_runs_refused_total",
+    "Playbook runs a trigger matched but the policy refused, by playbook and limit.",
+    ["playbook", "limit"],
+)
+PLAYBOOK_STEPS = Counter(
+    "incidents_playbook_steps_total",
+    "Playbook steps finished, by action and outcome (succeeded, failed, skipped, ...).",
+    ["action", "status"],
+)
 REQUEST_LATENCY = Histogram(
     "incidents_http_request_duration_seconds",
     "HTTP request latency by method, route template and status.",

@@ -107,6 +107,6 @@ def supervise(command: Sequence[str], name: str) -> int:
 def celery_command(role: str, concurrency: int) -> list[str]:
     """The command line of one worker or beat process."""
     command = [sys.executable, "-m", WORKER_MODULE, role]
-    if role in ("worker", "notify"):
+    if role in ("worker", "notify", "playbooks"):
         command += ["--concurrency", str(concurrency)]
     return command

@@ -29,13 +29,26 @@ NOTIFY_SWEEP_TASK = "workers.notify.sweep"
 # Send the daily digests that are due (beat).
 DIGEST_TASK = "workers.notify.digest"
 
+# Run one playbook run, step by step (playbooks queue): kwargs {run_id}.
+PLAYBOOK_TASK = "workers.playbooks.run"
+# Hand out runs again whose worker died or whose hand-off was lost; expire approvals (beat).
+PLAYBOOK_SWEEP_TASK = "workers.playbooks.sweep"
+
 # The pipeline's queue: the workers consume it and the API publishes to it (a Redis list
 # of that name).
 QUEUE = "incidents"
 # Notifications have a queue of their own, consumed by `incidents notify-worker`: a slow
 # provider never holds up the pipeline, nor the pipeline a page.
 NOTIFY_QUEUE = "notify"
-QUEUE_OF = {NOTIFY_TASK: NOTIFY_QUEUE, NOTIFY_SWEEP_TASK: NOTIFY_QUEUE, DIGEST_TASK: NOTIFY_QUEUE}
+# Playbook runs wait on remote systems for minutes: a queue and worker of their own.
+PLAYBOOK_QUEUE = "playbooks"
+QUEUE_OF = {
+    NOTIFY_TASK: NOTIFY_QUEUE,
+    NOTIFY_SWEEP_TASK: NOTIFY_QUEUE,
+    DIGEST_TASK: NOTIFY_QUEUE,
+    PLAYBOOK_TASK: PLAYBOOK_QUEUE,
+    PLAYBOOK_SWEEP_TASK: PLAYBOOK_QUEUE,
+}
 
 # The module `incidents worker` and `incidents beat` run (`python -m`), in a child process.
 WORKER_MODULE = "workers.main"

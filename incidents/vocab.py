@@ -104,6 +104,8 @@ class TimelineKind(StrEnum):
     ASSIGNED = "assigned"
     NOTE = "note"
     ESCALATED = "escalated"
+    PLAYBOOK_RUN = "playbook_run"
+    PLAYBOOK_STEP = "playbook_step"
 
 
 TIMELINE_KIND_HELP: dict[TimelineKind, str] = {
@@ -124,4 +126,6 @@ TIMELINE_KIND_HELP: dict[TimelineKind, str] = {
     TimelineKind.ASSIGNED: "someone assigned the incident; `data` names the assignee",
     TimelineKind.NOTE: "a note someone wrote on the incident",
     TimelineKind.ESCALATED: "an escalation step paged a level of the policy; `data` says whom",
+    TimelineKind.PLAYBOOK_RUN: "a playbook run was queued, waits for approval, or finished",
+    TimelineKind.PLAYBOOK_STEP: "a playbook step ran, was skipped or failed; `data` has its result",
 }

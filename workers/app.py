@@ -14,6 +14,7 @@ from incidents.tasks import (
     DIGEST_TASK,
     ESCALATE_TASK,
     NOTIFY_SWEEP_TASK,
+    PLAYBOOK_SWEEP_TASK,
     QUEUE,
     QUEUE_OF,
     SWEEP_TASK,
@@ -26,7 +27,7 @@ def create_celery(settings: Settings) -> Celery:
     app = Celery(
         "incidents",
         broker=settings.broker_url or "memory://",
-        include=["workers.pipeline", "workers.notify"],
+        include=["workers.pipeline", "workers.notify", "workers.playbooks"],
     )
     app.conf.update(
         # The outbox row and its lease make a job run, not the message: a message lost
@@ -67,6 +68,11 @@ def create_celery(settings: Settings) -> Celery:
                 "task": NOTIFY_SWEEP_TASK,
                 "schedule": settings.notify.sweep_interval_seconds,
                 "options": {"expires": settings.notify.sweep_interval_seconds},
+            },
+            "playbook-runs": {
+                "task": PLAYBOOK_SWEEP_TASK,
+                "schedule": settings.playbooks.sweep_interval_seconds,
+                "options": {"expires": settings.playbooks.sweep_interval_seconds},
             },
             "daily-digests": {
                 "task": DIGEST_TASK,

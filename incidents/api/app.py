@@ -23,6 +23,9 @@ from incidents.metrics import ALERTS_INGESTED, DUPLICATE_DELIVERIES
 from incidents.notify.setup import make_notify_worker
 from incidents.oncall.config_file import apply_at_startup
 from incidents.pipeline.dispatch import make_dispatcher
+from incidents.pipeline.stages import TaskRef
+from incidents.playbooks.catalog import catalog_of
+from incidents.playbooks.worker import EmbeddedPlaybookWorker
 
 from . import (
     alerts,
@@ -35,6 +38,7 @@ from . import (
     integrations_twilio,
     notifications,
     ops,
+    playbooks,
     schedules,
     services,
     silences,
@@ -61,14 +65,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     sessions = make_session_factory(engine)
     # Embedded default: notifications go out from this process, woken by the pipeline's
     # commits; with a broker, from `incidents notify-worker`.
+    # A broken playbook folder stops the start, naming every problem (file:line).
+    catalog_of(settings.playbooks)
     notifier = (
         make_notify_worker(sessions, settings)
         if settings.embedded_worker and settings.notify.enabled
         else None
     )
-    dispatcher = make_dispatcher(
-        sessions, settings, notifier.hand_on if notifier is not None else None
-    )
+    runner: EmbeddedPlaybookWorker | None = None
+
+    def hand_on(tasks: list[TaskRef]) -> None:
+        # What committed work hands on: notifications to send, playbook runs to run.
+        if notifier is not None:
+            notifier.hand_on(tasks)
+        if runner is not None:
+            runner.hand_on(tasks)
+
+    if settings.embedded_worker and settings.playbooks.enabled:
+        runner = EmbeddedPlaybookWorker(sessions, settings, on_commit=hand_on)
+    dispatcher = make_dispatcher(sessions, settings, hand_on)
 
     # Alerts that keep firing (the Watchdog) ping heartbeats as they are delivered.
     pings = AlertPings(sessions, settings)
@@ -124,6 +139,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             dispatcher.dispatch(heartbeat_job)
         if notifier is not None:
             notifier.start()
+        if runner is not None:
+            runner.start()
         await committer.start()
         # Long-lived objects from start-up leave the collector's view, and young
         # collections run less often: full collections were pausing requests ~100 ms.
@@ -144,6 +161,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             dispatcher.stop()
             if notifier is not None:
                 notifier.stop()
+            if runner is not None:
+                runner.stop()
             engine.dispose()
 
     app = FastAPI(
@@ -176,6 +195,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(schedules.router)
     app.include_router(incident_actions.router)
     app.include_router(escalation.router)
+    app.include_router(playbooks.router)
     install_openapi(app)
     install_docs(app)
     install_guard(app, settings)  # inside the request context: its refusals get an id

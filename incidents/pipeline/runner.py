@@ -45,9 +45,12 @@ def build_stages(settings: Settings) -> list[Stage]:
         return cached[1]
     from incidents.notify.stage import RoutingStage
     from incidents.pipeline.incidents import IncidentStage
+    from incidents.playbooks.stage import PlaybookStage
 
     built: list[Stage] = (
-        [IncidentStage(settings), RoutingStage(settings)] if settings.correlation.enabled else []
+        [IncidentStage(settings), RoutingStage(settings), PlaybookStage(settings)]
+        if settings.correlation.enabled
+        else []
     )
     _built[id(settings)] = (settings, built)
     return built
