@@ -44,7 +44,8 @@ def test_no_incidents_module_imports_workers() -> None:
 
 def test_workers_register_the_tasks_the_api_sends() -> None:
     import workers.notify
-    import workers.pipeline  # noqa: F401
+    import workers.pipeline
+    import workers.playbooks  # noqa: F401
     from incidents.tasks import (
         DIGEST_TASK,
         ESCALATE_TASK,
@@ -52,6 +53,9 @@ def test_workers_register_the_tasks_the_api_sends() -> None:
         NOTIFY_SWEEP_TASK,
         NOTIFY_TASK,
         PIPELINE_TASK,
+        PLAYBOOK_QUEUE,
+        PLAYBOOK_SWEEP_TASK,
+        PLAYBOOK_TASK,
         QUEUE,
         SWEEP_TASK,
         UPKEEP_TASK,
@@ -64,8 +68,19 @@ def test_workers_register_the_tasks_the_api_sends() -> None:
     # Notify tasks go to their own queue, wherever they are sent from.
     for name in notify:
         assert celery_app.amqp.router.route({}, name)["queue"].name == NOTIFY_QUEUE
+    # Playbook runs too: a run waiting on a slow remote never holds up a page.
+    assert {PLAYBOOK_TASK, PLAYBOOK_SWEEP_TASK} <= set(celery_app.tasks)
+    for name in (PLAYBOOK_TASK, PLAYBOOK_SWEEP_TASK):
+        assert celery_app.amqp.router.route({}, name)["queue"].name == PLAYBOOK_QUEUE
     scheduled = {entry["task"] for entry in celery_app.conf.beat_schedule.values()}
-    assert scheduled == {SWEEP_TASK, UPKEEP_TASK, NOTIFY_SWEEP_TASK, DIGEST_TASK, ESCALATE_TASK}
+    assert scheduled == {
+        SWEEP_TASK,
+        UPKEEP_TASK,
+        NOTIFY_SWEEP_TASK,
+        DIGEST_TASK,
+        ESCALATE_TASK,
+        PLAYBOOK_SWEEP_TASK,
+    }
 
 
 # The routers whose reads live in incidents/api/queries/.
