@@ -76,6 +76,11 @@ def _check(settings: Settings, _: argparse.Namespace) -> int:
     print(f"incidents: authentication is {auth}", file=sys.stderr)
     for line in oncall_summary(settings.users, settings.schedules):
         print(f"incidents: {line}", file=sys.stderr)
+    from incidents.playbooks.catalog import catalog_of
+
+    if settings.playbooks.folder:
+        count = len(catalog_of(settings.playbooks))  # ConfigError lists every problem
+        print(f"incidents: {count} playbook(s) in {settings.playbooks.folder}", file=sys.stderr)
     print("incidents: the configuration is valid", file=sys.stderr)
     return 0
 

@@ -3,8 +3,8 @@
 Environment variables win over the YAML file. A bad value fails at start-up with the
 file, line and field that caused it, never later on the first page.
 
-A setting whose name ends in `_file`, `_dir` or `_path` names a path; a relative one in
-the YAML file is taken from the file's folder (see `incidents.config_sources`).
+A setting whose name ends in `_file`, `_dir`, `_path` or `folder` names a path; a relative
+one in the YAML file is taken from the file's folder (see `incidents.config_sources`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Where the settings come from: the environment (known names only) and the YAML file.
 
-A setting whose name ends in `_file`, `_dir` or `_path` names a path. When it comes from
-the YAML file and is relative, it is taken relative to that file's folder (as is the path
+A setting whose name ends in `_file`, `_dir`, `_path` or `folder` names a path. When it
+comes from the YAML file and is relative, it is taken relative to that file's folder (as is the path
 of a relative `sqlite:///` database URL); from the environment it stays relative to the
 working directory.
 """
@@ -76,7 +76,7 @@ def config_path(explicit: str | None = None) -> str:
     return explicit if explicit is not None else os.environ.get("INCIDENTS_CONFIG", "")
 
 
-PATH_SUFFIXES = ("_file", "_dir", "_path")
+PATH_SUFFIXES = ("_file", "_dir", "_path", "folder")
 
 
 def _resolve_paths(data: dict[str, Any], model: type[BaseModel], base: Path) -> dict[str, Any]:

@@ -33,7 +33,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from incidents.notify.routing_config import Duration, MatcherText, parse_duration
+from incidents.exceptions import ValidationFailed
+from incidents.notify.routing_config import Duration, parse_duration
+from incidents.routing.matchers import parse_matchers
 
 from . import templates
 from .actions import get as get_action
@@ -78,7 +80,8 @@ class Trigger(_Strict):
     """An event, and matchers on the incident and its alerts."""
 
     event: Event
-    matchers: list[MatcherText] = Field(default_factory=list)
+    # Checked by `check_playbook`, with the other problems of the file.
+    matchers: list[str] = Field(default_factory=list)
 
 
 class Retries(_Strict):
@@ -168,6 +171,12 @@ Problem = tuple[tuple[str | int, ...], str]
 def check_playbook(playbook: Playbook, max_timeout: float) -> list[Problem]:
     """What is wrong with a schema-valid playbook, each with its field path."""
     problems: list[Problem] = []
+    for t, trigger in enumerate(playbook.triggers):
+        for m, text in enumerate(trigger.matchers):
+            try:
+                parse_matchers(text, where="matcher")
+            except ValidationFailed as exc:
+                problems.append((("triggers", t, "matchers", m), exc.message))
     for i, text in enumerate(playbook.conditions):
         problems += _expression(("conditions", i), text)
     names_before: set[str] = set()

@@ -249,6 +249,7 @@ class Executor:
             now=utcnow,
             sleep=self.sleep,
             handed_on=handed,
+            redact=lambda text: str(templates.redact(text, self._secrets().values())),
         )
         return context
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 REDACTED = "[redacted]"
 # The longest text one template may produce: far beyond a URL or a command argument.
@@ -32,8 +32,31 @@ class TemplateProblem(ValueError):
     """A template that does not compile, or that failed while rendering."""
 
 
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with `*` and `**` bounded: `'x' * 10**10` would otherwise
+    fill the worker's memory from one line of a playbook."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        """Refuse products and powers whose result would be huge."""
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > 64:
+                raise SecurityError(f"exponent {right} is too large")
+            if isinstance(left, int | float) and abs(left) > 10**6 and right > 8:
+                raise SecurityError("power too large")
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                sized = isinstance(seq, str | list | tuple) and isinstance(times, int)
+                if sized and len(seq) * times > MAX_RENDERED:
+                    raise SecurityError(
+                        f"repeating a value {times} times passes {MAX_RENDERED} characters"
+                    )
+        return super().call_binop(context, operator, left, right)
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    env = _Sandbox(undefined=StrictUndefined, autoescape=False)
     env.globals.clear()
     return env
 

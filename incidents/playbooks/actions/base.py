@@ -87,6 +87,9 @@ class ActionContext:
     sleep: Callable[[float], None] = time.sleep
     # Tasks the action's own transaction handed on after commit (notifications).
     handed_on: list[Any] = field(default_factory=list)
+    # Removes secret values from text: an action that writes its parameters where people
+    # read them (the timeline, a chat message) passes them through this first.
+    redact: Callable[[str], str] = str
 
 
 class Action(Protocol):

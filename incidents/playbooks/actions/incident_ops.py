@@ -48,6 +48,11 @@ def _apply(ctx: ActionContext, act: Act) -> dict[str, Any]:
     return {"changed": True}
 
 
+def _said(ctx: ActionContext, params: Any) -> str | None:
+    message: str | None = params.message
+    return ctx.redact(message) if message else message
+
+
 class MessageParams(Params):
     """A message for the timeline or the channels."""
 
@@ -76,7 +81,7 @@ class Annotate:
                     timeline.entry(
                         ctx.incident_id,
                         TimelineKind.NOTE,
-                        str(params.message),
+                        ctx.redact(params.message),
                         at=(ctx.now or utcnow)(),
                         actor=ctx.actor,
                         data={"via": "playbook"},
@@ -113,7 +118,7 @@ class SetStatus:
         return ActionResult(
             _apply(
                 ctx,
-                lambda s, i, a, now: actions.set_status(s, i, status, a, params.message, now),
+                lambda s, i, a, now: actions.set_status(s, i, status, a, _said(ctx, params), now),
             )
         )
 
@@ -141,7 +146,7 @@ class Resolve:
     def run(self, params: Any, ctx: ActionContext) -> ActionResult:
         """Resolve it."""
         return ActionResult(
-            _apply(ctx, lambda s, i, a, now: actions.resolve(s, i, a, params.message, now))
+            _apply(ctx, lambda s, i, a, now: actions.resolve(s, i, a, _said(ctx, params), now))
         )
 
     def describe(self, params: Any) -> str:
@@ -163,7 +168,7 @@ class Notify:
     def run(self, params: Any, ctx: ActionContext) -> ActionResult:
         """Post it."""
         return ActionResult(
-            _apply(ctx, lambda s, i, a, now: actions.add_note(s, i, a, params.message, now))
+            _apply(ctx, lambda s, i, a, now: actions.add_note(s, i, a, _said(ctx, params), now))
         )
 
     def describe(self, params: Any) -> str:

@@ -90,7 +90,7 @@ class CreateSilence:
                             starts_at=now,
                             ends_at=now + timedelta(seconds=seconds),
                             created_by=ctx.actor,
-                            comment=f"{params.comment} (incident {ctx.incident_id})",
+                            comment=ctx.redact(f"{params.comment} (incident {ctx.incident_id})"),
                             created_at=now,
                             updated_at=now,
                         )
