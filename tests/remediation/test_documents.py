@@ -57,9 +57,10 @@ def test_every_problem_of_a_broken_file_names_its_file_line_and_field(tmp_path: 
     assert f"{path}:4: triggers[0].matchers[0]" in text
     assert f"{path}:7: steps[0].action: unknown action 'kubernetes.explode'" in text
     assert "known actions:" in text and "incident.annotate" in text
-    assert f"{path}:11: steps[1].params.status" in text and "sleeping" not in text.split(
-        "steps[1].params.status"
-    )[0]
+    assert (
+        f"{path}:11: steps[1].params.status" in text
+        and "sleeping" not in text.split("steps[1].params.status")[0]
+    )
     assert f"{path}:14: steps[2].params.message: template does not compile" in text
     assert f"{path}:17: steps[3].if: the condition reads step 'later'" in text
     assert f"{path}:18: steps[3].params.colour" in text
