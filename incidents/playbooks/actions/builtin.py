@@ -3,3 +3,10 @@
 from __future__ import annotations
 
 # One import per action module (each calls `register` at import).
+from . import (  # noqa: F401
+    http_request,
+    kubernetes_actions,
+    kubernetes_pods,
+    script,
+    wait_check,
+)
