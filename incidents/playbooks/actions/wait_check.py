@@ -127,16 +127,18 @@ class Check:
         error = ""
         output = ""
         attempt = 0
-        for attempt in range(1, params.attempts + 1):
-            if attempt > 1:
-                ctx.sleep(params.interval_seconds)
-            started = time.monotonic()
-            status, error, output = _probe(params, ctx.timeout - waits - spent, limit)
-            spent += time.monotonic() - started
-            if _healthy(params, expected, status, error, output):
-                return ActionResult(
-                    result={"ok": True, "status": status, "attempts": attempt}, output=output
-                )
+        # One client for all probes: building its TLS context costs more than a probe.
+        with httpx.Client(follow_redirects=False, verify=params.verify_tls) as client:
+            for attempt in range(1, params.attempts + 1):
+                if attempt > 1:
+                    ctx.sleep(params.interval_seconds)
+                started = time.monotonic()
+                budget = ctx.timeout - waits - spent
+                status, error, output = _probe(client, params, budget, limit)
+                spent += time.monotonic() - started
+                if _healthy(params, expected, status, error, output):
+                    result = {"ok": True, "status": status, "attempts": attempt}
+                    return ActionResult(result=result, output=output)
         if error:
             last = error
         elif status not in expected:
@@ -159,16 +161,15 @@ def _healthy(
     return params.body_contains is None or params.body_contains in text
 
 
-def _probe(params: CheckParams, budget: float, limit: int) -> tuple[int | None, str, str]:
+def _probe(
+    client: httpx.Client, params: CheckParams, budget: float, limit: int
+) -> tuple[int | None, str, str]:
     """One probe: (status or None, what was wrong or "", the start of the body)."""
     if budget <= 0:
         return None, "the step's timeout ran out before this probe", ""
     deadline = time.monotonic() + budget
     try:
-        with (
-            httpx.Client(timeout=budget, follow_redirects=False, verify=params.verify_tls) as c,
-            c.stream(params.method, params.url) as response,
-        ):
+        with client.stream(params.method, params.url, timeout=budget) as response:
             body = read_body(response, limit, deadline)
     except ActionError as exc:
         return None, exc.message, ""
