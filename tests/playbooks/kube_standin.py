@@ -22,7 +22,9 @@ from __future__ import annotations
 import copy
 import json
 import re
+import ssl
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -89,8 +91,11 @@ def selector_matches(selector: str, labels: dict[str, str]) -> bool:
 class KubeStandIn:
     """The stand-in server; a context manager."""
 
-    def __init__(self, token: str = TOKEN) -> None:
+    def __init__(self, token: str = TOKEN, tls: tuple[Path, Path] | None = None) -> None:
+        """`tls`: a certificate and key file, to serve https as a cluster does."""
         self.token = token
+        self._scheme = "https" if tls else "http"
+        self._stalls: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
         self._version = 100
         self.deployments: dict[tuple[str, str], dict[str, Any]] = {}
@@ -99,6 +104,10 @@ class KubeStandIn:
         self._failures: list[tuple[str, str, int]] = []
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
+        if tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
@@ -106,7 +115,7 @@ class KubeStandIn:
     @property
     def url(self) -> str:
         """The API server's URL."""
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return f"{self._scheme}://127.0.0.1:{self._httpd.server_address[1]}"
 
     def __enter__(self) -> KubeStandIn:
         self._thread.start()
@@ -126,6 +135,16 @@ class KubeStandIn:
         """Answer the next `times` requests for `method path` with a Status of `code`."""
         with self._lock:
             self._failures.extend([(method, path, code)] * times)
+
+    def stall(self, method: str, path: str, seconds: float) -> None:
+        """Answer `method path` only after `seconds` (to test timeouts)."""
+        with self._lock:
+            self._stalls[(method, path)] = seconds
+
+    def stall_for(self, request: KubeRequest) -> float:
+        """How long to hold the answer to this request."""
+        with self._lock:
+            return self._stalls.get((request.method, request.path), 0.0)
 
     def _next_version(self) -> str:
         self._version += 1
@@ -210,7 +229,9 @@ class KubeStandIn:
                 if (method, path) == (request.method, request.path):
                     del self._failures[index]
                     return code, status_object(code, f"stand-in told to answer {code}")
-            if request.authorization != f"Bearer {self.token}":
+            # The scheme is case-insensitive: in-cluster clients send "bearer".
+            scheme, _, token = request.authorization.partition(" ")
+            if scheme.lower() != "bearer" or token != self.token:
                 return 401, status_object(401, "Unauthorized")
             if found := _DEPLOYMENT.match(request.path):
                 return self._deployment(request, *found.groups())
@@ -294,12 +315,16 @@ def _handler_for(standin: KubeStandIn) -> type[BaseHTTPRequestHandler]:
                 authorization=self.headers.get("Authorization", ""),
             )
             code, obj = standin.answer(request)
+            time.sleep(standin.stall_for(request))
             data = json.dumps(obj).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (a timeout test)
 
         do_GET = do_PATCH = do_DELETE = do_POST = do_PUT = _handle
 

@@ -83,11 +83,12 @@ def test_unexpected_status_fails_without_retry_and_keeps_status_and_body(
 def test_throttled_or_unavailable_is_retryable(
     status: int, recording_server: RecordingServer, make_ctx: Callable[..., ActionContext]
 ) -> None:
-    recording_server.respond("POST", "/hook", Reply(status))
+    recording_server.respond("POST", "/hook", Reply(status, headers={"Retry-After": "7"}))
     with pytest.raises(ActionError) as caught:
         action.run(params(method="POST", url=f"{recording_server.url}/hook"), make_ctx())
     assert caught.value.retryable
     assert caught.value.result["status"] == status
+    assert caught.value.result["retry_after_seconds"] == 7
 
 
 def test_expect_status_list_and_a_single_status(
@@ -163,6 +164,8 @@ def test_parameters_are_checked_with_clear_messages() -> None:
     with pytest.raises(ValidationError) as caught:
         params(url="http://x/", headers={"X-Token": "secret\r\nInjected: 1"})
     assert "line break" in str(caught.value)
+    with pytest.raises(ValidationError, match="must be printable ASCII"):
+        params(url="http://x/", headers={"X-Token": "caf\u00e9\x01"})
     assert "secret" not in str(caught.value).split("input_value")[0]
 
 

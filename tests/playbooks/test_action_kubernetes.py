@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from incidents.playbooks.actions import get
-from incidents.playbooks.actions.base import ActionContext, ActionError
+from incidents.playbooks.actions.base import ActionContext, ActionError, ActionTimeout
 
 from .kube_standin import KubeStandIn, write_kubeconfig
 
@@ -200,3 +200,13 @@ def test_deployment_parameters_are_checked() -> None:
         "scale deployment shop/checkout by -2 (at most 50 replicas)"
     )
     assert scale_params(replicas=80, max_replicas=100).replicas == 80
+
+
+def test_an_api_server_that_does_not_answer_in_time_is_a_timeout(
+    kube: KubeStandIn, kctx: Callable[..., ActionContext]
+) -> None:
+    kube.stall("PATCH", DEPLOYMENT, 2.0)
+    with pytest.raises(ActionTimeout) as caught:
+        restart.run(restart_params(), kctx(timeout=0.3))
+    assert caught.value.retryable
+    assert caught.value.message.startswith("the Kubernetes API did not answer in time")

@@ -43,6 +43,8 @@ def test_wait_longer_than_the_timeout_fails_at_once(
     with pytest.raises(ActionError, match="120 s does not fit in the step's timeout of 60 s"):
         wait.run(p, make_ctx(timeout=60))
     assert fake_sleep.calls == []
+    wait.run(wait.params.model_validate({"seconds": 60}), make_ctx(timeout=60))
+    assert fake_sleep.calls == [60]
     for bad in (0, -1, 3601):
         with pytest.raises(ValidationError, match="seconds"):
             wait.params.model_validate({"seconds": bad})

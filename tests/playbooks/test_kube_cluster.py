@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from kubernetes.client import Configuration
 
-from incidents.playbooks.actions import get
+from incidents.playbooks.actions import get, kube_client
 from incidents.playbooks.actions.base import ActionContext, ActionError
 from incidents.playbooks.actions.kube_client import NO_CLUSTER, ServiceAccount, find_cluster
 from incidents.playbooks.settings import KubernetesSettings
@@ -116,3 +118,53 @@ def test_an_action_uses_kubeconfig_from_the_environment_and_no_global_state(
     monkeypatch.setenv("HOME", str(tmp_path / "empty-home"))
     with pytest.raises(ActionError, match="no Kubernetes cluster configured"):
         restart.run(p, make_ctx())
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by the openssl command."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed: cannot make a test certificate")
+    cert, key = folder / "ca.crt", folder / "key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_an_action_in_a_pod_uses_its_service_account_over_tls(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_ctx: Callable[..., ActionContext],
+) -> None:
+    cert, key = _self_signed(tmp_path)
+    token = tmp_path / "token"
+    token.write_text("pod-token")
+    monkeypatch.setattr(
+        kube_client, "DEFAULT_SERVICE_ACCOUNT", ServiceAccount(str(token), str(cert))
+    )
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    scale = get("kubernetes.scale")
+    assert scale is not None
+    p = scale.params.model_validate({"namespace": "shop", "deployment": "api", "replicas": 3})
+    with KubeStandIn(token="pod-token", tls=(cert, key)) as kube:
+        kube.add_deployment("shop", "api", replicas=1)
+        monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        monkeypatch.setenv("KUBERNETES_SERVICE_PORT", kube.url.rsplit(":", 1)[1])
+        assert scale.run(p, make_ctx()).result == {"from": 1, "to": 3}
+        assert [r.authorization for r in kube.requests] == ["bearer pod-token"] * 2
+        # A server whose certificate the service account's CA did not sign is refused.
+        (tmp_path / "other").mkdir()
+        other_cert, _ = _self_signed(tmp_path / "other")
+        monkeypatch.setattr(
+            kube_client, "DEFAULT_SERVICE_ACCOUNT", ServiceAccount(str(token), str(other_cert))
+        )
+        with pytest.raises(ActionError, match="cannot reach the Kubernetes API") as caught:
+            scale.run(p, make_ctx())
+        assert not caught.value.retryable

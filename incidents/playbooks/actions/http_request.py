@@ -58,6 +58,11 @@ class HttpRequestParams(Params):
                 raise ValueError(f"{name!r} is not a valid header name")
             if any(c in header for c in "\r\n\0"):
                 raise ValueError(f"the value of header {name!r} contains a line break or NUL")
+            if not all(c == "\t" or 32 <= ord(c) < 127 for c in header):
+                # httpx would refuse it with an error that quotes the value.
+                raise ValueError(
+                    f"the value of header {name!r} must be printable ASCII (no control characters)"
+                )
         return value
 
     @field_validator("expect_status")
@@ -109,6 +114,7 @@ class HttpRequest:
                 body = read_body(response, limit, deadline)
                 status = response.status_code
                 content_type = response.headers.get("content-type", "")
+                retry_after = _seconds(response.headers.get("retry-after"))
         except ActionTimeout as exc:
             raise ActionTimeout(f"{what}: {exc.message}") from None
         except httpx.TimeoutException:
@@ -126,6 +132,9 @@ class HttpRequest:
             "status": status,
             "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
         }
+        if retry_after is not None:
+            # The runner may wait this long before retrying a 429 or 503.
+            result["retry_after_seconds"] = retry_after
         if not body.truncated and "json" in content_type.lower() and body.data:
             with contextlib.suppress(ValueError):
                 result["json"] = json.loads(body.data)
@@ -139,6 +148,15 @@ class HttpRequest:
                 output=output,
             )
         return ActionResult(result=result, output=output)
+
+
+def _seconds(value: str | None) -> float | None:
+    """A Retry-After given in seconds (an HTTP date is ignored)."""
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds <= 86400 else None
 
 
 register(HttpRequest())

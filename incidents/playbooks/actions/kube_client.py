@@ -50,6 +50,10 @@ class ServiceAccount:
     ca_path: str = SERVICE_CERT_FILENAME
 
 
+# Where a pod's files are; tests point it elsewhere.
+DEFAULT_SERVICE_ACCOUNT = ServiceAccount()
+
+
 @dataclass(frozen=True)
 class Cluster:
     """A client configuration, and where it came from (for messages)."""
@@ -76,7 +80,7 @@ def find_cluster(
         return _from_kubeconfig(env["KUBECONFIG"], context, "KUBECONFIG")
     in_cluster_problem = ""
     if env.get(SERVICE_HOST_ENV_NAME) and env.get(SERVICE_PORT_ENV_NAME):
-        account = service_account or ServiceAccount()
+        account = service_account or DEFAULT_SERVICE_ACCOUNT
         configuration = _fresh_configuration()
         loader = InClusterConfigLoader(  # type: ignore[no-untyped-call]
             token_filename=account.token_path, cert_filename=account.ca_path, environ=env

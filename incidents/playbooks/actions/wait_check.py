@@ -38,7 +38,7 @@ class Wait:
 
     def run(self, params: WaitParams, ctx: ActionContext) -> ActionResult:
         """Sleep, unless the wait could never finish within the step's timeout."""
-        if params.seconds >= ctx.timeout:
+        if params.seconds > ctx.timeout:
             raise ActionError(
                 f"a wait of {params.seconds:g} s does not fit in the step's timeout of "
                 f"{ctx.timeout:g} s: give the step a longer timeout"
