@@ -81,6 +81,8 @@ class RolloutRestart:
     def run(self, params: DeploymentParams, ctx: ActionContext) -> ActionResult:
         """Patch the pod template's restartedAt annotation to now."""
         now = ctx.now() if ctx.now is not None else datetime.now(UTC)
+        # A naive clock is taken to be UTC, as the database's times are.
+        now = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
         stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
         target = f"deployment {params.namespace}/{params.deployment}"
