@@ -11,8 +11,22 @@ from pydantic import ValidationError
 from incidents.playbooks.actions import get, names
 from incidents.playbooks.actions.base import Params
 
+EXTERNAL = (
+    "http.request",
+    "check",
+    "wait",
+    "script",
+    "kubernetes.rollout_restart",
+    "kubernetes.scale",
+    "kubernetes.delete_pod",
+)
 # Valid parameters for each action; a new action adds its own here.
 SAMPLES: dict[str, dict[str, Any]] = {
+    "notify": {"message": "restarting checkout"},
+    "incident.annotate": {"message": "restarted checkout"},
+    "incident.set_status": {"status": "monitoring", "message": "watching"},
+    "incident.resolve": {},
+    "silence.create": {"duration": "30m", "matchers": ['service="checkout"']},
     "http.request": {"method": "POST", "url": "https://hooks.example/x", "body": {"a": 1}},
     "check": {"url": "http://svc.shop:8080/healthz", "attempts": 3},
     "wait": {"seconds": 30},
@@ -24,7 +38,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
 
 
 def test_the_external_actions_are_registered() -> None:
-    assert set(SAMPLES) <= set(names())
+    assert set(EXTERNAL) <= set(names())
 
 
 @pytest.mark.parametrize("name", names())
