@@ -12,12 +12,18 @@ timeouts; the server's threads are daemons, so a stalled reply never blocks the 
 from __future__ import annotations
 
 import json
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import pytest
 
 _UNSET: Any = object()
 
@@ -61,12 +67,18 @@ class Recorded:
 class RecordingServer:
     """A threaded HTTP server on 127.0.0.1 and a free port; a context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+        """`tls`: a certificate and key file (see `self_signed_cert`), to serve https."""
+        self._scheme = "https" if tls else "http"
         self._lock = threading.Lock()
         self._requests: list[Recorded] = []
         self._replies: dict[tuple[str, str], list[Reply]] = {}
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
+        if tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         # A short poll interval: shutdown() waits for the loop's next poll.
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -75,7 +87,7 @@ class RecordingServer:
     @property
     def url(self) -> str:
         """The base URL, e.g. http://127.0.0.1:40123 (no trailing slash)."""
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return f"{self._scheme}://127.0.0.1:{self._httpd.server_address[1]}"
 
     def __enter__(self) -> RecordingServer:
         self._thread.start()
@@ -109,6 +121,28 @@ class RecordingServer:
             if not queue:
                 return Reply()
             return queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+def self_signed_cert(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by the openssl command in `folder`.
+
+    The test is skipped (saying why) where the command is not installed.
+    """
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed: cannot make a test certificate")
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
 
 
 def _handler_for(server: RecordingServer) -> type[BaseHTTPRequestHandler]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 from incidents.playbooks.actions import get
 from incidents.playbooks.actions.base import ActionContext, ActionError, ActionTimeout
 
-from .servers import RecordingServer, Reply
+from .servers import RecordingServer, Reply, self_signed_cert
 
 SECRET = "Bearer s3cr3t-token-value"
 action = get("http.request")
@@ -179,3 +180,19 @@ def test_idempotent_follows_the_method_unless_the_step_says() -> None:
     assert not action.idempotent(params(method="GET", url="http://x/", idempotent=False))
     text = action.describe(params(method="POST", url="http://x/h", body={"k": 1}))
     assert text == "POST http://x/h with a body (expecting any 2xx)"
+
+
+def test_tls_is_verified_unless_the_step_says_not_to(
+    tmp_path: Path, make_ctx: Callable[..., ActionContext]
+) -> None:
+    with RecordingServer(tls=self_signed_cert(tmp_path)) as server:
+        url = f"{server.url}/secure"
+        assert url.startswith("https://")
+        with pytest.raises(ActionError) as caught:
+            action.run(params(url=url), make_ctx())
+        assert not caught.value.retryable
+        assert "TLS certificate was rejected" in caught.value.message
+        assert server.requests == []
+        out = action.run(params(url=url, verify_tls=False), make_ctx())
+        assert out.result["status"] == 200
+        assert [r.path for r in server.requests] == ["/secure"]

@@ -120,7 +120,7 @@ def test_a_timeout_kills_the_programs_children_too(
         "time.sleep(30)\n"
     )
     with pytest.raises(ActionTimeout) as caught:
-        script.run(params(command=PYTHON, args=["-c", code]), ctx_for(timeout=1.5))
+        script.run(params(command=PYTHON, args=["-c", code]), ctx_for(timeout=2.5))
     assert caught.value.output == "started\n"
     child = int(pid_file.read_text())
     deadline = time.monotonic() + 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from incidents.playbooks.actions import get
 from incidents.playbooks.actions.base import ActionContext, ActionError
 
 from .conftest import FakeSleep
-from .servers import RecordingServer, Reply
+from .servers import RecordingServer, Reply, self_signed_cert
 
 wait = get("wait")
 check = get("check")
@@ -136,3 +137,13 @@ def test_check_parameters_and_description() -> None:
     ]:
         with pytest.raises(ValidationError, match=message):
             check_params(**values)
+
+
+def test_check_of_a_self_signed_server(
+    tmp_path: Path, make_ctx: Callable[..., ActionContext]
+) -> None:
+    with RecordingServer(tls=self_signed_cert(tmp_path)) as server:
+        with pytest.raises(ActionError, match="CERTIFICATE_VERIFY_FAILED"):
+            check.run(check_params(url=f"{server.url}/healthz"), make_ctx())
+        out = check.run(check_params(url=f"{server.url}/healthz", verify_tls=False), make_ctx())
+        assert out.result == {"ok": True, "status": 200, "attempts": 1}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from incidents.playbooks.actions.kube_client import NO_CLUSTER, ServiceAccount, 
 from incidents.playbooks.settings import KubernetesSettings
 
 from .kube_standin import KubeStandIn, write_kubeconfig
+from .servers import self_signed_cert
 
 
 def kubeconfig(folder: Path, server: str, token: str = "t0k") -> str:
@@ -120,30 +119,12 @@ def test_an_action_uses_kubeconfig_from_the_environment_and_no_global_state(
         restart.run(p, make_ctx())
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key, made by the openssl command."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is not installed: cannot make a test certificate")
-    cert, key = folder / "ca.crt", folder / "key.pem"
-    subprocess.run(
-        [
-            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
-            *("-addext", "subjectAltName=IP:127.0.0.1"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
 def test_an_action_in_a_pod_uses_its_service_account_over_tls(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     make_ctx: Callable[..., ActionContext],
 ) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_cert(tmp_path / "cluster")
     token = tmp_path / "token"
     token.write_text("pod-token")
     monkeypatch.setattr(
@@ -160,8 +141,7 @@ def test_an_action_in_a_pod_uses_its_service_account_over_tls(
         assert scale.run(p, make_ctx()).result == {"from": 1, "to": 3}
         assert [r.authorization for r in kube.requests] == ["bearer pod-token"] * 2
         # A server whose certificate the service account's CA did not sign is refused.
-        (tmp_path / "other").mkdir()
-        other_cert, _ = _self_signed(tmp_path / "other")
+        other_cert, _ = self_signed_cert(tmp_path / "other")
         monkeypatch.setattr(
             kube_client, "DEFAULT_SERVICE_ACCOUNT", ServiceAccount(str(token), str(other_cert))
         )

@@ -3,6 +3,7 @@ without holding more of it than a step may keep."""
 
 from __future__ import annotations
 
+import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -53,6 +54,16 @@ def status_text(statuses: list[int] | None) -> str:
     if statuses is None:
         return "any 2xx"
     return " or ".join(str(s) for s in statuses)
+
+
+def certificate_rejected(exc: BaseException) -> bool:
+    """Whether an httpx error comes from a server certificate that failed verification."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def text_of(data: bytes, limit: int) -> str:

@@ -16,7 +16,15 @@ import httpx
 from pydantic import Field, field_validator
 
 from . import register
-from ._http import RETRYABLE_STATUSES, check_statuses, check_url, read_body, status_text, text_of
+from ._http import (
+    RETRYABLE_STATUSES,
+    certificate_rejected,
+    check_statuses,
+    check_url,
+    read_body,
+    status_text,
+    text_of,
+)
 from .base import ActionContext, ActionError, ActionResult, ActionTimeout, Params
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -121,6 +129,14 @@ class HttpRequest:
             raise ActionTimeout(f"{what}: no answer within {ctx.timeout:g} s") from None
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             raise ActionError(f"{what}: {exc}") from None
+        except httpx.ConnectError as exc:
+            if certificate_rejected(exc):
+                # A certificate does not become valid on the next attempt.
+                raise ActionError(
+                    f"{what}: the server's TLS certificate was rejected ({exc}); set "
+                    "verify_tls: false only for a server you trust without it"
+                ) from None
+            raise ActionError(f"{what}: ConnectError: {exc}", retryable=True) from None
         except httpx.TransportError as exc:
             # Connection refused or reset, DNS failure: worth another attempt.
             raise ActionError(f"{what}: {type(exc).__name__}: {exc}", retryable=True) from None
