@@ -3,4 +3,12 @@
 from __future__ import annotations
 
 # One import per action module (each calls `register` at import).
-from . import incident_ops, silence  # noqa: F401
+from . import (  # noqa: F401
+    http_request,
+    incident_ops,
+    kubernetes_actions,
+    kubernetes_pods,
+    script,
+    silence,
+    wait_check,
+)
