@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -59,7 +61,13 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaptureServer]
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    tmp = tmp_path_factory.mktemp("incidents")
+    with running_service(tmp_path_factory.mktemp("incidents")) as svc:
+        yield svc
+
+
+@contextmanager
+def running_service(tmp: Path, **extra_env: str) -> Iterator[Service]:
+    """`incidents serve` on a throwaway SQLite database, with more INCIDENTS_* if given."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENTS_")}
     env.update(
@@ -72,6 +80,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         INCIDENTS_LOG_JSON="false",
         PYTHONUNBUFFERED="1",
     )
+    env.update(extra_env)
     base_url = f"http://127.0.0.1:{port}"
     proc = spawn("incidents serve", incidents_argv(), tmp / "incidents.log", env)
     client = httpx.Client(

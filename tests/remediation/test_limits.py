@@ -62,8 +62,10 @@ def test_a_storm_of_a_thousand_matching_alerts_runs_the_playbook_five_times(
 def test_concurrent_writers_never_pass_the_hourly_limit(pg_database: str) -> None:
     """Twelve transactions at once, each asking for a run on its own incident: the
     playbook's lock makes the count exact (PostgreSQL; SQLite has one writer anyway)."""
+    from tests.conftest import _empty_tables
     from tests.remediation.test_limits_helpers import make_incidents
 
+    _empty_tables(pg_database)
     engine = create_db_engine(pg_database, pool_size=16)
     sessions = make_session_factory(engine)
     try:
