@@ -45,8 +45,8 @@ def mermaid_graph(graph: Neighbourhood) -> str:
     lines = ["flowchart TD"]
     for node in graph.nodes:
         words = [ROLE_WORDS[node.role]]
-        if node.role in ("root_cause", "candidate") and node.alerting:
-            words.append("alerting")
+        if node.role in ("root_cause", "candidate"):
+            words.append("alerting" if node.alerting else "no alert")
         if node.role != "blast_radius" and node.in_blast_radius and not node.alerting:
             words.append("blast radius")
         note = ", ".join(w for w in words if w)

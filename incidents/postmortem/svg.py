@@ -122,8 +122,8 @@ def _rect(x: float, y: float, w: float, h: float, style: Style, role: str) -> st
 def _node(node: GraphNode, x: float, y: float, w: float) -> str:
     style = STYLES[node.role]
     words = [style.words] if style.words else []
-    if node.role in ("root_cause", "candidate") and node.alerting:
-        words.append("alerting")
+    if node.role in ("root_cause", "candidate"):
+        words.append("alerting" if node.alerting else "no alert")
     caption = ", ".join(words)
     cx = x + w / 2
     text_y = y + (17 if caption else NODE_HEIGHT / 2 + 4)

@@ -33,6 +33,12 @@ class Cascade:
     related_id: int
     quiet_id: int
 
+    def incident(self, incident_id: int | None = None) -> dict[str, Any]:
+        """The incident as the list shows it (the detail view validates timeline kinds
+        against the enum, which the playbook kinds are not in yet)."""
+        wanted = incident_id or self.incident_id
+        return next(i for i in self.pipe.incidents() if i["id"] == wanted)
+
     def get(self, path: str, **params: Any) -> Any:
         """GET with the token."""
         return self.client.get(path, params=params, headers=AUTH)
