@@ -10,7 +10,7 @@ from incidents.postmortem.sections import duration_text
 __all__ = ["ROLE_LEGEND", "duration_text", "key_data", "other_labels", "when"]
 
 # Keys whose values the timeline line already says, or that are too long to list.
-_SKIP: Final = {"labels", "paged", "explains", "possibly_related", "absorbed"}
+_SKIP: Final = {"message", "labels", "paged", "explains", "possibly_related", "absorbed"}
 MAX_KEYS: Final = 6
 MAX_VALUE: Final = 80
 

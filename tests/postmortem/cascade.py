@@ -4,6 +4,7 @@ throttled AI model (a possibly related incident) and a cache blip nobody acted o
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +22,23 @@ from tests.conftest import AUTH, make_settings
 
 # An alert's labels come from whoever wrote the alerting rule: markup must stay text.
 HOSTILE = "<script>alert('pm')</script>"
+
+# Every page goes to the console; the P1 database page also starts an escalation ladder
+# that emails alice (email is not configured, so it too goes to the console).
+ROUTING = {
+    "receivers": [
+        {"name": "default", "console": ["stdout"]},
+        {"name": "database", "console": ["stdout"], "escalation_policy": "db"},
+    ],
+    "route": {
+        "receiver": "default",
+        "routes": [{"matchers": ['service="database-postgres"'], "receiver": "database"}],
+    },
+}
+USERS = [{"name": "alice", "email": "alice@example.com"}]
+ESCALATION = {
+    "policies": [{"name": "db", "levels": [{"wait": "5m", "targets": [{"user": "alice"}]}]}]
+}
 
 
 @dataclass
@@ -52,7 +70,15 @@ def _act(client: TestClient, incident_id: int, action: str, body: dict[str, Any]
 @contextmanager
 def cascade_on(db_url: str) -> Iterator[Cascade]:
     """Run the scenario on a migrated, empty database."""
-    app = create_app(make_settings(db_url, correlation={"open_hold_seconds": 0}))
+    settings = make_settings(
+        db_url,
+        correlation={"open_hold_seconds": 0},
+        routing=ROUTING,
+        users=USERS,
+        escalation=ESCALATION,
+        pipeline={"escalation_sweep_seconds": 0.1},
+    )
+    app = create_app(settings)
     with TestClient(app) as client:
         pipe = Pipeline(client, db_url)
         try:
@@ -76,6 +102,7 @@ def _scenario(client: TestClient, pipe: Pipeline) -> Cascade:
     incident = next(i for i in live if "database-postgres" in i["services"])
     related = next(i for i in live if i["services"] == ["ai-models-bedrock"])
     iid = int(incident["id"])
+    _wait_for(pipe, iid, "escalated")
     _act(client, iid, "acknowledge", {"by": "alice", "message": "looking at the primary"})
     _act(client, iid, "notes", {"by": "alice", "message": f"failover started {HOSTILE}"})
     _playbook(pipe, iid)
@@ -86,6 +113,19 @@ def _scenario(client: TestClient, pipe: Pipeline) -> Cascade:
     pipe.post(alert("cache-redis", "RedisDown", c0, "P2", resolved_at=c0 + timedelta(seconds=50)))
     quiet = next(i for i in pipe.incidents() if i["services"] == ["cache-redis"])
     return Cascade(client, pipe, iid, int(related["id"]), int(quiet["id"]))
+
+
+def _wait_for(pipe: Pipeline, incident_id: int, kind: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    query = sa.select(sa.func.count()).where(
+        TIMELINE.c.incident_id == incident_id, TIMELINE.c.kind == kind
+    )
+    while True:
+        with pipe.engine.connect() as conn:
+            if conn.execute(query).scalar_one():
+                return
+        assert time.monotonic() < deadline, f"no {kind} entry on incident {incident_id}"
+        time.sleep(0.05)
 
 
 def _playbook(pipe: Pipeline, incident_id: int) -> None:

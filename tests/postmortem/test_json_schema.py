@@ -113,12 +113,18 @@ def test_the_timeline_is_ordered_and_holds_every_kind_of_event(document: dict[st
     assert times == sorted(times)
     kinds = {e["kind"] for e in timeline}
     assert {"alert_fired", "opened", "acknowledged", "note", "resolved", "notification"} <= kinds
-    assert {"playbook_run", "playbook_step"} <= kinds
+    assert {"playbook_run", "playbook_step", "escalated"} <= kinds
     [run] = document["playbook_runs"]
     assert run["playbook"] == "failover-postgres" and run["status"] == "succeeded"
     assert [s["step"] for s in run["steps"]] == ["promote"]
-    [console] = document["notifications"]
-    assert console["channel"] == "console" and console["counts"]["sent"] >= 2
+    channels = {c["channel"]: c for c in document["notifications"]}
+    assert set(channels) == {"console", "email"}
+    assert channels["console"]["counts"]["sent"] >= 2
+    [emailed] = channels["email"]["deliveries"]
+    assert (emailed["target"], emailed["status"]) == ("alice@example.com", "sent")
+    [step] = document["escalation"]
+    assert (step["policy"], step["level"], step["round"]) == ("db", 1, 1)
+    assert step["paged"] == ["alice: email alice@example.com"]
     graph = document["graph"]
     roles = {n["service"]: n["role"] for n in graph["nodes"]}
     assert roles["database-postgres"] == "root_cause"

@@ -120,12 +120,18 @@ def test_the_timeline_is_complete_and_in_order(cascade: Cascade) -> None:
     kinds = [r[1] for r in rows]
     first = {k: kinds.index(k) for k in reversed(kinds)}
     assert first["alert\\_fired"] < first["opened"] < first["acknowledged"]
-    assert first["acknowledged"] < first["note"] < first["playbook\\_run"] < first["resolved"]
+    assert first["opened"] < first["escalated"] < first["acknowledged"] < first["note"]
+    assert first["note"] < first["playbook\\_run"] < first["resolved"]
     assert kinds.count("alert\\_fired") == 5
     ack = rows[first["acknowledged"]]
     assert ack[2] == "alice" and "looking at the primary" in ack[3]
-    sent = [r for r in rows if r[1] == "notification"]
-    assert sent and all("via console to stdout: sent" in r[3] for r in sent)
+    sent = [r[3] for r in rows if r[1] == "notification"]
+    # The page and the escalation's email go out together, in either order.
+    assert sorted(sent[:2]) == [
+        "opened via console to stdout: sent",
+        "opened via email to alice@example.com: sent",
+    ]
+    assert sent[2:] == ["resolved via console to stdout: sent"]
     step = rows[first["playbook\\_step"]]
     assert "step=promote" in step[4] and "result=HTTP 200" in step[4]
 
@@ -135,6 +141,9 @@ def test_notifications_playbooks_and_the_sections_for_people(cascade: Cascade) -
     notifications = section(text, "Notifications")
     assert "### console (" in notifications and " sent)" in notifications
     assert table_rows(notifications)[0][:3] == ["opened", "stdout", "sent"]
+    assert "### email (1 sent)" in notifications
+    escalation = section(text, "Escalation")
+    assert "policy db, level 1, round 1: alice: email alice@example.com" in escalation
     runs = section(text, "Playbook runs")
     assert "failover-postgres (run r-1): succeeded" in runs
     assert table_rows(runs)[0][1:5] == ["promote", "http", "succeeded", "HTTP 200"]
