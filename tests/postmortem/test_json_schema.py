@@ -149,3 +149,17 @@ def test_the_openapi_document_describes_all_three_formats(both_cascade: Cascade)
     [fmt] = [p for p in operation["parameters"] if p["name"] == "format"]
     assert fmt["schema"]["enum"] == ["md", "json", "html"] and fmt["schema"]["default"] == "md"
     assert both_cascade.client.get(SCHEMA_URL).status_code == 401
+
+
+def test_an_open_incident_exports_as_ongoing(both_cascade: Cascade, schema: dict[str, Any]) -> None:
+    response = both_cascade.get(
+        f"/api/v1/incidents/{both_cascade.related_id}/postmortem", format="json"
+    )
+    assert response.status_code == 200, response.text
+    document = response.json()
+    jsonschema.Draft202012Validator(strict(schema)).validate(document)
+    times = document["times"]
+    assert times["ongoing"] is True and times["resolved_at"] is None
+    assert times["time_to_resolve_seconds"] is None and times["duration_seconds"] > 0
+    assert document["incident"]["status"] == "open"
+    assert "Ongoing for" in document["sections"][0]["prefill"][1]
