@@ -25,6 +25,26 @@ router = APIRouter(
 
 DEFAULT_WINDOW: Final = timedelta(days=7)
 
+EXAMPLE: Final = {
+    "from": "2026-11-29T10:00:00Z",
+    "to": "2026-12-06T10:00:00Z",
+    "incidents": {
+        "total": 3,
+        "by_severity": {"P0": 0, "P1": 1, "P2": 2, "P3": 0},
+        "by_service": [{"service": "database-postgres", "count": 1}],
+        "by_team": [{"team": "data-platform", "count": 1}],
+    },
+    "time_to_acknowledge": {"count": 1, "mean_seconds": 95.0, "p90_seconds": 95.0},
+    "time_to_resolve": {"count": 2, "mean_seconds": 410.5, "p90_seconds": 725.0},
+    "top_root_causes": [{"service": "database-postgres", "count": 1}],
+    "noisiest_alerts": {
+        "most_fired": [{"alertname": "RedisDown", "service": "cache-redis", "fired": 4}],
+        "paged_without_action": [
+            {"alertname": "RedisDown", "service": "cache-redis", "incidents": 1}
+        ],
+    },
+}
+
 
 class SeverityCounts(BaseModel):
     """Incidents per severity (every severity present, zero included)."""
@@ -116,6 +136,12 @@ class SummaryReport(BaseModel):
     "/summary",
     response_model=SummaryReport,
     response_model_by_alias=True,
+    responses={
+        200: {
+            "description": "The summary; README's Reports section says how each figure is counted.",
+            "content": {"application/json": {"example": EXAMPLE}},
+        }
+    },
     summary="Summary of incidents over a window (default: the last 7 days)",
 )
 def summary_report(

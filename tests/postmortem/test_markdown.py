@@ -196,3 +196,15 @@ def test_unknown_incident_is_404_and_unknown_format_422(cascade: Cascade) -> Non
     anonymous = cascade.client.get(f"/api/v1/incidents/{cascade.incident_id}/postmortem")
     assert anonymous.status_code == 401
     assert cascade.client.get("/api/v1/incidents/0/postmortem", headers=AUTH).status_code == 422
+
+
+def test_an_incident_that_resolved_by_itself_says_so(cascade: Cascade) -> None:
+    text = markdown(cascade, cascade.quiet_id)
+    kinds = [r[1] for r in table_rows(section(text, "Timeline"))]
+    assert kinds.index("alert\\_fired") < kinds.index("alert\\_resolved")
+    assert kinds.index("alert\\_resolved") <= kinds.index("resolved")
+    rows = {r[0]: r[1:] for r in table_rows(section(text, "Times"))}
+    assert rows["Acknowledged"] == ["-", ""]
+    assert rows["Resolved"][1] == "system"
+    assert rows["Time to acknowledge"][1] == "-"
+    assert "Nobody acknowledged it before it resolved." in section(text, "What went badly")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from incidents.api.queries.reports import span_stats
+from incidents.api.reports import EXAMPLE, SummaryReport
 from tests.postmortem.cascade import Cascade
 
 SUMMARY = "/api/v1/reports/summary"
@@ -133,3 +134,14 @@ def test_p90_is_the_nearest_rank() -> None:
     ten = span_stats([float(n) for n in range(10, 0, -1)])
     assert ten == {"count": 10, "mean_seconds": 5.5, "p90_seconds": 9.0}
     assert span_stats([float(n) for n in range(1, 12)])["p90_seconds"] == 10.0
+
+
+def test_the_documented_example_has_the_shape_the_api_returns(
+    both_cascade: Cascade, report: dict[str, Any]
+) -> None:
+    assert SummaryReport.model_validate(EXAMPLE).model_dump(by_alias=True, mode="json") == EXAMPLE
+    assert set(EXAMPLE) == set(report)
+    document = both_cascade.client.get("/openapi.json").json()
+    ok = document["paths"][SUMMARY]["get"]["responses"]["200"]["content"]["application/json"]
+    assert ok["example"] == EXAMPLE
+    assert ok["schema"] == {"$ref": "#/components/schemas/SummaryReport"}
