@@ -39,6 +39,8 @@ from . import (
     notifications,
     ops,
     playbooks,
+    postmortem,
+    reports,
     schedules,
     services,
     silences,
@@ -196,6 +198,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(incident_actions.router)
     app.include_router(escalation.router)
     app.include_router(playbooks.router)
+    app.include_router(postmortem.router)
+    app.include_router(reports.router)
     install_openapi(app)
     install_docs(app)
     install_guard(app, settings)  # inside the request context: its refusals get an id
