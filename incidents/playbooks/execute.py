@@ -148,7 +148,9 @@ class Executor:
                 attempts=todo["attempts"] + 1,
             )
         # Committed: the step is marked in flight before it acts.
-        ok = self._act(run, step.name, step.action, step.params, step.timeout, step, position)
+        ok = self._act(
+            run, step.name, step.action, step.params, step.timeout, step, position, context
+        )
         if ok or step.on_failure == "continue":
             return None
         with session_scope(self.sessions) as session:
@@ -165,13 +167,11 @@ class Executor:
         timeout: str | None,
         step: Step | None,
         position: int,
+        context: dict[str, Any],
     ) -> bool:
         """Render, validate and run one step with its retries; record the outcome."""
         recorder = Recorder(self.settings.playbooks, run)
         action = get_action(action_name)
-        with self.sessions() as session:
-            rows = store.load_steps(session, run["id"])
-            context = self._context(session, run, rows)
         attempts = step.retries.attempts if step is not None else 1
         backoff = _seconds(step.retries.backoff) if step is not None else 0.0
         cap = _seconds(step.retries.max_backoff) if step is not None else 0.0
@@ -233,8 +233,9 @@ class Executor:
         at = COMPENSATION_OFFSET + position
         store.add_step(session, run["id"], at, comp.name, comp.action)
         store.set_step(session, run["id"], at, status=StepStatus.RUNNING, started_at=utcnow())
+        context = self._context(session, run, store.load_steps(session, run["id"]))
         session.commit()
-        self._act(run, comp.name, comp.action, comp.params, comp.timeout, None, at)
+        self._act(run, comp.name, comp.action, comp.params, comp.timeout, None, at, context)
 
     def _action_context(self, run: dict[str, Any], name: str, seconds: float) -> ActionContext:
         handed: list[Any] = []

@@ -29,7 +29,9 @@ then     the correlate step (rule v2 place()) timed on a 10,000-service graph wi
              Slack: a new P0's time to Slack under 200 alerts/s, and what a storm of
              10,000 alerts in a minute sends to Slack (tests/bench/notify.py); the
              escalation sweep with 5,000 incidents escalating at once, in 1 and 2
-             processes: its cost per cycle and how late steps run (tests/bench/escalation.py).
+             processes: its cost per cycle and how late steps run (tests/bench/escalation.py);
+             playbook runs: a new incident to its first step's request, embedded and in the
+             production shape, and steps a second on 1 and 4 threads (tests/bench/playbooks.py).
 
 Every phase has a warm-up that is not counted, then runs for --duration seconds or until
 its pre-built bodies run out. Afterwards the rows in each database are counted against
@@ -49,7 +51,7 @@ from collections.abc import Sequence
 
 import psycopg
 
-from tests.bench import correlation, escalation, notify, scaling, storm
+from tests.bench import correlation, escalation, notify, playbooks, scaling, storm
 from tests.bench.bench import (
     BUSY_OTHER_PERCENT,
     HEADER,
@@ -224,6 +226,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-escalation", action="store_true", help="skip the escalation sweep figures"
     )
+    parser.add_argument("--no-playbooks", action="store_true", help="skip the playbook run figures")
     parser.add_argument("--only-storm", action="store_true", help="run only the storm")
     args = parser.parse_args(argv)
     args.duration = min(max(args.duration, 1.0), 30.0)
@@ -316,6 +319,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_escalation:
         print("\nEscalation sweep (tests/bench/escalation.py)", flush=True)
         for line in escalation.run():
+            print(f"  {line}", flush=True)
+    if not args.no_playbooks:
+        print("\nPlaybook runs (tests/bench/playbooks.py)", flush=True)
+        for line in playbooks.run():
             print(f"  {line}", flush=True)
     print("\nDatabase check (each scenario's database, after its server stopped)")
     for line in bench.checks:

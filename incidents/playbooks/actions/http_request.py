@@ -24,6 +24,7 @@ from ._http import (
     read_body,
     status_text,
     text_of,
+    tls,
 )
 from .base import ActionContext, ActionError, ActionResult, ActionTimeout, Params
 
@@ -109,7 +110,7 @@ class HttpRequest:
         try:
             with (
                 httpx.Client(
-                    timeout=ctx.timeout, follow_redirects=False, verify=params.verify_tls
+                    timeout=ctx.timeout, follow_redirects=False, verify=tls(params.verify_tls)
                 ) as client,
                 client.stream(
                     params.method,

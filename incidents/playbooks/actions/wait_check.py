@@ -12,7 +12,7 @@ import httpx
 from pydantic import Field, field_validator
 
 from . import register
-from ._http import check_statuses, check_url, read_body, status_text, text_of
+from ._http import check_statuses, check_url, read_body, status_text, text_of, tls
 from .base import ActionContext, ActionError, ActionResult, Params
 
 
@@ -128,7 +128,7 @@ class Check:
         output = ""
         attempt = 0
         # One client for all probes: building its TLS context costs more than a probe.
-        with httpx.Client(follow_redirects=False, verify=params.verify_tls) as client:
+        with httpx.Client(follow_redirects=False, verify=tls(params.verify_tls)) as client:
             for attempt in range(1, params.attempts + 1):
                 if attempt > 1:
                     ctx.sleep(params.interval_seconds)
