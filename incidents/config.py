@@ -30,6 +30,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from incidents.apikeys.settings import AuthSettings
 from incidents.config_sources import KnownNamesOnly, YamlSource, config_path, read_yaml_with_lines
 from incidents.escalation.policy import EscalationDocument
 from incidents.escalation.policy import check_config as check_escalation
@@ -296,6 +297,8 @@ class Settings(BaseSettings, ChannelSettings):
     # The P0 war room: a Slack channel per P0 incident (see incidents.warroom).
     warroom: WarRoomSettings = Field(default_factory=WarRoomSettings)
     playbooks: PlaybookSettings = Field(default_factory=PlaybookSettings)
+    # API keys: how they are hashed and cached (see incidents.apikeys).
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @field_validator("database_url")
     @classmethod
