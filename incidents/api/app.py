@@ -27,6 +27,7 @@ from incidents.pipeline.dispatch import make_dispatcher
 from . import (
     alerts,
     am_silences,
+    api_keys,
     escalation,
     heartbeats,
     incident_actions,
@@ -44,6 +45,7 @@ from . import (
     webhooks,
 )
 from .auth import RefusalLog
+from .credentials import startup_warnings
 from .deps import ServiceState
 from .docs import install_docs
 from .errors import install_error_handlers
@@ -100,8 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if not settings.api_token:
-            log.warning("INCIDENTS_API_TOKEN is empty: ingestion and the API accept anyone")
+        startup_warnings(settings)
         graph_file = settings.correlation.graph_file
         if graph_file:
             try:
@@ -176,6 +177,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(schedules.router)
     app.include_router(incident_actions.router)
     app.include_router(escalation.router)
+    app.include_router(api_keys.router)
     install_openapi(app)
     install_docs(app)
     install_guard(app, settings)  # inside the request context: its refusals get an id

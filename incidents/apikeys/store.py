@@ -12,13 +12,15 @@ from sqlalchemy.orm import Session
 
 from incidents.exceptions import Conflict, NotFound, ValidationFailed
 
-from .models import ApiKey
+from .models import API_KEYS, ApiKey
 from .scopes import check_scopes
 from .tokens import hash_key, new_key
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")
 # last_used_at is written when it is older than this: about once a minute per key.
 TOUCH_INTERVAL = timedelta(seconds=60)
+
+_C = API_KEYS.c
 
 KeyState = Literal["active", "expired", "revoked"]
 
@@ -105,7 +107,7 @@ def create_key(
             field="name",
         )
     key, key_id = new_key()
-    while session.scalar(select(ApiKey.id).where(ApiKey.key_prefix == key_id)) is not None:
+    while session.scalar(select(_C.id).where(_C.key_prefix == key_id)) is not None:
         key, key_id = new_key()  # 36**8 ids: a repeat is a curiosity, but not an error
     row = ApiKey(
         name=name,
@@ -124,15 +126,21 @@ def create_key(
 
 def live_by_name(session: Session, name: str) -> ApiKey | None:
     """The key (not revoked) with this name, if any."""
-    return session.scalar(
-        select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))  # type: ignore[union-attr]
-    )
+    return session.scalar(select(ApiKey).where(_C.name == name, _C.revoked_at.is_(None)))
 
 
 def list_keys(session: Session) -> list[KeyInfo]:
     """Every key ever made, newest first."""
-    rows = session.scalars(select(ApiKey).order_by(ApiKey.id.desc()))  # type: ignore[union-attr]
+    rows = session.scalars(select(ApiKey).order_by(_C.id.desc()))
     return [info_of(row) for row in rows]
+
+
+def key_by_id(session: Session, key_id: int) -> ApiKey:
+    """The key with this id; NotFound otherwise."""
+    row = session.get(ApiKey, key_id)
+    if row is None:
+        raise NotFound(f"no API key with id {key_id}", field="key_id")
+    return row
 
 
 def find_key(session: Session, ref: str) -> ApiKey:
@@ -143,7 +151,7 @@ def find_key(session: Session, ref: str) -> ApiKey:
     if row is None:
         row = live_by_name(session, ref)
     if row is None:
-        row = session.scalar(select(ApiKey).where(ApiKey.key_prefix == ref))
+        row = session.scalar(select(ApiKey).where(_C.key_prefix == ref))
     if row is None:
         raise NotFound(f"no API key {ref[:80]!r} (give its id, name or prefix)", field="key")
     return row
@@ -152,9 +160,7 @@ def find_key(session: Session, ref: str) -> ApiKey:
 def revoke_key(session: Session, row: ApiKey, now: datetime) -> KeyInfo:
     """Revoke the key from now on; 409 when it already is. The caller commits."""
     if row.revoked_at is not None:
-        raise Conflict(
-            f"the key {row.name!r} (id {row.id}) was revoked already", field="key"
-        )
+        raise Conflict(f"the key {row.name!r} (id {row.id}) was revoked already", field="key")
     row.revoked_at = now
     session.flush()
     return info_of(row)
@@ -162,17 +168,14 @@ def revoke_key(session: Session, row: ApiKey, now: datetime) -> KeyInfo:
 
 def by_key_id(session: Session, key_id: str) -> ApiKey | None:
     """The key whose public id this is."""
-    return session.scalar(select(ApiKey).where(ApiKey.key_prefix == key_id))
+    return session.scalar(select(ApiKey).where(_C.key_prefix == key_id))
 
 
 def touch(session: Session, row_id: int, now: datetime) -> None:
     """Record a use, unless one was recorded within TOUCH_INTERVAL. The caller commits."""
     stale = now - TOUCH_INTERVAL
     session.execute(
-        update(ApiKey)
-        .where(
-            ApiKey.id == row_id,  # type: ignore[arg-type]
-            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < stale),  # type: ignore[union-attr,operator]
-        )
+        update(API_KEYS)
+        .where(_C.id == row_id, or_(_C.last_used_at.is_(None), _C.last_used_at < stale))
         .values(last_used_at=now)
     )
