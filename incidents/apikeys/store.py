@@ -152,6 +152,8 @@ def find_key(session: Session, ref: str) -> ApiKey:
         row = live_by_name(session, ref)
     if row is None:
         row = session.scalar(select(ApiKey).where(_C.key_prefix == ref))
+    if row is None:  # the latest revoked one: revoking it again says it was revoked
+        row = session.scalar(select(ApiKey).where(_C.name == ref).order_by(_C.id.desc()).limit(1))
     if row is None:
         raise NotFound(f"no API key {ref[:80]!r} (give its id, name or prefix)", field="key")
     return row
