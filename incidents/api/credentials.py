@@ -21,10 +21,13 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 
 from incidents.apikeys import store
+from incidents.apikeys.scopes import INCIDENTS_READ
 from incidents.apikeys.tokens import key_id_of, verify_key
 from incidents.config import Settings
 from incidents.db import utcnow
@@ -139,6 +142,19 @@ class Authenticator:
         for digest, (_, answer) in list(self._cache.items()):
             if isinstance(answer, Principal) and answer.key_id == key_id:
                 self._cache.pop(digest, None)
+
+
+async def may_read(request: Request) -> bool:
+    """True when the request carries a key with `incidents:read` (public endpoints use it
+    to decide how much to show; any failure to tell is a no)."""
+    authenticator: Authenticator | None = getattr(request.app.state, "authenticator", None)
+    if authenticator is None:
+        return False
+    try:
+        found = await authenticator.authenticate(request.headers.get("authorization", ""))
+    except (Unauthorized, SQLAlchemyError):
+        return False
+    return found.allows(INCIDENTS_READ)
 
 
 def startup_warnings(settings: Settings) -> None:

@@ -38,7 +38,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         choices=list(SCOPES),
         help="a scope to grant; repeat for several (required)",
     )
-    create.add_argument("--owner", help="who answers for it; the actor of what it does")
+    create.add_argument(
+        "--owner", help="who answers for it; the actor of what it does (default: none)"
+    )
     create.add_argument(
         "--expires-in-days", type=int, help="it stops working after this many days (default: never)"
     )
