@@ -98,6 +98,10 @@ def create_key(
 ) -> CreatedKey:
     """Make a key; 409 when a live key has the name. The caller commits."""
     check_name(name)
+    if owner is not None and (not owner.strip() or not owner.isprintable()):
+        raise ValidationFailed(
+            "owner: must be printable text, without control characters", field="owner"
+        )
     granted = check_scopes(scopes)
     if expires_at is not None and expires_at <= now:
         raise ValidationFailed("expires_at: must be in the future", field="expires_at")

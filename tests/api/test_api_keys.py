@@ -127,6 +127,7 @@ def test_without_a_server_secret_keys_are_salted_scrypt(
             "not both",
         ),
         ({"name": "taken", "scopes": ["admin"]}, 409, "name", "exists"),
+        ({"name": "x", "scopes": ["admin"], "owner": "a\x00b"}, 422, "owner", "printable"),
         ({"name": "x", "scopes": ["admin"], "secret": "mine"}, 422, "secret", ""),
     ],
 )
