@@ -14,6 +14,7 @@ other than the one that revoked it. Expiry is exact: it is checked on every requ
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import logging
@@ -91,25 +92,23 @@ class Authenticator:
         return answer
 
     async def _shared_lookup(self, digest: bytes, key_id: str, presented: str) -> Answer:
-        pending = self._pending.get(digest)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._pending[digest] = future
-        try:
-            answer = await run_in_threadpool(self._lookup, key_id, presented)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters get it, nobody logs it as lost
-            raise
-        finally:
-            del self._pending[digest]
-        future.set_result(answer)
-        if self.ttl > 0:
-            if len(self._cache) >= _MAX_CACHED:
-                self._cache.clear()
-            self._cache[digest] = (self.clock() + self.ttl, answer)
-        return answer
+        # The lookup is a task of its own: a client that hangs up does not cancel it for
+        # the other requests waiting on the same key.
+        task = self._pending.get(digest)
+        if task is None:
+            task = asyncio.ensure_future(run_in_threadpool(self._lookup, key_id, presented))
+            self._pending[digest] = task
+            task.add_done_callback(functools.partial(self._settle, digest))
+        return await asyncio.shield(task)
+
+    def _settle(self, digest: bytes, task: asyncio.Future[Answer]) -> None:
+        """Cache a finished lookup's answer (runs before its waiters resume)."""
+        self._pending.pop(digest, None)
+        if task.cancelled() or task.exception() is not None or self.ttl <= 0:
+            return
+        if len(self._cache) >= _MAX_CACHED:
+            self._cache.clear()
+        self._cache[digest] = (self.clock() + self.ttl, task.result())
 
     def _lookup(self, key_id: str, presented: str) -> Answer:
         """Find and prove the key, and record its use (at most about once a minute)."""

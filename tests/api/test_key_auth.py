@@ -106,6 +106,26 @@ def test_answers_are_cached_and_last_use_is_written_about_once_a_minute(
     assert used is not None and abs(used - clocks.wall) < timedelta(seconds=1)
 
 
+def test_a_client_hanging_up_does_not_fail_others_waiting_on_the_same_key(
+    engine: sa.Engine,
+) -> None:
+    key, _ = new_key(engine, "shared")
+    auth = authenticator(engine, Clocks())
+    seen = statements(engine)
+
+    async def run() -> None:
+        first = asyncio.create_task(auth.authenticate(f"Bearer {key}"))
+        await asyncio.sleep(0)  # the first request starts the lookup
+        second = asyncio.create_task(auth.authenticate(f"Bearer {key}"))
+        await asyncio.sleep(0)
+        first.cancel()
+        assert (await second).name == "shared"
+        assert first.cancelled()
+
+    asyncio.run(run())
+    assert seen.count("SELECT") == 1
+
+
 def test_expiry_is_exact_even_while_cached(engine: sa.Engine) -> None:
     clocks = Clocks()
     key, _ = new_key(engine, "temp", expires_at=clocks.wall + timedelta(seconds=30))
