@@ -70,7 +70,8 @@ TAGS: list[dict[str, str]] = [
         "name": "heartbeats",
         "description": "Dead man's switches: pinged, or an incident opens when they are not.",
     },
-    {"name": "operations", "description": "Liveness, readiness and metrics (no token)."},
+    {"name": "api keys", "description": "Make, list and revoke API keys (`admin` scope)."},
+    {"name": "operations", "description": "Liveness, readiness and metrics (no key)."},
 ]
 
 # The ingest endpoints read their body themselves, fast; their schemas come from the
