@@ -69,9 +69,9 @@ def _check(settings: Settings, _: argparse.Namespace) -> int:
         print(f"incidents: WARNING: {message}", file=sys.stderr)
     source = settings.config or "none (environment and defaults only)"
     if settings.api_token:
-        auth = "on (Bearer token, or Basic auth with the token as password)"
+        auth = "on: API keys, and the bootstrap token INCIDENTS_API_TOKEN (every scope)"
     else:
-        auth = "OFF: api_token is empty, so anyone who reaches the port can post and read"
+        auth = "on: API keys only (make one with `incidents apikey create`)"
     print(f"incidents: config file: {source}", file=sys.stderr)
     print(f"incidents: authentication is {auth}", file=sys.stderr)
     for line in oncall_summary(settings.users, settings.schedules):

@@ -30,6 +30,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from incidents.apikeys.settings import AuthSettings
 from incidents.config_sources import KnownNamesOnly, YamlSource, config_path, read_yaml_with_lines
 from incidents.escalation.policy import EscalationDocument
 from incidents.escalation.policy import check_config as check_escalation
@@ -287,15 +288,14 @@ class Settings(BaseSettings, ChannelSettings):
     # start-up when they changed since last applied; left out, the stored ones stay.
     users: list[User] | None = None
     schedules: list[Schedule] | None = None
-    # Dead man's switches (see incidents.heartbeats); when present, applied at start-up
-    # if they changed since last applied. None: leave the stored ones alone.
+    # Dead man's switches (incidents.heartbeats), applied at start-up; None: stored ones stay.
     heartbeats: HeartbeatList | None = None
-    # The escalation policies (the document of PUT /api/v1/escalation-policies); applied
-    # at start-up when the section changed since last applied. None: the section is absent.
+    # The escalation policies (as PUT /api/v1/escalation-policies), applied at start-up.
     escalation: EscalationDocument | None = None
     # The P0 war room: a Slack channel per P0 incident (see incidents.warroom).
     warroom: WarRoomSettings = Field(default_factory=WarRoomSettings)
     playbooks: PlaybookSettings = Field(default_factory=PlaybookSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -11,7 +11,7 @@ No class carries an HTTP status; `incidents.api.errors` maps each to one, in one
     ├── UnsupportedMediaType    a body in a form we do not read
     ├── ClientGone              the client left before its request ended
     ├── Unauthorized            missing or wrong credentials
-    ├── Forbidden               a request whose signature does not prove its sender
+    ├── Forbidden               a key without the scope, or an unproven provider signature
     ├── NotFound                no such resource
     ├── Conflict                conflicts with what is stored
     ├── PreconditionFailed      changed since the version the client named
@@ -96,7 +96,8 @@ class Unauthorized(IncidentsError):
 
 
 class Forbidden(IncidentsError):
-    """The request is not signed by whom it claims to come from (a provider's callback)."""
+    """Not allowed: a valid key without the operation's scope, or a provider's callback
+    whose signature does not prove its sender."""
 
     code = "forbidden"
 

@@ -10,17 +10,19 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from incidents.api.queries import alerts as queries
+from incidents.apikeys.scopes import INCIDENTS_READ
 from incidents.exceptions import NotFound
 from incidents.models import Alert, AlertState
 from incidents.routing.matchers import Matcher, parse_matchers
 
 from .deps import check_token, db_session
 from .params import CURSOR_PATTERN, parse_cursor, strict_params
+from .principal import require
 
 router = APIRouter(
     prefix="/api/v1/alerts",
     tags=["alerts"],
-    dependencies=[Depends(check_token), Depends(strict_params)],
+    dependencies=[Depends(check_token), require(INCIDENTS_READ), Depends(strict_params)],
 )
 
 

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException
 
 from incidents import __version__
 from incidents.api.queries import silences as queries
+from incidents.apikeys.scopes import INCIDENTS_READ, INCIDENTS_WRITE
 from incidents.db import utcnow
 from incidents.exceptions import BadRequest, NotFound, ValidationFailed
 from incidents.models import Silence
@@ -37,6 +38,7 @@ from incidents.routing.matchers import Matcher, Op, parse_matcher
 
 from .deps import check_token, db_session
 from .errors import validation_details
+from .principal import current, require
 from .responses import JsonResponse
 from .silences import (
     State,
@@ -217,12 +219,15 @@ def _in_place(row: Silence, wanted: list[Matcher], body: PostableSilence, now: d
     "/silences",
     response_model=SilenceCreated,
     summary="Create or update a silence (Alertmanager v2)",
+    dependencies=[require(INCIDENTS_WRITE)],
 )
 def post_silence(
-    body: PostableSilence, session: Annotated[Session, Depends(db_session)]
+    body: PostableSilence, request: Request, session: Annotated[Session, Depends(db_session)]
 ) -> SilenceCreated:
-    """Create a silence; with the `id` of an existing one, update or replace it."""
+    """Create a silence; with the `id` of an existing one, update or replace it. `createdBy`
+    is recorded for an admin key; any other key is recorded as its owner (else its name)."""
     now = utcnow()
+    created_by = current(request).acting_as(body.createdBy)
     wanted = [
         Matcher.create(m.name, m.op(), m.value, where=f"matchers[{index}]")
         for index, m in enumerate(body.matchers)
@@ -236,7 +241,7 @@ def post_silence(
         if _in_place(old, wanted, body, now):
             old.starts_at = body.startsAt
             old.ends_at = body.endsAt
-            old.created_by = body.createdBy
+            old.created_by = created_by
             old.comment = body.comment
             old.updated_at = now
             session.commit()
@@ -248,7 +253,7 @@ def post_silence(
         service=None,
         starts_at=max(body.startsAt, now),
         ends_at=body.endsAt,
-        created_by=body.createdBy,
+        created_by=created_by,
         comment=body.comment,
         created_at=now,
         updated_at=now,
@@ -259,7 +264,10 @@ def post_silence(
 
 
 @router.get(
-    "/silences", response_model=list[GettableSilence], summary="List silences (Alertmanager v2)"
+    "/silences",
+    response_model=list[GettableSilence],
+    summary="List silences (Alertmanager v2)",
+    dependencies=[require(INCIDENTS_READ)],
 )
 def list_silences(
     session: Annotated[Session, Depends(db_session)],
@@ -298,7 +306,10 @@ def list_silences(
 
 
 @router.get(
-    "/silence/{silence_id}", response_model=GettableSilence, summary="One silence (Alertmanager v2)"
+    "/silence/{silence_id}",
+    response_model=GettableSilence,
+    summary="One silence (Alertmanager v2)",
+    dependencies=[require(INCIDENTS_READ)],
 )
 def get_one(silence_id: str, session: Annotated[Session, Depends(db_session)]) -> GettableSilence:
     """The silence with this id."""
@@ -311,6 +322,7 @@ def get_one(silence_id: str, session: Annotated[Session, Depends(db_session)]) -
     # As Alertmanager answers: 200 with an empty body, so no JSON is documented.
     response_class=Response,
     responses={200: {"description": "Expired; the body is empty"}},
+    dependencies=[require(INCIDENTS_WRITE)],
 )
 def delete_one(silence_id: str, session: Annotated[Session, Depends(db_session)]) -> Response:
     """End the silence now: its `endsAt` becomes now, and it stays on record as expired."""
@@ -320,7 +332,12 @@ def delete_one(silence_id: str, session: Annotated[Session, Depends(db_session)]
     return Response(status_code=200)
 
 
-@router.get("/status", response_model=AmStatus, summary="Status (Alertmanager v2 subset)")
+@router.get(
+    "/status",
+    response_model=AmStatus,
+    summary="Status (Alertmanager v2 subset)",
+    dependencies=[require(INCIDENTS_READ)],
+)
 def status() -> AmStatus:
     """Version and uptime, for clients that check the server before they act."""
     return AmStatus(

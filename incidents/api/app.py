@@ -30,6 +30,7 @@ from incidents.playbooks.worker import EmbeddedPlaybookWorker
 from . import (
     alerts,
     am_silences,
+    api_keys,
     escalation,
     heartbeats,
     incident_actions,
@@ -50,6 +51,7 @@ from . import (
     webhooks,
 )
 from .auth import RefusalLog
+from .credentials import startup_warnings
 from .deps import ServiceState
 from .docs import install_docs
 from .errors import install_error_handlers
@@ -117,8 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if not settings.api_token:
-            log.warning("INCIDENTS_API_TOKEN is empty: ingestion and the API accept anyone")
+        startup_warnings(settings)
         graph_file = settings.correlation.graph_file
         if graph_file:
             try:
@@ -200,6 +201,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(playbooks.router)
     app.include_router(postmortem.router)
     app.include_router(reports.router)
+    app.include_router(api_keys.router)
     install_openapi(app)
     install_docs(app)
     install_guard(app, settings)  # inside the request context: its refusals get an id

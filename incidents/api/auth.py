@@ -56,12 +56,11 @@ def scheme_of(header: str) -> str:
     return scheme if scheme in ("bearer", "basic") else "unsupported"
 
 
-def check_authorization(header: str, expected: str) -> str | None:
-    """None when the header carries the token (Bearer, or basic auth's password); else why not."""
-    if not expected:
-        return None
+def presented_credential(header: str) -> tuple[str, str | None]:
+    """The credential in an Authorization header (Bearer, or basic auth's password), and
+    why there is none when there is none."""
     if not header:
-        return "missing Authorization header (Bearer token or basic auth)"
+        return "", "missing Authorization header (Bearer token or basic auth)"
     scheme, _, credentials = header.partition(" ")
     scheme = scheme.lower()
     presented = ""
@@ -71,9 +70,21 @@ def check_authorization(header: str, expected: str) -> str | None:
         try:
             decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
-            return "malformed basic credentials"
+            return "", "malformed basic credentials"
         presented = decoded.partition(":")[2]
-    if not presented or not hmac.compare_digest(presented.encode(), expected.encode()):
+    if not presented:
+        return "", "invalid credentials"
+    return presented, None
+
+
+def check_authorization(header: str, expected: str) -> str | None:
+    """None when the header carries the token (Bearer, or basic auth's password); else why not."""
+    if not expected:
+        return None
+    presented, problem = presented_credential(header)
+    if problem is not None:
+        return problem
+    if not hmac.compare_digest(presented.encode(), expected.encode()):
         return "invalid credentials"
     return None
 

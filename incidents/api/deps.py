@@ -11,13 +11,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from incidents.config import Settings
-from incidents.exceptions import Unauthorized
 from incidents.ingest.committer import IngestCommitter
 from incidents.pipeline.dispatch import Dispatcher
 
-from .auth import check_authorization
 from .body import read_limited
 from .guard import AUTHENTICATED
+from .principal import authenticated
 
 
 @dataclass
@@ -47,14 +46,11 @@ def db_session(request: Request) -> Iterator[Session]:
 
 
 async def check_token(request: Request) -> None:
-    """Accept `Authorization: Bearer <token>` or basic auth whose password is the token."""
+    """Accept a key (`Authorization: Bearer <key>`, or basic auth whose password is the
+    key): the bootstrap token or an API key; the scope is checked by `require`."""
     if request.scope.get("state", {}).get(AUTHENTICATED):
         return  # the guard in front of /api/ has checked this request already
-    problem = check_authorization(
-        request.headers.get("authorization", ""), service(request).settings.api_token
-    )
-    if problem is not None:
-        raise Unauthorized(problem)
+    await authenticated(request)
 
 
 async def read_body(request: Request, *, allow_gzip: bool = False) -> bytes:

@@ -8,12 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Request
 
 from incidents.api.schemas import ErrorBody
+from incidents.apikeys.scopes import CONFIG_WRITE, INCIDENTS_READ
 from incidents.db import session_scope
 from incidents.escalation.policy import EscalationDocument
 from incidents.escalation.store import check_references, read_policies, write_policies
 
 from .deps import check_token, service
 from .params import strict_params
+from .principal import require
 
 router = APIRouter(
     prefix="/api/v1/escalation-policies",
@@ -30,7 +32,12 @@ PUT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("", response_model=EscalationDocument, summary="The escalation policies")
+@router.get(
+    "",
+    response_model=EscalationDocument,
+    summary="The escalation policies",
+    dependencies=[require(INCIDENTS_READ)],
+)
 def get_policies(request: Request) -> EscalationDocument:
     """Every policy, as stored."""
     with session_scope(service(request).sessions) as session:
@@ -42,6 +49,7 @@ def get_policies(request: Request) -> EscalationDocument:
     response_model=EscalationDocument,
     summary="Replace the escalation policies",
     responses=PUT_RESPONSES,
+    dependencies=[require(CONFIG_WRITE)],
 )
 def put_policies(
     request: Request, body: Annotated[EscalationDocument, Body()]

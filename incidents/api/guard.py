@@ -3,7 +3,11 @@
 FastAPI reads and parses a body before any dependency runs, so a check in a dependency
 comes after the work it should prevent. This plain ASGI middleware runs before FastAPI:
 
-- a request without the key gets its 401 before a byte of its body is read;
+- a request without a valid key (the bootstrap token or an API key, see
+  incidents.api.credentials) gets its 401 before a byte of its body is read; one whose
+  key cannot be checked because the database is down gets a 503, so senders retry;
+  an accepted request carries its Principal in scope["state"] for the routes' scope
+  checks (incidents.api.principal);
 - a body declared (Content-Length) over the route's limit gets a 413 at once; a chunked
   body is counted as it streams and refused once it passes the limit;
 - a client that stops sending its body gets a 408 after `http.body_timeout_seconds`;
@@ -18,21 +22,28 @@ check, keep the body limits, and their handler checks the provider's signature.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from incidents.acting import SLACK_ACTIONS_PATH, TWILIO_SMS_PATH, TWILIO_VOICE_PATH
 from incidents.config import Settings
+from incidents.exceptions import Unauthorized
 from incidents.metrics import INGEST_REJECTED
 from incidents.notify.channels.twilio_client import STATUS_CALLBACK_PATH
 from incidents.warroom.settings import SLACK_EVENTS_PATH
 
-from .auth import CHALLENGES, check_authorization, route_path, source_of
+from .auth import CHALLENGES, route_path, source_of
+from .credentials import Authenticator
+from .principal import PRINCIPAL
 from .responses import JsonResponse
+
+log = logging.getLogger(__name__)
 
 # Set in scope["state"] once the guard has accepted the key; check_token trusts it.
 AUTHENTICATED = "authenticated"
@@ -100,9 +111,9 @@ class _Expiry:
 class GuardMiddleware:
     """Authenticates /api/ requests and bounds their bodies in size and time."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, authenticator: Authenticator) -> None:
         self.app = app
-        self.token = settings.api_token
+        self.authenticator = authenticator
         self.ingest_limit = settings.ingest.max_body_bytes
         self.default_limit = settings.http.max_body_bytes
         self.graph_limit = settings.http.graph_max_body_bytes
@@ -141,15 +152,27 @@ class GuardMiddleware:
         close = [(b"connection", b"close")] if has_body else []
         method = scope["method"]
         signed = method == "POST" and path in SIGNED_PATHS
-        if self.token and not signed:
-            problem = check_authorization(authorization.decode("latin-1"), self.token)
-            if problem is not None:
+        if not signed:
+            try:
+                principal = await self.authenticator.authenticate(authorization.decode("latin-1"))
+            except Unauthorized as exc:
                 headers = [(b"www-authenticate", c.encode()) for c in CHALLENGES]
-                body = {"error": "unauthorized", "message": problem}
+                body = {"error": "unauthorized", "message": exc.message}
                 await _send(send, _json(401, body, headers + close))
                 return
-        if not signed:
-            scope.setdefault("state", {})[AUTHENTICATED] = True
+            except SQLAlchemyError as exc:
+                # 503, never 500: Alertmanager retries a 5xx but this one is not our bug.
+                log.warning("cannot check an API key: database error %s", type(exc).__name__)
+                body = {
+                    "error": "unavailable",
+                    "message": "cannot check the API key: the database is unavailable; "
+                    "retry shortly",
+                }
+                await _send(send, _json(503, body, [(b"retry-after", b"5"), *close]))
+                return
+            state = scope.setdefault("state", {})
+            state[AUTHENTICATED] = True
+            state[PRINCIPAL] = principal
         if not has_body:
             await self.app(scope, receive, send)
             return
@@ -244,5 +267,7 @@ async def _body_refused(request: Request, exc: Exception) -> JsonResponse:
 
 def install_guard(app: FastAPI, settings: Settings) -> None:
     """Put the guard in front of the routes, and render the refusals it raises."""
+    authenticator = Authenticator(settings, app.state.service.sessions)
+    app.state.authenticator = authenticator  # for check_token, and revocations to reset
     app.add_exception_handler(BodyRefused, _body_refused)
-    app.add_middleware(GuardMiddleware, settings=settings)
+    app.add_middleware(GuardMiddleware, settings=settings, authenticator=authenticator)

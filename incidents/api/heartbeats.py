@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
+from incidents.apikeys.scopes import ALERTS_WRITE, CONFIG_WRITE, INCIDENTS_READ
 from incidents.db import session_scope
 from incidents.heartbeats import clock, monitor
 from incidents.heartbeats.spec import HeartbeatsDocument, HeartbeatSpec
@@ -18,6 +19,7 @@ from incidents.heartbeats.watch import AlertPings
 
 from .deps import check_token, db_session, service
 from .params import strict_params
+from .principal import require
 
 router = APIRouter(
     prefix="/api/v1/heartbeats",
@@ -78,13 +80,23 @@ def _current(session: Session) -> HeartbeatsOut:
     )
 
 
-@router.get("", response_model=HeartbeatsOut, summary="The heartbeats and how each stands")
+@router.get(
+    "",
+    response_model=HeartbeatsOut,
+    summary="The heartbeats and how each stands",
+    dependencies=[require(INCIDENTS_READ)],
+)
 def get_heartbeats(session: Annotated[Session, Depends(db_session)]) -> HeartbeatsOut:
     """Every heartbeat's definition, and its state, last ping and deadline."""
     return _current(session)
 
 
-@router.put("", response_model=HeartbeatsOut, summary="Replace every heartbeat")
+@router.put(
+    "",
+    response_model=HeartbeatsOut,
+    summary="Replace every heartbeat",
+    dependencies=[require(CONFIG_WRITE)],
+)
 def put_heartbeats(body: HeartbeatsDocument, request: Request) -> HeartbeatsOut:
     """Store these definitions in place of all others. A new heartbeat starts `waiting`,
     its clock started now; a removed one that was missed has its alert resolved."""
@@ -103,7 +115,10 @@ def put_heartbeats(body: HeartbeatsDocument, request: Request) -> HeartbeatsOut:
 
 
 @router.post(
-    "/{name}/ping", response_model=HeartbeatStatus, summary="Ping a heartbeat (it is alive)"
+    "/{name}/ping",
+    response_model=HeartbeatStatus,
+    summary="Ping a heartbeat (it is alive)",
+    dependencies=[require(ALERTS_WRITE)],
 )
 def ping_heartbeat(
     name: Annotated[str, Path(description="The heartbeat's name.", examples=["backup"])],

@@ -18,6 +18,7 @@ from incidents.api.incident_schemas import IncidentOut, Severity
 from incidents.api.incidents import incident_out
 from incidents.api.queries import incidents as queries
 from incidents.api.schemas import ErrorBody
+from incidents.apikeys.scopes import INCIDENTS_WRITE
 from incidents.db import session_scope, utcnow
 from incidents.models import Incident
 from incidents.pipeline import actions, merging
@@ -28,11 +29,12 @@ from incidents.vocab import IncidentState
 
 from .deps import check_token, service
 from .params import IncidentId, strict_params
+from .principal import current, require
 
 router = APIRouter(
     prefix="/api/v1/incidents",
     tags=["incident actions"],
-    dependencies=[Depends(check_token), Depends(strict_params)],
+    dependencies=[Depends(check_token), require(INCIDENTS_WRITE), Depends(strict_params)],
 )
 
 
@@ -48,7 +50,8 @@ class ActionIn(BaseModel):
         default=None,
         min_length=1,
         max_length=255,
-        description="Who acts (default `api`); recorded on the timeline.",
+        description="Who acts, recorded on the timeline: honoured for an admin key (a bot "
+        "acting for a person); otherwise the key's owner, else `key:<name>`, is recorded.",
     )
 
 
@@ -119,8 +122,9 @@ def _run(request: Request, incident_id: int, act: Act) -> IncidentOut:
     return out
 
 
-def _actor(body: ActionIn | None) -> Actor:
-    return Actor(body.by if body is not None and body.by else "api")
+def _actor(request: Request, body: ActionIn | None) -> Actor:
+    # The key's owner (or name); only an admin key may record someone else in `by`.
+    return Actor(current(request).acting_as(body.by if body is not None else None))
 
 
 def _message(body: ActionIn | None) -> str | None:
@@ -141,7 +145,9 @@ def acknowledge(request: Request, incident_id: IncidentId, body: Optional = None
     return _run(
         request,
         incident_id,
-        lambda s, now: actions.acknowledge(s, incident_id, _actor(body), _message(body), now),
+        lambda s, now: actions.acknowledge(
+            s, incident_id, _actor(request, body), _message(body), now
+        ),
     )
 
 
@@ -153,7 +159,7 @@ def resolve(request: Request, incident_id: IncidentId, body: Optional = None) ->
     return _run(
         request,
         incident_id,
-        lambda s, now: actions.resolve(s, incident_id, _actor(body), _message(body), now),
+        lambda s, now: actions.resolve(s, incident_id, _actor(request, body), _message(body), now),
     )
 
 
@@ -165,7 +171,7 @@ def reopen(request: Request, incident_id: IncidentId, body: Optional = None) -> 
     return _run(
         request,
         incident_id,
-        lambda s, now: actions.reopen(s, incident_id, _actor(body), _message(body), now),
+        lambda s, now: actions.reopen(s, incident_id, _actor(request, body), _message(body), now),
     )
 
 
@@ -183,7 +189,9 @@ def set_status(
     return _run(
         request,
         incident_id,
-        lambda s, now: actions.set_status(s, incident_id, status, _actor(body), body.message, now),
+        lambda s, now: actions.set_status(
+            s, incident_id, status, _actor(request, body), body.message, now
+        ),
     )
 
 
@@ -197,7 +205,7 @@ def add_note(
     return _run(
         request,
         incident_id,
-        lambda s, now: actions.add_note(s, incident_id, _actor(body), body.message, now),
+        lambda s, now: actions.add_note(s, incident_id, _actor(request, body), body.message, now),
     )
 
 
@@ -212,7 +220,7 @@ def assign(
         request,
         incident_id,
         lambda s, now: actions.assign(
-            s, incident_id, body.assignee, _actor(body), body.message, now
+            s, incident_id, body.assignee, _actor(request, body), body.message, now
         ),
     )
 
@@ -231,7 +239,7 @@ def set_severity(
         request,
         incident_id,
         lambda s, now: actions.set_severity(
-            s, incident_id, body.severity, _actor(body), body.message, now
+            s, incident_id, body.severity, _actor(request, body), body.message, now
         ),
     )
 
@@ -251,6 +259,6 @@ def merge(
         request,
         incident_id,
         lambda s, now: merging.merge(
-            s, settings, incident_id, body.sources, _actor(body), body.message, now
+            s, settings, incident_id, body.sources, _actor(request, body), body.message, now
         ),
     )

@@ -22,6 +22,7 @@ from incidents.api.incident_schemas import (
     TimelineOut,
 )
 from incidents.api.queries import incidents as queries
+from incidents.apikeys.scopes import INCIDENTS_READ
 from incidents.db import utcnow
 from incidents.exceptions import NotFound, ValidationFailed
 from incidents.models import Incident
@@ -30,11 +31,12 @@ from incidents.warroom.people import war_room_link
 
 from .deps import check_token, db_session, service
 from .params import CURSOR_PATTERN, IncidentId, UtcDateTime, parse_cursor, strict_params
+from .principal import require
 
 router = APIRouter(
     prefix="/api/v1/incidents",
     tags=["incidents"],
-    dependencies=[Depends(check_token), Depends(strict_params)],
+    dependencies=[Depends(check_token), require(INCIDENTS_READ), Depends(strict_params)],
 )
 
 

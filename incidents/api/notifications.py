@@ -10,16 +10,18 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from incidents.api.queries import notifications as queries
+from incidents.apikeys.scopes import INCIDENTS_READ
 from incidents.exceptions import NotFound
 from incidents.models import Incident
 
 from .deps import check_token, db_session
 from .params import IncidentId, strict_params
+from .principal import require
 
 router = APIRouter(
     prefix="/api/v1/incidents",
     tags=["incidents"],
-    dependencies=[Depends(check_token), Depends(strict_params)],
+    dependencies=[Depends(check_token), require(INCIDENTS_READ), Depends(strict_params)],
 )
 
 

@@ -13,24 +13,26 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from incidents.ingest.schemas import AMPayload, GenericAlert, GenericEnvelope
 
 from . import examples
+from .principal import declared_scopes
 from .schemas import ErrorBody, IngestResult, error_response
 
 SECURITY_SCHEMES: dict[str, Any] = {
     "bearerAuth": {
         "type": "http",
         "scheme": "bearer",
-        "description": "The API token (`INCIDENTS_API_TOKEN`) as a bearer token.",
+        "description": "An API key (or the bootstrap `INCIDENTS_API_TOKEN`) as a bearer token.",
     },
     "basicAuth": {
         "type": "http",
         "scheme": "basic",
-        "description": "Any user name, with the API token as the password.",
+        "description": "Any user name, with the API key as the password.",
     },
 }
 SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"basicAuth": []}]
@@ -39,9 +41,13 @@ DESCRIPTION = """\
 Alert ingestion from Prometheus Alertmanager (and any other source), correlation into
 incidents through a service dependency graph, and silences.
 
-**Authentication.** Every `/api/` operation needs the API token: `Authorization: Bearer
-<token>`, or basic auth with any user name and the token as the password. Use the
-Authorize button to try the operations here.
+**Authentication.** Every `/api/` operation needs an API key with the operation's scope
+(named in its description): `Authorization: Bearer <key>`, or basic auth with any user
+name and the key as the password. The scopes are `alerts:write` (senders),
+`incidents:read`, `incidents:write` (acting on incidents, silences), `config:write` (graph,
+policies, users, schedules, heartbeats) and `admin` (API keys; implies every scope). A
+missing or invalid key is a 401; a key without the scope a 403. Use the Authorize button
+to try the operations here.
 
 **Errors.** Every error has the same JSON body: `error` (a stable code), `message` (for a
 person, starting with the field at fault), `field` (the parameter or body field, when
@@ -64,7 +70,8 @@ TAGS: list[dict[str, str]] = [
         "name": "heartbeats",
         "description": "Dead man's switches: pinged, or an incident opens when they are not.",
     },
-    {"name": "operations", "description": "Liveness, readiness and metrics (no token)."},
+    {"name": "api keys", "description": "Make, list and revoke API keys (`admin` scope)."},
+    {"name": "operations", "description": "Liveness, readiness and metrics (no key)."},
 ]
 
 # The ingest endpoints read their body themselves, fast; their schemas come from the
@@ -166,6 +173,7 @@ def install_openapi(app: FastAPI) -> None:
                 tags=TAGS,
             )
             complete(document)
+            add_scopes(document, app)
             app.openapi_schema = document
         return app.openapi_schema
 
@@ -216,7 +224,7 @@ def _complete_operation(path: str, method: str, operation: dict[str, Any]) -> No
     if not path.startswith("/api/"):
         return
     operation.setdefault("security", SECURITY)
-    statuses = {401, 503}
+    statuses = {401, 403, 503}
     if operation.get("parameters") or "requestBody" in operation or raw_body:
         statuses.add(422)
     if "{" in path:
@@ -242,6 +250,21 @@ def _complete_operation(path: str, method: str, operation: dict[str, Any]) -> No
         existing = responses.get(str(status))
         if existing is None or _FASTAPI_422 in repr(existing):
             responses[str(status)] = error_response(status)
+
+
+def add_scopes(document: dict[str, Any], app: FastAPI) -> None:
+    """Name each operation's scope in its description and as `x-required-scope`."""
+    for route in iter_route_contexts(app.routes):
+        scopes = declared_scopes(route)
+        operations = document["paths"].get(getattr(route, "path_format", None) or "", {})
+        for method in getattr(route, "methods", None) or ():
+            operation = operations.get(method.lower())
+            if operation is None or not scopes:
+                continue
+            operation["x-required-scope"] = scopes[0]
+            needs = f"Needs a key with the scope `{scopes[0]}` (or `admin`)."
+            described = operation.get("description")
+            operation["description"] = f"{described}\n\n{needs}" if described else needs
 
 
 def _model_schemas(*models: type[BaseModel]) -> dict[str, Any]:

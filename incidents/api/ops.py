@@ -39,7 +39,7 @@ from incidents.notify.routing import CHANNELS
 from incidents.pipeline.runner import pending_count
 from incidents.tasks import QUEUE
 
-from .auth import check_authorization
+from .credentials import may_read
 from .deps import ServiceState, service
 
 router = APIRouter(tags=["operations"])
@@ -100,8 +100,8 @@ async def healthz() -> JsonResponse:
 async def readyz(request: Request) -> JsonResponse:
     """200 when every dependency answers, else 503.
 
-    Anonymous callers see each dependency's status only; with the API key (or when none
-    is configured) also its kind, latency and error text, which name internal hosts.
+    Anonymous callers see each dependency's status only; with a key that may read
+    (`incidents:read`) also its kind, latency and error text, which name internal hosts.
     """
     state = service(request)
     checks = {
@@ -109,8 +109,7 @@ async def readyz(request: Request) -> JsonResponse:
         "broker": await run_in_threadpool(_check_broker, state),
     }
     ready = all(c["status"] == "ok" for c in checks.values())
-    header = request.headers.get("authorization", "")
-    if check_authorization(header, state.settings.api_token) is not None:
+    if not await may_read(request):
         checks = {name: {"status": check["status"]} for name, check in checks.items()}
     return JsonResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks},

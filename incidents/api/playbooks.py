@@ -3,11 +3,12 @@ reject or cancel its runs."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Request
 from sqlalchemy.orm import Session
 
+from incidents.apikeys.scopes import INCIDENTS_READ, INCIDENTS_WRITE
 from incidents.db import session_scope, utcnow
 from incidents.exceptions import NotFound
 from incidents.pipeline.stages import TaskRef
@@ -19,6 +20,7 @@ from .deps import check_token, db_session, service
 from .incident_actions import CONFLICT
 from .params import IncidentId, strict_params
 from .playbook_schemas import DecisionIn, PlaybookOut, RunIn, RunOut
+from .principal import current, require
 
 router = APIRouter(
     prefix="/api/v1",
@@ -74,19 +76,28 @@ def _view(session: Session, run_id: int) -> RunOut:
 
 
 def _actor(request: Request) -> str:
-    # The key's name once keys carry one; until then the API as a whole.
-    principal: Any = getattr(request.state, "principal", None)
-    return str(getattr(principal, "actor", None) or "api")
+    # The key's owner or name: who approved, rejected, ran or cancelled.
+    return current(request).actor
 
 
-@router.get("/playbooks", response_model=list[PlaybookOut], summary="List playbooks")
+@router.get(
+    "/playbooks",
+    response_model=list[PlaybookOut],
+    summary="List playbooks",
+    dependencies=[require(INCIDENTS_READ)],
+)
 def list_playbooks(request: Request) -> list[PlaybookOut]:
     """The playbooks of the configured folder, by id."""
     catalog = catalog_of(service(request).settings.playbooks)
     return [_out(catalog.playbooks[k]) for k in sorted(catalog.playbooks)]
 
 
-@router.get("/playbooks/{playbook_id}", response_model=PlaybookOut, summary="Get a playbook")
+@router.get(
+    "/playbooks/{playbook_id}",
+    response_model=PlaybookOut,
+    summary="Get a playbook",
+    dependencies=[require(INCIDENTS_READ)],
+)
 def get_playbook(request: Request, playbook_id: PlaybookId) -> PlaybookOut:
     """One playbook, as loaded from its file."""
     return _out(_loaded(request, playbook_id))
@@ -98,6 +109,7 @@ def get_playbook(request: Request, playbook_id: PlaybookId) -> PlaybookOut:
     status_code=202,
     summary="Run a playbook against an incident",
     responses=CONFLICT,
+    dependencies=[require(INCIDENTS_WRITE)],
 )
 def run_playbook(request: Request, playbook_id: PlaybookId, body: RunIn) -> RunOut:
     """Queue a run (202); follow it at /api/v1/playbook-runs/{id}. A real run must fit the
@@ -113,7 +125,12 @@ def run_playbook(request: Request, playbook_id: PlaybookId, body: RunIn) -> RunO
     return out
 
 
-@router.get("/playbook-runs/{run_id}", response_model=RunOut, summary="Get a playbook run")
+@router.get(
+    "/playbook-runs/{run_id}",
+    response_model=RunOut,
+    summary="Get a playbook run",
+    dependencies=[require(INCIDENTS_READ)],
+)
 def get_run(run_id: RunId, session: Session = Depends(db_session)) -> RunOut:
     """A run with its status and every step's start, end, result and error."""
     return _view(session, run_id)
@@ -123,6 +140,7 @@ def get_run(run_id: RunId, session: Session = Depends(db_session)) -> RunOut:
     "/incidents/{incident_id}/playbook-runs",
     response_model=list[RunOut],
     summary="List an incident's playbook runs",
+    dependencies=[require(INCIDENTS_READ)],
 )
 def incident_runs(incident_id: IncidentId, session: Session = Depends(db_session)) -> list[RunOut]:
     """The incident's runs, newest first."""
@@ -155,6 +173,7 @@ def _decide(request: Request, run_id: int, body: DecisionIn | None, approve: boo
     response_model=RunOut,
     summary="Approve the step a run waits on",
     responses=CONFLICT,
+    dependencies=[require(INCIDENTS_WRITE)],
 )
 def approve(request: Request, run_id: RunId, body: Decision = None) -> RunOut:
     """The run goes on with the step it waited on; 409 when it waits for nothing."""
@@ -166,6 +185,7 @@ def approve(request: Request, run_id: RunId, body: Decision = None) -> RunOut:
     response_model=RunOut,
     summary="Reject the step a run waits on",
     responses=CONFLICT,
+    dependencies=[require(INCIDENTS_WRITE)],
 )
 def reject(request: Request, run_id: RunId, body: Decision = None) -> RunOut:
     """The run stops as `rejected`; 409 when it waits for nothing."""
@@ -177,6 +197,7 @@ def reject(request: Request, run_id: RunId, body: Decision = None) -> RunOut:
     response_model=RunOut,
     summary="Cancel a playbook run",
     responses=CONFLICT,
+    dependencies=[require(INCIDENTS_WRITE)],
 )
 def cancel(request: Request, run_id: RunId, body: Decision = None) -> RunOut:
     """No further step starts (one in flight finishes); 409 once the run has stopped."""

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from incidents.apikeys.scopes import INCIDENTS_READ
 from incidents.exceptions import ValidationFailed
 from incidents.postmortem.html import render_html
 from incidents.postmortem.markdown import render_markdown
@@ -21,9 +22,13 @@ from incidents.postmortem.view import build_postmortem
 
 from .deps import check_token, db_session
 from .params import IncidentId, strict_params
+from .principal import require
 from .responses import JsonResponse
 
-router = APIRouter(tags=["incidents"], dependencies=[Depends(check_token), Depends(strict_params)])
+router = APIRouter(
+    tags=["incidents"],
+    dependencies=[Depends(check_token), require(INCIDENTS_READ), Depends(strict_params)],
+)
 
 FORMATS: Final = ("md", "json", "html")
 MEDIA_TYPES: Final = {

@@ -10,17 +10,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from incidents.api.queries import reports as queries
+from incidents.apikeys.scopes import INCIDENTS_READ
 from incidents.correlation.store import current_graph
 from incidents.db import utcnow
 from incidents.exceptions import ValidationFailed
 
 from .deps import check_token, db_session
 from .params import UtcDateTime, strict_params
+from .principal import require
 
 router = APIRouter(
     prefix="/api/v1/reports",
     tags=["reports"],
-    dependencies=[Depends(check_token), Depends(strict_params)],
+    dependencies=[Depends(check_token), require(INCIDENTS_READ), Depends(strict_params)],
 )
 
 DEFAULT_WINDOW: Final = timedelta(days=7)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from incidents.apikeys.scopes import CONFIG_WRITE, INCIDENTS_READ
 from incidents.db import utcnow
 from incidents.exceptions import ValidationFailed
 from incidents.oncall.documents import Override, Schedule, SchedulesDocument
@@ -37,6 +38,7 @@ from .oncall_schemas import (
     ShiftsOut,
 )
 from .params import UtcDateTime, strict_params
+from .principal import require
 from .responses import JsonResponse
 
 router = APIRouter(
@@ -87,6 +89,7 @@ def _shift(slot: Slot) -> dict[str, Any]:
     "",
     summary="The schedules document, and the gaps of the coming week",
     responses={200: {"model": SchedulesView, "description": "Every schedule, and problems."}},
+    dependencies=[require(INCIDENTS_READ)],
 )
 def get_schedules(session: Annotated[Session, Depends(db_session)], at: At = None) -> JsonResponse:
     """`{"schedules": [...], "problems": [...]}`: the document PUT takes, and each gap (a
@@ -108,6 +111,7 @@ def get_schedules(session: Annotated[Session, Depends(db_session)], at: At = Non
     "",
     summary="Replace the schedules document",
     responses={200: {"model": SchedulesDocument, "description": "Stored."}, **INVALID_DOCUMENT},
+    dependencies=[require(CONFIG_WRITE)],
 )
 def put_schedules(
     document: Annotated[SchedulesDocument, Body(examples=[{"schedules": [SCHEDULE_EXAMPLE]}])],
@@ -131,6 +135,7 @@ def put_schedules(
         **NOT_FOUND,
     },
     response_class=Response,
+    dependencies=[require(INCIDENTS_READ)],
 )
 def get_calendar(name: Name, session: Annotated[Session, Depends(db_session)]) -> Response:
     """Subscribe to it in a calendar app (with the API token, e.g. as basic auth)."""
@@ -148,6 +153,7 @@ def get_calendar(name: Name, session: Annotated[Session, Depends(db_session)]) -
     "/{name}",
     summary="One schedule",
     responses={200: {"model": Schedule, "description": "The schedule."}, **NOT_FOUND},
+    dependencies=[require(INCIDENTS_READ)],
 )
 def get_schedule(name: Name, session: Annotated[Session, Depends(db_session)]) -> JsonResponse:
     """The schedule as stored (its part of the schedules document)."""
@@ -159,6 +165,7 @@ def get_schedule(name: Name, session: Annotated[Session, Depends(db_session)]) -
     "/{name}/oncall",
     summary="Who is on call",
     responses={200: {"model": OnCallOut, "description": "Who is on call."}, **NOT_FOUND},
+    dependencies=[require(INCIDENTS_READ)],
 )
 def get_oncall(
     name: Name, session: Annotated[Session, Depends(db_session)], at: At = None
@@ -184,6 +191,7 @@ def get_oncall(
     "/{name}/shifts",
     summary="The shifts and gaps in a range",
     responses={200: {"model": ShiftsOut, "description": "The final timeline."}, **NOT_FOUND},
+    dependencies=[require(INCIDENTS_READ)],
 )
 def get_shifts(
     name: Name,
@@ -221,6 +229,7 @@ def get_shifts(
         200: {"model": list[Override], "description": "Its overrides, in order."},
         **NOT_FOUND,
     },
+    dependencies=[require(INCIDENTS_READ)],
 )
 def list_overrides(name: Name, session: Annotated[Session, Depends(db_session)]) -> JsonResponse:
     """Every override of the schedule, with its id; later ones beat earlier ones."""
@@ -233,6 +242,7 @@ def list_overrides(name: Name, session: Annotated[Session, Depends(db_session)])
     summary="Add an override (a swap, or cover)",
     status_code=201,
     responses={201: {"model": Override, "description": "Added, with its id."}, **NOT_FOUND},
+    dependencies=[require(CONFIG_WRITE)],
 )
 def create_override(
     name: Name, body: OverrideIn, session: Annotated[Session, Depends(db_session)]
@@ -250,6 +260,7 @@ def create_override(
         200: {"model": Override, "description": "Removed; this is what it was."},
         404: {"model": NOT_FOUND[404]["model"], "description": "No such schedule or override."},
     },
+    dependencies=[require(CONFIG_WRITE)],
 )
 def delete_override(
     name: Name,

@@ -63,9 +63,10 @@ class IngestResult(BaseModel):
 _ERRORS: dict[int, str] = {
     400: "The body cannot be read: empty, not JSON, or not UTF-8. `field` is `body`.",
     401: (
-        "Missing or wrong credentials. Send `Authorization: Bearer <token>`, or basic auth "
-        "with the token as the password."
+        "Missing, unknown, revoked or expired key. Send `Authorization: Bearer <key>`, or "
+        "basic auth with the key as the password."
     ),
+    403: "The key is valid but lacks the scope this operation needs; the message names it.",
     404: "Nothing exists with that identifier; `field` names the path parameter.",
     409: "The request conflicts with what is stored.",
     413: "The body is over the configured size limit (`ingest.max_body_bytes`).",

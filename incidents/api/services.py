@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from incidents.api.queries import services as queries
+from incidents.apikeys.scopes import CONFIG_WRITE, INCIDENTS_READ
 from incidents.correlation.graph import ServiceGraph
 from incidents.correlation.store import (
     Replacement,
@@ -22,6 +23,7 @@ from incidents.exceptions import BadRequest, NotFound
 
 from .deps import check_token, db_session, read_body, service
 from .graph_schemas import GET_RESPONSES, PUT_RESPONSES, SERVICE_RESPONSES, put_request_body
+from .principal import current, require
 from .responses import JsonResponse
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,12 @@ router = APIRouter(
 )
 
 
-@router.get("/graph", summary="The service dependency graph", responses=GET_RESPONSES)
+@router.get(
+    "/graph",
+    summary="The service dependency graph",
+    responses=GET_RESPONSES,
+    dependencies=[require(INCIDENTS_READ)],
+)
 def get_graph(session: Annotated[Session, Depends(db_session)]) -> JsonResponse:
     """`{"services": [...]}`, the shape PUT takes; the ETag header carries its digest."""
     graph = current_graph(session)
@@ -43,6 +50,7 @@ def get_graph(session: Annotated[Session, Depends(db_session)]) -> JsonResponse:
     summary="Replace the service dependency graph (JSON or YAML)",
     responses=PUT_RESPONSES,
     openapi_extra=put_request_body(),
+    dependencies=[require(CONFIG_WRITE)],
 )
 async def put_graph(
     request: Request,
@@ -73,8 +81,7 @@ async def put_graph(
     )
     state = service(request)
     client = request.client.host if request.client else None
-    # Until API keys exist, the client address is who made the change.
-    by = client
+    by = current(request).actor
     tags = parse_if_match(if_match)
 
     def parse_and_store() -> tuple[ServiceGraph, Replacement]:
@@ -122,6 +129,7 @@ def parse_if_match(header: str | None) -> list[str] | None:
     "/{name}",
     summary="One service: dependencies, dependents and open incidents",
     responses=SERVICE_RESPONSES,
+    dependencies=[require(INCIDENTS_READ)],
 )
 def get_service(name: str, session: Annotated[Session, Depends(db_session)]) -> JsonResponse:
     """The service's attributes, its neighbours, its blast radius and what is open on it."""

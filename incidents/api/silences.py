@@ -6,11 +6,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from incidents.api.queries import silences as queries
+from incidents.apikeys.scopes import INCIDENTS_READ, INCIDENTS_WRITE
 from incidents.correlation.store import current_graph
 from incidents.db import utcnow
 from incidents.exceptions import NotFound, ValidationFailed
@@ -19,6 +20,7 @@ from incidents.routing.matchers import Matcher, parse_matchers
 
 from .deps import check_token, db_session
 from .params import strict_params
+from .principal import current, require
 
 router = APIRouter(
     prefix="/api/v1/silences",
@@ -59,7 +61,13 @@ class SilenceIn(BaseModel):
         default=None, description="RFC 3339 with a time zone; default now"
     )
     ends_at: ZonedDatetime = Field(description="RFC 3339 with a time zone")
-    created_by: str = Field(min_length=1, max_length=255, description="Who made it")
+    created_by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Who made it: honoured for an admin key (a bot acting for a person); "
+        "otherwise the key's owner, else `key:<name>`, is recorded",
+    )
     comment: str = Field(min_length=1, max_length=10000, description="Why it exists")
 
 
@@ -146,8 +154,16 @@ def _out(row: Silence, now: datetime) -> SilenceOut:
     )
 
 
-@router.post("", response_model=SilenceOut, status_code=201, summary="Create a silence")
-def create_silence(body: SilenceIn, session: Annotated[Session, Depends(db_session)]) -> SilenceOut:
+@router.post(
+    "",
+    response_model=SilenceOut,
+    status_code=201,
+    summary="Create a silence",
+    dependencies=[require(INCIDENTS_WRITE)],
+)
+def create_silence(
+    body: SilenceIn, request: Request, session: Annotated[Session, Depends(db_session)]
+) -> SilenceOut:
     """Mute matching alerts (and, with `service`, every alert of that service) for a time."""
     now = utcnow()
     texts = [body.matchers] if isinstance(body.matchers, str) else list(body.matchers)
@@ -171,7 +187,7 @@ def create_silence(body: SilenceIn, session: Annotated[Session, Depends(db_sessi
         service=body.service,
         starts_at=starts_at,
         ends_at=ends_at,
-        created_by=body.created_by,
+        created_by=current(request).acting_as(body.created_by),
         comment=body.comment,
         created_at=now,
         updated_at=now,
@@ -181,7 +197,12 @@ def create_silence(body: SilenceIn, session: Annotated[Session, Depends(db_sessi
     return _out(row, now)
 
 
-@router.get("", response_model=list[SilenceOut], summary="List silences")
+@router.get(
+    "",
+    response_model=list[SilenceOut],
+    summary="List silences",
+    dependencies=[require(INCIDENTS_READ)],
+)
 def list_silences(
     session: Annotated[Session, Depends(db_session)],
     state: Literal["active", "pending", "expired", "all"] | None = None,
@@ -196,13 +217,23 @@ def list_silences(
     return rows
 
 
-@router.get("/{silence_id}", response_model=SilenceOut, summary="One silence")
+@router.get(
+    "/{silence_id}",
+    response_model=SilenceOut,
+    summary="One silence",
+    dependencies=[require(INCIDENTS_READ)],
+)
 def get_silence(silence_id: str, session: Annotated[Session, Depends(db_session)]) -> SilenceOut:
     """The silence with this id."""
     return _out(find_silence(session, silence_id), utcnow())
 
 
-@router.delete("/{silence_id}", response_model=SilenceOut, summary="Expire a silence")
+@router.delete(
+    "/{silence_id}",
+    response_model=SilenceOut,
+    summary="Expire a silence",
+    dependencies=[require(INCIDENTS_WRITE)],
+)
 def expire_silence(silence_id: str, session: Annotated[Session, Depends(db_session)]) -> SilenceOut:
     """End the silence now; it stays on record as expired."""
     row = find_silence(session, silence_id)

@@ -7,12 +7,14 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Body, Depends
 from sqlalchemy.orm import Session
 
+from incidents.apikeys.scopes import CONFIG_WRITE, INCIDENTS_READ
 from incidents.oncall.documents import UsersDocument
 from incidents.oncall.store import dump, read_users, replace_users
 
 from .deps import check_token, db_session
 from .oncall_schemas import INVALID_DOCUMENT
 from .params import strict_params
+from .principal import require
 from .responses import JsonResponse
 from .schemas import ErrorBody
 
@@ -45,6 +47,7 @@ USERS_EXAMPLE: Final[dict[str, Any]] = {
     "",
     summary="The users document",
     responses={200: {"model": UsersDocument, "description": "Every user, as PUT stored them."}},
+    dependencies=[require(INCIDENTS_READ)],
 )
 def get_users(session: Annotated[Session, Depends(db_session)]) -> JsonResponse:
     """`{"users": [...]}`, the shape PUT takes (unset fields left out)."""
@@ -63,6 +66,7 @@ def get_users(session: Annotated[Session, Depends(db_session)]) -> JsonResponse:
         },
         **INVALID_DOCUMENT,
     },
+    dependencies=[require(CONFIG_WRITE)],
 )
 def put_users(
     document: Annotated[UsersDocument, Body(examples=[USERS_EXAMPLE])],

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from incidents.api.responses import JsonResponse
+from incidents.apikeys.scopes import ALERTS_WRITE
 from incidents.config import IngestSettings
 from incidents.db import utcnow
 from incidents.exceptions import BadRequest, ClientGone, IncidentsError
@@ -16,11 +17,13 @@ from incidents.ingest.adapters import Parsed, parse_alertmanager, parse_generic
 from incidents.ingest.store import Incoming
 from incidents.metrics import INGEST_REJECTED
 
-from .deps import check_token, read_body, service
+from .deps import read_body, service
 from .errors import status_of
+from .principal import declares, demand
 
-# Authentication is called in the handler rather than declared as a dependency: on the
-# hottest path FastAPI's per-request dependency resolution is measurable.
+# Authentication and the scope are checked in the handler rather than declared as
+# dependencies: on the hottest path FastAPI's per-request dependency resolution is
+# measurable. `declares` tells the scope test (and the docs) what `demand` checks.
 router = APIRouter(prefix="/api/v1/alerts", tags=["ingest"])
 
 Parser = Callable[[bytes, IngestSettings, datetime], Parsed]
@@ -32,7 +35,7 @@ _INLINE_PARSE_BYTES = 256 * 1024
 
 async def _ingest(request: Request, parser: Parser, source: str) -> JsonResponse:
     state = service(request)
-    await check_token(request)
+    await demand(request, ALERTS_WRITE)
     settings = state.settings.ingest
     try:
         body = await read_body(request, allow_gzip=True)
@@ -60,12 +63,14 @@ async def _ingest(request: Request, parser: Parser, source: str) -> JsonResponse
     )
 
 
+@declares(ALERTS_WRITE)
 @router.post("/alertmanager", summary="Prometheus Alertmanager webhook (payload version 4)")
 async def alertmanager_webhook(request: Request) -> JsonResponse:
     """Store an Alertmanager webhook delivery; 2xx only once it is committed."""
     return await _ingest(request, parse_alertmanager, "alertmanager")
 
 
+@declares(ALERTS_WRITE)
 @router.post("", summary="Generic JSON list of alerts")
 async def generic_alerts(request: Request) -> JsonResponse:
     """Store alerts from any other source."""

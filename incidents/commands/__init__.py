@@ -18,7 +18,7 @@ import importlib
 from typing import Any
 
 # Modules with a `register(sub)` function, in the order their commands are listed.
-FAMILIES: tuple[str, ...] = ("incidents.commands.playbooks",)
+FAMILIES: tuple[str, ...] = ("incidents.commands.playbooks", "incidents.commands.apikeys")
 
 
 def register_all(sub: argparse._SubParsersAction[Any]) -> None:

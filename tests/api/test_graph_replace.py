@@ -205,7 +205,7 @@ def test_every_replacement_is_logged_with_who_and_what_changed(
     assert len(records) == 2
     record: Any = records[-1]
     assert record.levelno == logging.INFO
-    assert (record.by, record.via, record.client) == ("testclient", "api", "testclient")
+    assert (record.by, record.via, record.client) == ("bootstrap-token", "api", "testclient")
     assert (record.added, record.removed, record.changed) == (12, 1, 2)
     assert record.added_names == names[:10] and record.removed_names == ["b"]
     assert record.digest == result["digest"]

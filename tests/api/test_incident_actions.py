@@ -85,11 +85,11 @@ def test_acknowledge_stops_nothing_twice_and_updates_slack(
     assert "it is acknowledged" in again.json()["message"]
 
 
-def test_an_empty_body_is_fine_and_the_actor_defaults_to_api(pipe: Pipeline) -> None:
+def test_an_empty_body_is_fine_and_the_actor_defaults_to_the_key(pipe: Pipeline) -> None:
     iid = opened(pipe)
     response = pipe.client.post(f"/api/v1/incidents/{iid}/acknowledge", content=b"", headers=AUTH)
     assert response.status_code == 200, response.text
-    assert response.json()["acknowledged_by"] == "api"
+    assert response.json()["acknowledged_by"] == "bootstrap-token"
 
 
 def test_status_moves_through_the_working_states(pipe: Pipeline) -> None:

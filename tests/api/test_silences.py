@@ -169,7 +169,7 @@ def test_maintenance_window_mutes_every_alert_of_its_service(pipe: Pipeline) -> 
         ),
         ({"matchers": ["alertname=A"], "ends_at": "2020-01-01T00:00:00Z"}, "ends_at", "after"),
         ({"service": "no-such-service"}, "service", "no-such-service"),
-        ({"matchers": ["alertname=A"], "created_by": None}, "created_by", "required"),
+        ({"matchers": ["alertname=A"], "created_by": ""}, "created_by", "at least 1"),
         ({"matchers": []}, "matchers", "matcher"),
         ({"matchers": ['team=~".*"', 'env=""']}, "matchers", "mute everything"),
         ({"matchers": ["alertname=A"], "ends_at": None}, "ends_at", "required"),

@@ -62,7 +62,7 @@ def test_an_approval_gated_step_waits_then_runs_once_approved(
     assert approved.status_code == 200, approved.text
     run = wait_run(pipe.client, run["id"])
     assert run["status"] == "succeeded"
-    assert run["decided_by"] == "api" and run["decided_at"]
+    assert run["decided_by"] == "bootstrap-token" and run["decided_at"]
     assert pipe.incident(incident["id"])["state"] == "investigating"
     again = _post(pipe, f"/api/v1/playbook-runs/{run['id']}/approve")
     assert again.status_code == 409
@@ -79,7 +79,7 @@ def test_a_rejected_step_stops_the_run(playbook_pipe: Callable[..., Pipeline]) -
     assert [s["status"] for s in rejected.json()["steps"]] == ["succeeded", "skipped"]
     assert pipe.incident(incident["id"])["state"] == "triggered"
     messages = [e["message"] for e in pipe.incident(incident["id"])["timeline"]]
-    assert any("rejected by api: not now" in m for m in messages)
+    assert any("rejected by bootstrap-token: not now" in m for m in messages)
 
 
 def test_an_unanswered_approval_expires(playbook_pipe: Callable[..., Pipeline]) -> None:

@@ -133,7 +133,7 @@ def test_check_config_takes_a_file_masks_secrets_and_resolves_paths_beside_it(
     assert "the configuration is valid" in result.stderr
 
 
-def test_check_config_falls_back_to_incidents_config_and_reports_auth_off(
+def test_check_config_falls_back_to_incidents_config_and_reports_keys_only(
     layout: tuple[Path, Path], run_cli: Callable[..., Ran]
 ) -> None:
     conf, elsewhere = layout
@@ -141,7 +141,7 @@ def test_check_config_falls_back_to_incidents_config_and_reports_auth_off(
     result = run_cli(["check-config"], cwd=elsewhere, env={"INCIDENTS_CONFIG": "../conf/open.yaml"})
     assert result.returncode == 0, result.stderr
     assert Path(json.loads(result.stdout)["correlation"]["graph_file"]) == conf / "graph.yaml"
-    assert "authentication is OFF" in result.stderr
+    assert "authentication is on: API keys only" in result.stderr
 
 
 def test_paths_from_the_environment_stay_relative_to_the_working_directory(

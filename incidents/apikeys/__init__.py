@@ -1,0 +1,1 @@
+"""API keys: named, scoped, stored hashed, revocable; the scopes they can carry."""
