@@ -55,7 +55,8 @@ def read_config_file(path: Path, *, required: bool) -> dict[str, str]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise UsageError(f"{where}: not valid YAML") from None
+        problem = getattr(exc, "problem", None) or "cannot parse"
+        raise UsageError(f"{where}: not valid YAML: {problem}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
