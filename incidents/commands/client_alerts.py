@@ -199,9 +199,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     query.add_argument(
         "--status", choices=["firing", "resolved", "all"], default="firing", help="which alerts"
     )
-    query.add_argument("--service", help="only alerts about this service")
+    query.add_argument("--service", help="only alerts about this service (default: any)")
     query.add_argument(
-        "--severity", action="append", choices=["P0", "P1", "P2", "P3"], help="repeatable"
+        "--severity",
+        action="append",
+        choices=["P0", "P1", "P2", "P3"],
+        help="only these severities; repeatable (default: all)",
     )
     query.add_argument("--limit", type=int, default=200, help="show at most this many")
     query.set_defaults(run=alert_query)
@@ -211,21 +214,37 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     add = silence_sub.add_parser(
         "add", parents=[conn, out], help="mute alerts matching every matcher for a while"
     )
-    add.add_argument("matchers", nargs="*", metavar="MATCHER", help="Alertmanager matchers")
+    add.add_argument(
+        "matchers",
+        nargs="*",
+        metavar="MATCHER",
+        help="Alertmanager matchers, all of which an alert must match (required, unless --service)",
+    )
     add.add_argument("-d", "--duration", default="1h", help="how long: 2h, 90m, 1h30m, 1d")
     add.add_argument("-c", "--comment", required=True, help="why (required)")
     add.add_argument("-a", "--author", help="who (default: the local user name)")
     add.add_argument("--start", help="ISO 8601 start with a zone (default: now)")
-    add.add_argument("--service", help="a service of the graph: a maintenance window")
+    add.add_argument(
+        "--service", help="a service of the graph: a maintenance window (default: none)"
+    )
     add.set_defaults(run=silence_add)
     squery = silence_sub.add_parser(
         "query", parents=[conn, out], help="list silences, filtered by matchers"
     )
-    squery.add_argument("matchers", nargs="*", metavar="MATCHER", help="show silences these match")
     squery.add_argument(
-        "--expired", action="store_true", help="show expired silences instead of current ones"
+        "matchers",
+        nargs="*",
+        metavar="MATCHER",
+        help="show the silences these match (default: all)",
     )
-    squery.add_argument("-q", "--quiet", action="store_true", help="print only the ids")
+    squery.add_argument(
+        "--expired",
+        action="store_true",
+        help="show expired silences instead of current ones (default: current ones)",
+    )
+    squery.add_argument(
+        "-q", "--quiet", action="store_true", help="print only the ids (default: a table)"
+    )
     squery.set_defaults(run=silence_query)
     expire = silence_sub.add_parser("expire", parents=[conn], help="end silences now")
     expire.add_argument("ids", nargs="+", metavar="ID", help="silence ids (required)")

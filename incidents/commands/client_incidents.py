@@ -213,11 +213,19 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         default="open",
         help="open ones take alerts; resolved and merged ones are over",
     )
-    listing.add_argument("--state", action="append", choices=STATES, help="repeatable")
     listing.add_argument(
-        "--severity", action="append", choices=["P0", "P1", "P2", "P3"], help="repeatable"
+        "--state",
+        action="append",
+        choices=STATES,
+        help="only incidents people have in these states; repeatable (default: all)",
     )
-    listing.add_argument("--service", help="only incidents affecting this service")
+    listing.add_argument(
+        "--severity",
+        action="append",
+        choices=["P0", "P1", "P2", "P3"],
+        help="only these severities; repeatable (default: all)",
+    )
+    listing.add_argument("--service", help="only incidents affecting this service (default: any)")
     listing.add_argument("--limit", type=int, default=50, help="show at most this many")
     listing.set_defaults(run=incident_list)
     show = verbs.add_parser("show", parents=[conn, out], help="one incident in full")
@@ -230,7 +238,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     ):
         verb = verbs.add_parser(name, parents=[conn, out], help=what)
         verb.add_argument("id", metavar="ID", help="the incident's id (required)")
-        verb.add_argument("-m", "--message", help="why; shown on the timeline")
+        verb.add_argument("-m", "--message", help="why; shown on the timeline (default: none)")
         verb.add_argument("--by", help="who acts (default: the local user name)")
         verb.set_defaults(run=run)
     note = verbs.add_parser("note", parents=[conn, out], help="add a note to the timeline")
@@ -241,5 +249,5 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     who = sub.add_parser("oncall", parents=[conn, out], help="who is on call now")
     who.add_argument("schedule", nargs="?", metavar="SCHEDULE", help="(default: every schedule)")
-    who.add_argument("--at", help="ISO 8601 time to ask about instead of now")
+    who.add_argument("--at", help="ISO 8601 time to ask about (default: now)")
     who.set_defaults(run=oncall)
