@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from incidents.client.connection import DEFAULT_URL, KEY_ENV, URL_ENV, UsageError, resolve
-from incidents.client.http import ApiClient, ClientError, ServerError
+from incidents.client.http import DEFAULT_TIMEOUT, ApiClient, ClientError, ServerError
 
 Command = Callable[[ApiClient, argparse.Namespace], int]
 
@@ -34,6 +34,13 @@ def connection_flags() -> argparse.ArgumentParser:
         metavar="FILE",
         help="YAML file with `url:` and `key:` (default: $XDG_CONFIG_HOME/incidents/"
         "client.yaml, else ~/.config/incidents/client.yaml, if it exists)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="how long to wait for an answer",
     )
     return parent
 
@@ -76,7 +83,9 @@ def client_command(fn: Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
             connection = resolve(args.url, args.key, args.client_config)
-            with ApiClient(connection) as api:
+            if not args.timeout > 0:
+                raise UsageError("--timeout: must be a positive number of seconds")
+            with ApiClient(connection, args.timeout) as api:
                 return fn(api, args)
         except UsageError as exc:
             fail(str(exc))

@@ -15,7 +15,8 @@ import httpx
 from incidents import __version__
 from incidents.client.connection import Connection
 
-TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+DEFAULT_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 5.0
 
 
 class ClientError(Exception):
@@ -42,8 +43,8 @@ class ServerError(ClientError):
 def _reason(exc: httpx.TransportError) -> str:
     text = str(exc) or type(exc).__name__
     lowered = text.lower()
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "timed out connecting"
     if "refused" in lowered:
         return "connection refused"
     if "name or service not known" in lowered or "nodename nor servname" in lowered:
@@ -68,8 +69,11 @@ def error_of(response: httpx.Response) -> ServerError:
     elif isinstance(body, str):
         message = body  # the Alertmanager-shaped API answers errors as a JSON string
     else:
+        # Not ours: a proxy's page, say. Plain text is shown; a page of HTML is not.
+        media = response.headers.get("content-type", "")
         first = response.text.strip().splitlines()[:1]
-        message = first[0][:300] if first else (response.reason_phrase or "error")
+        plain = media.startswith("text/plain") and first
+        message = first[0][:300] if plain else (response.reason_phrase or "error")
     if len(details) <= 1:
         details = []
     return ServerError(status, f"{message} (HTTP {status})", details)
@@ -78,15 +82,18 @@ def error_of(response: httpx.Response) -> ServerError:
 class ApiClient:
     """The API at one base URL, with one key; close it, or use it as a context manager."""
 
-    def __init__(
-        self, connection: Connection, transport: httpx.BaseTransport | None = None
-    ) -> None:
+    def __init__(self, connection: Connection, timeout: float = DEFAULT_TIMEOUT) -> None:
         headers = {"User-Agent": f"incidents-cli/{__version__}", "Accept": "application/json"}
         if connection.key:
             headers["Authorization"] = f"Bearer {connection.key}"
         self.base_url = connection.url
+        self.timeout = timeout
+        self.sends_key = bool(connection.key)
         self._http = httpx.Client(
-            base_url=connection.url, headers=headers, timeout=TIMEOUT, transport=transport
+            base_url=connection.url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+            trust_env=False,  # an operator's HTTP(S)_PROXY must not swallow a local URL
         )
 
     def __enter__(self) -> ApiClient:
@@ -113,10 +120,19 @@ class ApiClient:
             response = self._http.request(
                 method, path, params=params, json=body, headers={"Accept": accept}
             )
+        except httpx.ReadTimeout:
+            raise Unreachable(
+                f"{self.base_url} did not answer within {self.timeout:g} s (--timeout)"
+            ) from None
         except httpx.TransportError as exc:
             raise Unreachable(f"cannot reach {self.base_url}: {_reason(exc)}") from None
         if response.is_error:
-            raise error_of(response)
+            error = error_of(response)
+            if error.status == 401 and not self.sends_key:
+                error.details.append(
+                    "no key was sent: give it with --key, INCIDENTS_KEY or the client config file"
+                )
+            raise error
         return response
 
     def json(self, method: str, path: str, *, params: Any = None, body: Any = None) -> Any:

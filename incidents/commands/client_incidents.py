@@ -49,7 +49,8 @@ def incident_list(api: ApiClient, args: argparse.Namespace) -> int:
     items: list[dict[str, Any]] = []
     cursor = None
     while len(items) < args.limit:
-        params["limit"] = PAGE
+        # With --state the API's pages are filtered here, so full pages are asked for.
+        params["limit"] = PAGE if args.state else min(PAGE, args.limit - len(items))
         if cursor:
             params["cursor"] = cursor
         page = api.get("/api/v1/incidents", params)

@@ -107,4 +107,4 @@ def test_a_wrong_key_prints_the_servers_401_message(cli: Callable[..., Outcome])
     assert outcome.err.strip() == "incidents: invalid credentials (HTTP 401)"
     assert outcome.out == ""
     none = cli("alert", "query", key=None)
-    assert none.code == 1 and "(HTTP 401)" in none.err
+    assert none.code == 1 and "(HTTP 401)" in none.err and "no key was sent" in none.err
