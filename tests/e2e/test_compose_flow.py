@@ -66,7 +66,7 @@ def local_copies(tmp: Path, api: int, am: int, prom: int) -> None:
     (tmp / "rules.yml").write_text(yaml.safe_dump(rules), encoding="utf-8")
     text = (EXAMPLES / "alertmanager.yml").read_text(encoding="utf-8")
     text = text.replace("http://proxy:8080", f"http://127.0.0.1:{api}")
-    text = text.replace("/tmp/incidents-api-token", str(tmp / "token"))
+    text = text.replace("/alertmanager/incidents-api-token", str(tmp / "token"))
     text = text.replace("group_wait: 10s", "group_wait: 1s")
     (tmp / "alertmanager.yml").write_text(text, encoding="utf-8")
     (tmp / "token").write_text(KEY, encoding="utf-8")
