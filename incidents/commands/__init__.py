@@ -18,7 +18,13 @@ import importlib
 from typing import Any
 
 # Modules with a `register(sub)` function, in the order their commands are listed.
-FAMILIES: tuple[str, ...] = ("incidents.commands.playbooks", "incidents.commands.apikeys")
+FAMILIES: tuple[str, ...] = (
+    "incidents.commands.playbooks",
+    "incidents.commands.apikeys",
+    "incidents.commands.client_alerts",
+    "incidents.commands.client_incidents",
+    "incidents.commands.client_reports",
+)
 
 
 def register_all(sub: argparse._SubParsersAction[Any]) -> None:
