@@ -105,7 +105,11 @@ def buttons(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 @contextmanager
 def approval_stage(
-    db_url: str, client_for: Callable[..., TestClient], folder: Path, hold: float = 0
+    db_url: str,
+    client_for: Callable[..., TestClient],
+    folder: Path,
+    hold: float = 0,
+    timeout: float = 1800,
 ) -> Iterator[ApprovalStage]:
     """The service with the playbook, the routing, the users and both stand-ins."""
     with FakeSlack() as slack, FakeTwilio() as twilio:
@@ -115,6 +119,7 @@ def approval_stage(
             playbooks={
                 "folder": str(write_playbooks(folder, **{"service-down": PLAYBOOK})),
                 "sweep_interval_seconds": 0.5,
+                "approval_timeout_seconds": timeout,
             },
             slack_bot_token=slack.token,
             slack_api_url=slack.api_url,

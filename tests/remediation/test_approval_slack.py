@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.acting.stage import ALICE
 from tests.api.incident_pipe import entries
 from tests.notify.test_routing_stage import notifications, wait_until
 from tests.remediation.approval_stage import ApprovalStage, approval_stage, buttons
@@ -73,7 +74,7 @@ def test_reject_stops_the_run(stage: ApprovalStage) -> None:
     assert response.json()["text"].startswith(f"Rejected: run {run['id']}")
     done = stage.run(run["id"])
     assert done["status"] == "rejected" and done["decided_by"] == "alice"
-    assert done["error"] == "rejected by alice"
+    assert done["error"] == "rejected by alice" and done["approval"] is None
     assert [s["status"] for s in done["steps"]] == ["succeeded", "skipped"]
     summaries = [e["message"] for e in stage.state(iid)["timeline"]]
     assert not any("scaled" in s for s in summaries)
@@ -131,3 +132,19 @@ def test_a_request_made_during_the_opening_hold_still_threads(
         [incident_message] = stage.slack.top_level()
         assert message.thread_ts == incident_message.ts
         assert buttons(message.body)["playbook_approve"]["value"] == str(run["id"])
+
+
+def test_an_expired_request_is_answered_with_its_status(
+    db_url: str, client_for: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    with approval_stage(db_url, client_for, tmp_path / "playbooks", timeout=2) as stage:
+        iid, run = stage.trigger()
+        assert run["approval"]["step"] == "scale_up"
+        stage.wait_texts(ALICE, 2)  # the page and the request
+        done = wait_run(stage.client, run["id"])
+        assert done["status"] == "expired" and done["approval"] is None
+        press = stage.decide("U0ALICE", "playbook_approve", run["id"])
+        assert f"run {run['id']} is expired, not waiting for approval" in press.json()["text"]
+        text = stage.sms(ALICE, "y").text
+        assert f"No playbook run of incident #{iid} waits for approval" in text
+        assert stage.run(run["id"])["decided_by"] is None
