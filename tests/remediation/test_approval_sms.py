@@ -11,10 +11,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from incidents.acting.sms_reply import HELP, Command, parse
-from incidents.notify import gsm
-from incidents.notify.approval_note import Ask, details, read
-from incidents.notify.base import Notification
-from incidents.notify.channels.sms import MAX_SEGMENTS, approval_text
 from tests.acting.stage import ALICE, BOB, STRANGER
 from tests.api.incident_pipe import entries
 from tests.remediation.approval_stage import ApprovalStage, approval_stage
@@ -132,42 +128,3 @@ def test_near_misses_are_not(body: str) -> None:
 
 def test_help_mentions_y_and_n() -> None:
     assert "12y or 12n" in HELP
-
-
-ASK = {
-    "run_id": 7,
-    "playbook": "service-down",
-    "step": "scale_up",
-    "action": "kubernetes.scale",
-    "code": 4821,
-    "expires_at": "2026-12-06T11:30:00+00:00",
-}
-
-
-def note(reply_code: int | None, **ask: object) -> Notification:
-    return Notification(
-        delivery_id=1, incident_id=12, event="approval", severity="P1", status="triggered",
-        title="ServiceDown on api", services=("api",), root_cause="api", root_reason=None,
-        blast_radius=(), url="", target=ALICE, details=tuple(details({**ASK, **ask})),
-        reply_code=reply_code,
-    )  # fmt: skip
-
-
-def test_the_details_read_back() -> None:
-    lines = details(ASK)
-    assert "expires at 2026-12-06 11:30 UTC" in lines[-1]
-    assert read(lines) == Ask(7, "service-down", "scale_up", "kubernetes.scale", 4821, (
-        "2026-12-06 11:30 UTC"
-    ))  # fmt: skip
-    assert read(["3 alerts joined"]) is None
-
-
-def test_the_approval_text() -> None:
-    assert approval_text(note(12)) == (
-        "P1 #12 playbook service-down wants to run scale_up (kubernetes.scale). "
-        "Reply 12y to approve, 12n to reject (or approve 4821)"
-    )
-    assert approval_text(note(None)).endswith("Reply approve 4821 or reject 4821")
-    long = approval_text(note(3, playbook="p" * 128, step="s" * 64, action="x." + "y" * 60))
-    assert gsm.segments(long) <= MAX_SEGMENTS
-    assert long.endswith("Reply 3y to approve, 3n to reject (or approve 4821)")
