@@ -11,18 +11,19 @@ from threading import Lock
 
 from sqlalchemy.orm import Session
 
-from incidents.acting import sms_store
-from incidents.acting.perform import perform
+from incidents.acting import approvals, sms_store
+from incidents.acting.perform import Verb, perform
 from incidents.acting.sms_reply import HELP, Command, parse
 from incidents.notify import gsm
 from incidents.oncall.lookup import user_by_phone
 from incidents.pipeline.actions import Actor
-from incidents.pipeline.stages import IncidentEvent
+from incidents.pipeline.stages import IncidentEvent, TaskRef
 
 log = logging.getLogger(__name__)
 
 # A reply is kept within this many SMS segments.
 REPLY_SEGMENTS = 2
+VERBS: dict[str, Verb] = {"acknowledge": "acknowledge", "resolve": "resolve"}
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Outcome:
     events: list[IncidentEvent] = field(default_factory=list)
     # The reply says the message was not understood (those are rate-limited).
     not_understood: bool = False
+    # To hand on after commit (an approved playbook run).
+    tasks: list[TaskRef] = field(default_factory=list)
 
 
 def handle(session: Session, phone: str, body: str, now: datetime) -> Outcome:
@@ -53,7 +56,33 @@ def handle(session: Session, phone: str, body: str, now: datetime) -> Outcome:
     if command is None:
         said = " ".join(body.split())[:40]
         return Outcome(gsm.fit(f"Not understood: {said!r}. {HELP}", REPLY_SEGMENTS), [], True)
+    if command.kind == "decide":
+        return _decide(session, phone, command, user.name, now)
     return _act(session, phone, command, Actor(user.name, "sms"), now)
+
+
+def _decide(session: Session, phone: str, command: Command, actor: str, now: datetime) -> Outcome:
+    """Approve or reject a waiting playbook step, named by incident code or approval code."""
+    approve = command.action == "approve"
+    if command.scope == "approval":
+        assert command.number is not None
+        decided = approvals.decide_by_code(
+            session, command.number, approve=approve, actor=actor, via="sms", now=now
+        )
+        return Outcome(gsm.fit(decided.text, REPLY_SEGMENTS), tasks=decided.tasks)
+    if command.scope == "code":
+        assert command.number is not None
+        incident_id = sms_store.by_code(session, phone, command.number)
+        if incident_id is None:
+            return Outcome(f"No open incident has code {command.number} for this phone. {HELP}")
+    else:
+        incident_id = sms_store.last_paged(session, phone)
+        if incident_id is None:
+            return Outcome("No open incident was texted to this phone.")
+    decided = approvals.decide_for_incident(
+        session, incident_id, approve=approve, actor=actor, via="sms", now=now
+    )
+    return Outcome(gsm.fit(decided.text, REPLY_SEGMENTS), tasks=decided.tasks)
 
 
 def _act(session: Session, phone: str, command: Command, actor: Actor, now: datetime) -> Outcome:
@@ -77,7 +106,7 @@ def _act(session: Session, phone: str, command: Command, actor: Actor, now: date
     lines: list[str] = []
     events: list[IncidentEvent] = []
     for incident_id in targets:
-        done = perform(session, incident_id, command.action, actor, now)
+        done = perform(session, incident_id, VERBS[command.action], actor, now)
         lines.append(done.text)
         events += done.events
     return Outcome(gsm.fit("; ".join(lines), REPLY_SEGMENTS), events)

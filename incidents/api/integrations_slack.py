@@ -12,6 +12,11 @@ by the notify worker like after any action. The person is answered with an ephem
 text through the interaction's `response_url` (after the 200, within Slack's three
 seconds), which says what was done, why not (already acknowledged), or that they are not
 a known user. Like Twilio's callbacks, the operation is not in the OpenAPI document.
+
+The same endpoint takes the Approve and Reject buttons of a playbook's approval request
+(their value is the run id): the decision is recorded with the user's name (via slack),
+an approved run is handed to a playbook worker after commit, and the request's message
+then says who decided instead of offering the buttons again.
 """
 
 from __future__ import annotations
@@ -27,11 +32,12 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from slack_sdk.signature import SignatureVerifier
 from starlette.concurrency import run_in_threadpool
 
-from incidents.acting import SLACK_ACTIONS_PATH
+from incidents.acting import SLACK_ACTIONS_PATH, approvals
 from incidents.acting.perform import Done, Verb, perform
 from incidents.api.responses import JsonResponse
 from incidents.db import session_scope, utcnow
 from incidents.exceptions import BadRequest, Forbidden, NotFound
+from incidents.notify.channels.slack_blocks import APPROVE_ACTION, REJECT_ACTION, decided_blocks
 from incidents.oncall.lookup import user_by_slack_id
 from incidents.pipeline.actions import Actor
 from incidents.pipeline.runner import route_events
@@ -43,6 +49,8 @@ router = APIRouter(tags=["integrations"])
 
 MAX_AGE_SECONDS = 5 * 60
 BUTTONS: dict[str, Verb] = {"acknowledge": "acknowledge", "resolve": "resolve"}
+# The approval request's buttons: approve or not.
+DECISIONS = {APPROVE_ACTION: True, REJECT_ACTION: False}
 NOT_A_USER = (
     "You are not a known user of the incident service, so nothing was done: ask for your "
     "Slack member id to be added to your user."
@@ -54,14 +62,16 @@ class Click:
     """One button press, as far as it matters here."""
 
     slack_user: str
-    verb: Verb
-    incident_id: int
+    # A button of BUTTONS or DECISIONS.
+    action: str
+    # The incident id (BUTTONS) or the playbook run id (DECISIONS).
+    target: int
     response_url: str | None
 
 
 @router.post(SLACK_ACTIONS_PATH, include_in_schema=False)
 async def slack_actions(request: Request, background: BackgroundTasks) -> JsonResponse:
-    """Act on an Acknowledge or Resolve button press."""
+    """Act on an Acknowledge, Resolve, Approve or Reject button press."""
     state = service(request)
     secret = state.settings.slack_signing_secret
     if not secret:
@@ -76,6 +86,11 @@ async def slack_actions(request: Request, background: BackgroundTasks) -> JsonRe
     answer = {"response_type": "ephemeral", "replace_original": False, "text": done.text}
     if click.response_url:
         background.add_task(_respond, click.response_url, answer)
+        if click.action in DECISIONS and done.ok:
+            # The request is answered: its message says so, and nobody presses again.
+            text = f"{done.text} (by {done.by})"
+            shown = {"replace_original": True, "text": text, "blocks": decided_blocks(text)}
+            background.add_task(_respond, click.response_url, shown)
     return JsonResponse(answer)
 
 
@@ -118,32 +133,55 @@ def _click(body: bytes) -> Click:
     if not isinstance(found, list) or not found or not isinstance(found[0], dict):
         raise BadRequest("payload: actions is empty", field="actions")
     action = found[0]
-    verb = BUTTONS.get(str(action.get("action_id")))
+    name = str(action.get("action_id"))
     value = action.get("value")
-    if verb is None:
-        raise BadRequest("payload: the action is not acknowledge or resolve", field="action_id")
+    if name not in BUTTONS and name not in DECISIONS:
+        known = ", ".join([*BUTTONS, *DECISIONS])
+        raise BadRequest(f"payload: the action is not one of {known}", field="action_id")
     if not isinstance(value, str) or not (value.isascii() and value.isdigit() and len(value) < 19):
-        raise BadRequest("payload: the button's value is not an incident id", field="value")
+        what = "an incident id" if name in BUTTONS else "a playbook run id"
+        raise BadRequest(f"payload: the button's value is not {what}", field="value")
     url = payload.get("response_url")
-    return Click(user["id"], verb, int(value), url if isinstance(url, str) and url else None)
+    return Click(user["id"], name, int(value), url if isinstance(url, str) and url else None)
 
 
-def _act(state: ServiceState, click: Click) -> Done:
+@dataclass
+class Answer:
+    """What a press did: a line for the person, and who they are."""
+
+    ok: bool
+    text: str
+    by: str = ""
+
+
+def _act(state: ServiceState, click: Click) -> Answer:
     now = utcnow()
     with session_scope(state.sessions) as session:
         user = user_by_slack_id(session, click.slack_user)
         if user is None:
             log.warning(
-                "slack: %s on incident %s by Slack member %s, no known user, was refused",
-                click.verb,
-                click.incident_id,
+                "slack: %s on %s by Slack member %s, no known user, was refused",
+                click.action,
+                click.target,
                 click.slack_user,
             )
-            return Done(False, NOT_A_USER)
-        done = perform(session, click.incident_id, click.verb, Actor(user.name, "slack"), now)
-        tasks = route_events(session, state.settings, done.events, now)
+            return Answer(False, NOT_A_USER)
+        if click.action in DECISIONS:
+            decided = approvals.decide(
+                session,
+                click.target,
+                approve=DECISIONS[click.action],
+                actor=user.name,
+                via="slack",
+                now=now,
+            )
+            done, tasks = Done(decided.ok, decided.text), decided.tasks
+        else:
+            verb = BUTTONS[click.action]
+            done = perform(session, click.target, verb, Actor(user.name, "slack"), now)
+            tasks = route_events(session, state.settings, done.events, now)
     state.dispatcher.hand_on(tasks)
-    return done
+    return Answer(done.ok, done.text, user.name)
 
 
 def _respond(url: str, answer: dict[str, Any]) -> None:

@@ -1,10 +1,11 @@
 """Replies to our Twilio number, and key presses on a paging call.
 
 `POST /api/v1/integrations/twilio/sms`: Twilio's messaging webhook. The sender (`From`)
-must be a user's phone; the body is one of the forms in incidents.acting.sms_reply. The
-answer is TwiML: a message saying what was done or what is understood; nothing for an
-unknown sender, for STOP/START (Twilio answers those itself), and past three "not
-understood" replies to one number in ten minutes.
+must be a user's phone; the body is one of the forms in incidents.acting.sms_reply
+(acknowledge or close an incident, approve or reject a playbook step: `12y`,
+`approve 4821`). The answer is TwiML: a message saying what was done or what is
+understood; nothing for an unknown sender, for STOP/START (Twilio answers those itself),
+and past three "not understood" replies to one number in ten minutes.
 
 `POST /api/v1/integrations/twilio/voice?incident=<id>`: the voice menu's `<Gather>`. The
 callee (`To`, else `Called`: the call went to the user) must be a user's phone; `Digits`
@@ -79,7 +80,7 @@ def _sms(state: ServiceState, sender: str, body: str) -> Outcome:
     with session_scope(state.sessions) as session:
         outcome = handle(session, sender, body, now)
         tasks = route_events(session, state.settings, outcome.events, now)
-    state.dispatcher.hand_on(tasks)
+    state.dispatcher.hand_on(tasks + outcome.tasks)
     return outcome
 
 

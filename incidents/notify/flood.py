@@ -3,6 +3,8 @@
 What exceeds the limit is never dropped: the last text the window allows becomes one
 summary of everything waiting ("7 more incidents: #12 P0 ..."), and the rows it covers
 are marked `bundled`. Once the window is full, waiting rows are held until a place frees.
+A playbook's approval request is neither bundled nor held: a summary would lose how to
+answer it, and it expires; it still takes a place in the window.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from incidents.db import aggregate_time, session_scope, utcnow
+from incidents.notify.approval_note import APPROVAL_EVENT
 from incidents.notify.models import NOTIFICATIONS
 from incidents.notify.outbox import Claimed
 
@@ -50,6 +53,10 @@ def plan(factory: sessionmaker[Session], channel: str, items: list[Claimed]) -> 
     n = NOTIFICATIONS.c
     with session_scope(factory) as session:
         for target, waiting in by_target.items():
+            out.alone += [w for w in waiting if w.event == APPROVAL_EVENT]
+            waiting = [w for w in waiting if w.event != APPROVAL_EVENT]
+            if not waiting:
+                continue
             sent, first = session.execute(
                 select(func.count(), func.min(n.sent_at)).where(
                     n.channel == channel,

@@ -11,6 +11,10 @@ Symptoms update, they do not post: alerts joining an incident, or a re-root, bec
 `updated` row per Slack target, and only while none is already waiting for that target,
 so a storm of joins is a handful of message edits. Digest receivers get no immediate
 rows: their events wait as `digest` rows for the daily email. No network call here.
+
+A playbook run waiting for approval (a PLAYBOOK_RUN event with `approval` in its data) is
+action-required: it becomes `approval` rows for the Slack, email and SMS targets
+(incidents.notify.approval_note). Other playbook entries stay on the timeline only.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from incidents import timeline
 from incidents.config import Settings
 from incidents.correlation.store import current_graph
 from incidents.models import ALERTS, INCIDENTS, LINKS, Incident
+from incidents.notify import approval_note
 from incidents.notify.models import NOTIFICATIONS
 from incidents.notify.routing import RoutingTree, graph_team_lookup, routing_labels
 from incidents.pipeline.stages import IncidentEvent, RunContext, TaskRef
@@ -138,7 +143,7 @@ class RoutingStage:
         self, ctx: RunContext, event: IncidentEvent, receiver: str, targets: Any
     ) -> list[dict[str, Any]]:
         """Paging events of a digest receiver wait, as `digest` rows, for the daily email."""
-        if event.kind in UPDATES or event.kind in STATE_CHANGES:
+        if event.kind in UPDATES or event.kind in STATE_CHANGES or approval_note.is_request(event):
             return []
         return [
             {
@@ -158,6 +163,8 @@ class RoutingStage:
         targets: Any,
         waiting: set[tuple[int, str, str]],
     ) -> list[dict[str, Any]]:
+        if approval_note.is_request(event):
+            return approval_note.rows(ctx, event, receiver, targets)
         updating = event.kind in UPDATES
         kind = "updated" if updating else str(event.kind)
         not_before = ctx.now
@@ -259,6 +266,7 @@ def _wanted(event: IncidentEvent) -> bool:
         (event.pages and event.kind in PAGING)
         or event.kind in UPDATES
         or event.kind in STATE_CHANGES
+        or approval_note.is_request(event)
     )
 
 

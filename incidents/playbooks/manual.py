@@ -15,7 +15,7 @@ from incidents.models import INCIDENTS
 from . import store
 from .catalog import Loaded
 from .execute import Executor
-from .models import RUNS
+from .models import RUNS, RunStatus
 from .store import MANUAL
 
 
@@ -90,7 +90,8 @@ def run_view(session: Session, run_id: int) -> dict[str, Any] | None:
         for s in store.load_steps(session, run_id)
     ]
     approval = None
-    if run["approval_step"] is not None:
+    # A rejected or expired run keeps its approval_step, but waits for nothing.
+    if run["approval_step"] is not None and run["status"] == RunStatus.WAITING_APPROVAL:
         approval = {
             "step": run["playbook"]["steps"][run["approval_step"]]["name"],
             "code": run["approval_code"],
@@ -128,7 +129,7 @@ def cancel(session: Session, run_id: int, actor: str, message: str | None) -> di
     from incidents import timeline
     from incidents.vocab import TimelineKind
 
-    from .models import RunStatus, StepStatus
+    from .models import StepStatus
 
     run = store.load_run(session, run_id, lock=True)
     if run is None:

@@ -101,6 +101,7 @@ EVENTS: dict[str, tuple[str, str]] = {
     "assigned": ("Assigned: ", "Incident assigned"),
     "note": ("Note: ", "Note added"),
     "digest": ("", "Daily digest"),
+    "approval": ("Approval needed: ", "A playbook waits for approval"),
 }
 
 # Long titles fold fine in a header, but a subject is for reading in a list.

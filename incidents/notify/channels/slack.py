@@ -5,6 +5,10 @@ and `ts` come back in `SendResult.thread`, and every later send (symptoms joined
 re-root, severity raised, resolved, reopened) edits that message in place and adds a
 thread reply, so a busy incident never floods the channel with top-level posts.
 
+A playbook approval request is a thread reply with Approve and Reject buttons (the
+interactivity endpoint takes the presses); it leaves the incident's message as it is, and
+before the incident has a message it is posted on its own, without becoming the thread.
+
 One send is one attempt: the WebClient is built without retry handlers, so a 429 reaches
 us and goes back to the notify worker with its `Retry-After`, and the worker decides.
 """
@@ -25,6 +29,8 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web import SlackResponse
 
 from incidents.notify import templates
+from incidents.notify.approval_note import APPROVAL_EVENT
+from incidents.notify.approval_note import read as read_ask
 from incidents.notify.base import Notification, SendResult, register
 from incidents.notify.channels import slack_blocks as render
 from incidents.notify.channels import slack_find
@@ -174,6 +180,8 @@ class SlackNotifier:
         if not self.settings.bot_token:
             return SendResult(ok=False, error="slack: bot_token is not set; cannot send")
         n = notification
+        if n.event == APPROVAL_EVENT:
+            return self._ask(n)
         if n.thread.get("ts"):
             return self._update(n)
         return self._post(n)
@@ -200,6 +208,8 @@ class SlackNotifier:
         if ts is None:
             return None
         thread = {"channel": channel, "ts": thread_ts or ts}
+        if n.event == APPROVAL_EVENT:
+            thread = dict(n.thread)  # the request never becomes the incident's thread
         return SendResult(ok=True, provider_id=ts, thread=thread)
 
     def _post(self, n: Notification) -> SendResult:
@@ -218,6 +228,24 @@ class SlackNotifier:
         ts = str(response.get("ts", ""))
         channel = str(response.get("channel") or n.target)
         return SendResult(ok=True, provider_id=ts, thread={"channel": channel, "ts": ts})
+
+    def _ask(self, n: Notification) -> SendResult:
+        """Post an approval request in the incident's thread (or alone, before it has one)."""
+        ask = read_ask(n.details)
+        if ask is None:
+            return SendResult(ok=False, error="slack: the approval notification names no run")
+        try:
+            response = self.client.chat_postMessage(
+                channel=n.thread.get("channel") or n.target,
+                text=render.approval_text(n, ask),
+                blocks=render.approval_blocks(n, ask),
+                unfurl_links=False,
+                metadata=slack_find.metadata(n.delivery_id, n.incident_id),
+                thread_ts=n.thread.get("ts") or None,
+            )
+        except Exception as exc:
+            return classify(exc, "chat.postMessage (approval)")
+        return SendResult(ok=True, provider_id=str(response.get("ts", "")), thread=dict(n.thread))
 
     def _update(self, n: Notification) -> SendResult:
         channel = n.thread.get("channel") or n.target

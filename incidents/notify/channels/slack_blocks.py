@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from incidents.notify.approval_note import Ask
 from incidents.notify.base import Notification
 
 # Slack's own limits: a header's text, a section's text, a button's label and value.
@@ -23,6 +24,10 @@ ACK_ACTION = "acknowledge"
 RESOLVE_ACTION = "resolve"
 OPEN_ACTION = "incident_open"
 ACTIONS_BLOCK = "incident_actions"
+# The approval buttons of a playbook run: `value` is the run id.
+APPROVE_ACTION = "playbook_approve"
+REJECT_ACTION = "playbook_reject"
+APPROVAL_BLOCK = "playbook_approval"
 
 SEVERITY_COLOURS = {
     "P0": "#D92D20",  # red
@@ -51,6 +56,7 @@ EVENT_SUMMARIES = {
     "severity_changed": "Severity changed to {severity}.",
     "assigned": "Incident assigned.",
     "note": "Note added.",
+    "approval": "A playbook waits for approval.",
 }
 # States in which someone already has the incident: no Acknowledge button.
 HANDLED_STATUSES = frozenset({"acknowledged", "investigating", "identified", "monitoring"})
@@ -146,6 +152,67 @@ def reply_text(n: Notification) -> str:
     """The default thread reply: the event in one line, then the details as bullets."""
     lines = [event_summary(n), *(f"• {d}" for d in n.details)]
     return truncate(escape("\n".join(lines)), SECTION_LIMIT)
+
+
+def approval_text(n: Notification, ask: Ask) -> str:
+    """The plain text of an approval request (notifications, and where blocks fail)."""
+    line = (
+        f"Approval needed: playbook {ask.playbook} wants to run step {ask.step} "
+        f"({ask.action}) on incident #{n.incident_id} ({n.severity})"
+    )
+    return truncate(escape(line), FALLBACK_LIMIT)
+
+
+def approval_blocks(n: Notification, ask: Ask) -> list[dict[str, Any]]:
+    """The approval request: what waits, how else to answer, and Approve / Reject."""
+    what = (
+        f":raised_hand: *Approval needed:* playbook `{escape(ask.playbook)}` wants to run "
+        f"step `{escape(ask.step)}` (`{escape(ask.action)}`) on incident #{n.incident_id}."
+    )
+    notes = [f"run {ask.run_id}"]
+    if ask.expires:
+        notes.append(f"expires at {escape(ask.expires)}")
+    if ask.code is not None:
+        notes.append(f"or by SMS: `approve {ask.code}` / `reject {ask.code}`")
+    value = str(ask.run_id)
+    return [
+        {"type": "section", "text": _mrkdwn(truncate(what, SECTION_LIMIT))},
+        {"type": "context", "elements": [_mrkdwn(" · ".join(notes))]},
+        {
+            "type": "actions",
+            "block_id": APPROVAL_BLOCK,
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": APPROVE_ACTION,
+                    "text": _plain("Approve"),
+                    "style": "primary",
+                    "value": value,
+                },
+                {
+                    "type": "button",
+                    "action_id": REJECT_ACTION,
+                    "text": _plain("Reject"),
+                    "style": "danger",
+                    "value": value,
+                    # A rejected run stops for good: ask once.
+                    "confirm": {
+                        "title": _plain("Reject the playbook step?"),
+                        "text": _plain(
+                            truncate(f"{ask.playbook}: step {ask.step} will not run.", 300)
+                        ),
+                        "confirm": _plain("Reject"),
+                        "deny": _plain("Cancel"),
+                    },
+                },
+            ],
+        },
+    ]
+
+
+def decided_blocks(text: str) -> list[dict[str, Any]]:
+    """What an answered request shows instead of its buttons."""
+    return [{"type": "section", "text": _mrkdwn(truncate(escape(text), SECTION_LIMIT))}]
 
 
 def _root_cause(n: Notification) -> str:

@@ -6,6 +6,9 @@ The text names the incident and how to answer it by reply: `<code>a` acknowledge
 STOP is sent nothing: its notification fails at once as unreachable. A long title is
 shortened with an ellipsis so the whole text stays within two segments; a phone shows a
 longer message in pieces, and every segment is billed.
+
+A playbook approval request has its own wording: what wants to run, and `<code>y` /
+`<code>n` to approve or reject it (or `approve <approval code>`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any
 from jinja2 import Template
 
 from incidents.notify import gsm
+from incidents.notify.approval_note import APPROVAL_EVENT
+from incidents.notify.approval_note import read as read_ask
 from incidents.notify.base import Notification, SendResult, register
 from incidents.notify.channels.twilio_client import (
     TwilioSettings,
@@ -55,6 +60,28 @@ SMS_VARIABLES = {"event_label": "", "ack_code": "1a", "close_code": "1c"}
 OPTED_OUT_CODE = 21610
 
 
+def approval_text(n: Notification) -> str:
+    """The text asking the on-call to approve a playbook step, with how to answer."""
+    ask = read_ask(n.details)
+    if ask is None:
+        return gsm.fit(f"{n.severity} #{n.incident_id}: " + " ".join(n.details), MAX_SEGMENTS)
+    answers = []
+    if n.reply_code is not None:
+        answers.append(f"Reply {n.reply_code}y to approve, {n.reply_code}n to reject")
+    if ask.code is not None:
+        by_code = f"approve {ask.code}"
+        answers.append(f"(or {by_code})" if answers else f"Reply {by_code} or reject {ask.code}")
+    how = " ".join(answers)
+    text = (
+        f"{n.severity} #{n.incident_id} playbook {ask.playbook} wants to run {ask.step} "
+        f"({ask.action}). {how}"
+    )
+    if gsm.segments(text) > MAX_SEGMENTS:
+        # Long names: the answer matters more than the action's name.
+        text = f"#{n.incident_id} approve step {ask.step}? {how}"
+    return gsm.fit(text.strip(), MAX_SEGMENTS)
+
+
 def ack_code(reply_code: int | None, incident_id: int) -> str:
     """The reply that acknowledges an incident: the recipient's code, else by id."""
     return f"{reply_code}a" if reply_code is not None else f"ack {incident_id}"
@@ -92,6 +119,8 @@ class SmsNotifier:
         if n.event == "summary":
             # A flood summary names several incidents: no single reply code applies.
             return gsm.fit(" ".join(n.details), MAX_SEGMENTS)
+        if n.event == APPROVAL_EVENT:
+            return approval_text(n)
         which = 1 if n.event == "resolved" else 0
         template, fallback = self._templates[which], self._defaults[which]
         context = template_context(n)
