@@ -14,9 +14,6 @@ leaves a record the next one can trust:
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -35,44 +32,11 @@ from .actions import get as get_action
 from .actions.base import ActionContext, ActionError, ActionResult
 from .context import incident_context, template_context
 from .document import COMPENSATION_OFFSET, Compensation, Playbook, Step
+from .lease import LeaseKeeper, worker_id
 from .models import RunStatus, StepStatus
 from .record import Recorder, steps_view
 
 log = logging.getLogger(__name__)
-
-
-def worker_id() -> str:
-    """This worker's name on the leases it holds."""
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"[:64]
-
-
-class _Lease:
-    """Keeps the run's lease alive from a thread while a step waits on something slow."""
-
-    def __init__(self, sessions: sessionmaker[Session], run_id: int, owner: str, seconds: float):
-        self._args = (sessions, run_id, owner, seconds)
-        self._stop = threading.Event()
-        self.lost = False
-        self._thread = threading.Thread(target=self._loop, name=f"lease-{run_id}", daemon=True)
-
-    def __enter__(self) -> _Lease:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        sessions, run_id, owner, seconds = self._args
-        while not self._stop.wait(seconds / 3):
-            try:
-                with session_scope(sessions) as session:
-                    if not store.renew(session, run_id, owner, utcnow(), seconds):
-                        self.lost = True
-                        return
-            except Exception:
-                log.warning("could not renew the lease of playbook run %s", run_id)
 
 
 class Executor:
@@ -99,13 +63,13 @@ class Executor:
         with session_scope(self.sessions) as session:
             if not store.claim(session, run_id, owner, utcnow(), lease):
                 return "skipped"
-        with _Lease(self.sessions, run_id, owner, lease) as keeper:
+        with LeaseKeeper(self.sessions, run_id, owner, lease) as keeper:
             while True:
                 status = self._next(run_id, owner, keeper)
                 if status is not None:
                     return status
 
-    def _next(self, run_id: int, owner: str, keeper: _Lease) -> str | None:
+    def _next(self, run_id: int, owner: str, keeper: LeaseKeeper) -> str | None:
         """Take the run one step further; its final status once it stops, else None."""
         with session_scope(self.sessions) as session:
             run = store.load_run(session, run_id)
