@@ -152,3 +152,24 @@ def test_reading_playbooks_and_bad_requests(playbook_pipe: Callable[..., Pipelin
     assert bad.status_code == 422
     assert "incident_id" in bad.text and "dry" in bad.text
     assert "playbook_run" not in kinds(pipe.incident(_incident(pipe, "Other")["id"]))
+
+
+def test_an_approval_with_a_key_records_its_owner_and_needs_incidents_write(
+    playbook_pipe: Callable[..., Pipeline],
+) -> None:
+    from tests.api.keys import KEY_SECRET, bearer, make_key
+
+    pipe = playbook_pipe({"auth": {"key_secret": KEY_SECRET}}, gated=GATED)
+    incident = _incident(pipe)
+    (run,) = wait_runs(pipe.client, incident["id"])
+    wait_run(pipe.client, run["id"], lambda r: r["status"] == "waiting_approval")
+    reader = make_key(pipe.client, "reader", "incidents:read")
+    carol = make_key(pipe.client, "carol-laptop", "incidents:write", owner="carol")
+    path = f"/api/v1/playbook-runs/{run['id']}/approve"
+    refused = pipe.client.post(path, headers=bearer(reader))
+    assert refused.status_code == 403 and "incidents:write" in refused.json()["message"]
+    approved = pipe.client.post(path, headers=bearer(carol))
+    assert approved.status_code == 200, approved.text
+    assert wait_run(pipe.client, run["id"])["decided_by"] == "carol"
+    messages = [e["message"] for e in pipe.incident(incident["id"])["timeline"]]
+    assert any("approved by carol" in m for m in messages)
