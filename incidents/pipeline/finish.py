@@ -75,6 +75,8 @@ def finish_job(job: Job, events: list[IncidentEvent], storm_cap: int) -> None:
     quiet.interrupt(job, job.touched | job.refired)
     refresh(job)
     paging.page_raises(job)
+    events.extend(job.rerouted)
+    job.rerouted = []
     note_joins(job)
     storm.page_storm(job, storm_cap)
     ids = timeline.write(job.session, job.notes)

@@ -209,6 +209,8 @@ class Job:
     new_states: list[NewState] = field(default_factory=list)
     # Alerts that joined each incident in this job: one timeline entry per incident.
     joins: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    # Held openings whose severity rose: routed again at the new severity.
+    rerouted: list[Any] = field(default_factory=list)
     # How long an opening page is held before it may be sent (see `paging`).
     open_hold: timedelta = timedelta(0)
     # Monitoring after all alerts resolved, before resolving by itself (0: at once).

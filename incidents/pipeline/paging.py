@@ -16,11 +16,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from incidents.models import Incident, TimelineEntry
 from incidents.notify.models import NOTIFICATIONS
 from incidents.pipeline.incident_state import Job, note
+from incidents.pipeline.stages import IncidentEvent
 from incidents.vocab import IncidentStatus, TimelineKind, more_severe, worst
 
 
@@ -117,6 +118,10 @@ def _raise_held(job: Job, incident_id: int, severity: str) -> None:
 
 
 def _raise_stored_opening(job: Job, incident_id: int, severity: str) -> None:
+    """The held opening page goes out at the new severity, to the receivers the routes
+    pick for it now: its waiting rows (routed at the old severity) are dropped and the
+    opening is routed again, as if it had opened at this severity."""
+    n = NOTIFICATIONS.c
     for entry in job.session.scalars(
         select(TimelineEntry)
         .where(TimelineEntry.incident_id == incident_id)  # type: ignore[arg-type]
@@ -124,6 +129,23 @@ def _raise_stored_opening(job: Job, incident_id: int, severity: str) -> None:
         .where(TimelineEntry.pages)  # type: ignore[arg-type]
     ):
         entry.data = {**entry.data, "severity": severity}
+        job.session.execute(
+            delete(NOTIFICATIONS).where(
+                n.incident_id == incident_id,
+                n.event_key == f"entry:{entry.id}",
+                n.status == "pending",
+            )
+        )
+        job.rerouted.append(
+            IncidentEvent(
+                incident_id,
+                TimelineKind.OPENED,
+                severity,
+                pages=True,
+                data=dict(entry.data),
+                entry_id=entry.id,
+            )
+        )
 
 
 def hold_until(job: Job) -> datetime:

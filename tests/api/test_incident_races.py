@@ -80,7 +80,9 @@ def test_concurrent_workers_on_related_alerts_open_one_incident(pg_url: str) -> 
     try:
         for round_no in range(10):
             with engine.begin() as conn:
-                conn.execute(sa.text(f"TRUNCATE {', '.join(INCIDENT_TABLES)} RESTART IDENTITY"))
+                conn.execute(
+                    sa.text(f"TRUNCATE {', '.join(INCIDENT_TABLES)} RESTART IDENTITY CASCADE")
+                )
             now = utcnow()
             job_ids: list[int] = []
             with sessions.begin() as session:

@@ -118,7 +118,8 @@ def test_an_opening_page_waits_for_the_hold_and_a_merge_cancels_it(
     [survivor] = pipe.live()
     [merged] = pipe.incidents(status="merged")
     [held] = [n for n in notifications(pipe, survivor["id"]) if n["event"] == "opened"]
-    assert held["status"] == "pending" and held["target"] == "#incidents"
+    # The survivor is a P0 now: its held page goes to the P0 route's channel.
+    assert held["status"] == "pending" and held["target"] == "#incidents-critical"
     [cancelled] = notifications(pipe, merged["id"])
     assert cancelled["status"] == "cancelled"
     assert f"folded into incident {survivor['id']}" in cancelled["error"]
