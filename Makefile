@@ -16,7 +16,7 @@ RUN_ENV = INCIDENTS_HOST=$(INCIDENTS_HOST) INCIDENTS_PORT=$(INCIDENTS_PORT) \
 	INCIDENTS_DATABASE_URL=$(INCIDENTS_DATABASE_URL) INCIDENTS_API_TOKEN=$(INCIDENTS_API_TOKEN) \
 	INCIDENTS_CONFIG=$(INCIDENTS_CONFIG)
 
-.PHONY: run test bench lint format worker notify-worker beat clean
+.PHONY: run test bench lint format worker notify-worker playbook-worker beat clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,9 @@ worker: $(RUN_STAMP)
 
 notify-worker: $(RUN_STAMP)
 	$(BIN)/incidents notify-worker
+
+playbook-worker: $(RUN_STAMP)
+	$(BIN)/incidents playbook-worker
 
 beat: $(RUN_STAMP)
 	$(BIN)/incidents beat
