@@ -49,7 +49,9 @@ class PlaybookOut(_Out):
 class RunIn(BaseModel):
     """A manual run of a playbook against an incident."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"incident_id": 12, "dry_run": True}]}
+    )
 
     incident_id: int = Field(ge=1, le=2**31 - 1, description="The incident to run it against.")
     dry_run: bool = Field(
@@ -62,7 +64,9 @@ class RunIn(BaseModel):
 class DecisionIn(BaseModel):
     """Why (optional), for approve, reject and cancel."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"message": "go ahead, I am watching"}]}
+    )
 
     message: str | None = Field(
         default=None, max_length=4000, description="Why; recorded on the timeline."
