@@ -24,7 +24,7 @@ from incidents.api import examples
 from incidents.migrate import upgrade
 from tests.conftest import AUTH, TOKEN, throwaway_pg_database
 
-MAX_EXAMPLES = 30
+MAX_EXAMPLES = 20
 SEED = os.environ.get("TEST_SCHEMATHESIS_SEED", "20261123")
 CHECKS = [
     "not_a_server_error",
