@@ -158,7 +158,9 @@ def playbook_runs(entries: Sequence[TimelineEntry]) -> tuple[PlaybookRun, ...]:
         if e.kind not in (PLAYBOOK_RUN, PLAYBOOK_STEP):
             continue
         data = e.data or {}
-        run_id = str(data.get("run_id", ""))
+        if data.get("run_id") is None:
+            continue  # a run the policy refused: on the timeline, not a run
+        run_id = str(data["run_id"])
         run = runs.setdefault(
             run_id,
             {"playbook": str(data.get("playbook", "")), "status": None, "at": e.at, "steps": []},

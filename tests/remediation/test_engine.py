@@ -58,3 +58,22 @@ def test_an_alert_that_matches_no_trigger_runs_nothing(
         headers={"Authorization": "Bearer test-token"},
     )
     assert response.json() == []
+
+
+def test_the_postmortem_tells_the_playbook_run_and_its_steps(
+    playbook_pipe: Callable[..., Pipeline],
+) -> None:
+    pipe = playbook_pipe(**{"note-it": NOTES})
+    pipe.post(alert("api-gateway", "ServiceDown", recent(1), "P1"))
+    (incident,) = pipe.incidents()
+    (run,) = wait_runs(pipe.client, incident["id"])
+    wait_run(pipe.client, run["id"])
+    auth = {"Authorization": "Bearer test-token"}
+    path = f"/api/v1/incidents/{incident['id']}/postmortem"
+    markdown = pipe.client.get(path, params={"format": "md"}, headers=auth).text
+    assert "note-it" in markdown
+    for step in ("first", "second", "never"):
+        assert step in markdown
+    document = pipe.client.get(path, params={"format": "json"}, headers=auth).json()
+    kinds_seen = {entry["kind"] for entry in document["timeline"]}
+    assert {"playbook_run", "playbook_step"} <= kinds_seen
