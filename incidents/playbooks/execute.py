@@ -292,6 +292,10 @@ class Executor:
         message: str,
         now: datetime,
     ) -> str:
+        current = store.load_run(session, run["id"], lock=True)
+        if current is not None and current["status"] != RunStatus.RUNNING:
+            # Cancelled while its last step was in flight: that word stands.
+            return str(current["status"])
         store.set_run(
             session,
             run["id"],

@@ -149,3 +149,39 @@ def test_playbooks_test_dry_runs_a_playbook_against_a_stored_incident(
     assert silences == []  # a dry run silences nothing
     assert main(["playbooks", "test", "nope", "--incident", "1"]) == 2
     assert "no playbook 'nope' (known: quiet)" in capsys.readouterr().err
+
+
+SLOW = """
+id: slow
+description: a slow call that fails, then another
+triggers: [{{event: incident_opened, matchers: ['alertname="Slow"']}}]
+steps:
+  - name: slow
+    action: http.request
+    params: {{method: GET, url: "{url}/slow"}}
+  - name: next
+    action: http.request
+    params: {{method: GET, url: "{url}/next"}}
+"""
+
+
+def test_a_run_cancelled_while_a_step_is_in_flight_stays_cancelled(
+    playbook_pipe: Callable[..., Pipeline], server: RecordingServer
+) -> None:
+    import time
+
+    server.respond("GET", "/slow", Reply(status=500, delay=1.0))
+    pipe = playbook_pipe(slow=SLOW.format(url=server.url))
+    pipe.post(alert("api-gateway", "Slow", recent(1), "P1"))
+    (incident,) = pipe.incidents()
+    (run,) = wait_runs(pipe.client, incident["id"])
+    deadline = time.monotonic() + 10
+    while not server.requests_to("GET", "/slow") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    cancelled = pipe.client.post(f"/api/v1/playbook-runs/{run['id']}/cancel", headers=AUTH)
+    assert cancelled.status_code == 200, cancelled.text
+    time.sleep(1.5)  # the step in flight finishes (and fails) meanwhile
+    run = wait_run(pipe.client, run["id"], lambda r: r["steps"][0]["status"] == "failed")
+    assert run["status"] == "cancelled"
+    assert [s["status"] for s in run["steps"]] == ["failed", "skipped"]
+    assert server.requests_to("GET", "/next") == []
