@@ -188,10 +188,6 @@ def _routing_test(settings: Settings, args: argparse.Namespace) -> int:
 
 def celery_worker(settings: Settings, args: argparse.Namespace, role: str) -> int:
     """Run a Celery worker (or beat) of this role under the supervisor."""
-    return _celery(settings, args, role)
-
-
-def _celery(settings: Settings, args: argparse.Namespace, role: str) -> int:
     from incidents.logging import configure_logging
     from incidents.supervisor import celery_command, supervise
 
@@ -364,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "routing":
             return _routing_test(settings, args)
         role = "notify" if args.command == "notify-worker" else args.command
-        return _celery(settings, args, role)
+        return celery_worker(settings, args, role)
     except ConfigError as exc:
         print(f"incidents: {exc.message}", file=sys.stderr)
         return 2

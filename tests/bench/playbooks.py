@@ -169,7 +169,7 @@ def steps_per_second(runs: int, steps: int, threads: int) -> list[str]:
     from incidents.playbooks.document import Playbook
     from incidents.playbooks.execute import Executor
     from tests.conftest import make_settings
-    from tests.remediation.test_limits_helpers import make_incidents
+    from tests.remediation.incident_rows import make_incidents
 
     with RecordingServer() as target, throwaway_database(f"playbook_steps_{threads}") as url:
         upgrade(url)

@@ -11,7 +11,6 @@ it the Watchdog again, and the next delivery resolves the incident.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import pytest
 
 from incidents.db import utcnow
 from incidents.heartbeats.inject import fingerprint_of
+from tests.e2e.conftest import running_service
 from tests.e2e.processes import (
     HOOK_PATH,
     START_TIMEOUT,
@@ -31,7 +31,6 @@ from tests.e2e.processes import (
     Proc,
     Service,
     free_port,
-    incidents_argv,
     parse_time,
     rfc3339,
     spawn,
@@ -89,35 +88,8 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     tmp = tmp_path_factory.mktemp("heartbeat")
     config = tmp / "config.yaml"
     config.write_text(CONFIG)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENTS_")}
-    env.update(
-        INCIDENTS_DATABASE_URL=f"sqlite:///{tmp / 'incidents.db'}",
-        INCIDENTS_API_TOKEN=TOKEN,
-        INCIDENTS_PORT=str(port),
-        INCIDENTS_CONFIG=str(config),
-        INCIDENTS_LOG_JSON="false",
-        PYTHONUNBUFFERED="1",
-    )
-    proc = spawn("incidents serve", incidents_argv(), tmp / "incidents.log", env)
-    client = httpx.Client(
-        base_url=f"http://127.0.0.1:{port}",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=5,
-        trust_env=False,
-    )
-    try:
-        wait_for(
-            "GET /readyz of our service",
-            lambda: True if client.get("/readyz").status_code == 200 else None,
-            START_TIMEOUT,
-            proc.logs,
-            (proc,),
-        )
-        yield Service(proc, f"http://127.0.0.1:{port}", client)
-    finally:
-        client.close()
-        proc.stop()
+    with running_service(tmp, INCIDENTS_CONFIG=str(config)) as svc:
+        yield svc
 
 
 @dataclass

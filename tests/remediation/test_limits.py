@@ -63,7 +63,7 @@ def test_concurrent_writers_never_pass_the_hourly_limit(pg_database: str) -> Non
     """Twelve transactions at once, each asking for a run on its own incident: the
     playbook's lock makes the count exact (PostgreSQL; SQLite has one writer anyway)."""
     from tests.conftest import _empty_tables
-    from tests.remediation.test_limits_helpers import make_incidents
+    from tests.remediation.incident_rows import make_incidents
 
     _empty_tables(pg_database)
     engine = create_db_engine(pg_database, pool_size=16)
