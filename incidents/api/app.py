@@ -29,6 +29,7 @@ from incidents.playbooks.worker import EmbeddedPlaybookWorker
 
 from . import (
     alerts,
+    am_alerts,
     am_silences,
     api_keys,
     escalation,
@@ -190,6 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(silences.router)
     app.include_router(heartbeats.router)
     app.include_router(am_silences.router)
+    app.include_router(am_alerts.router)
     app.include_router(twilio_status.router)
     app.include_router(integrations_slack.router)
     app.include_router(integrations_twilio.router)

@@ -61,6 +61,14 @@ TAGS: list[dict[str, str]] = [
     {"name": "incidents", "description": "Incidents built from correlated alerts."},
     {"name": "services", "description": "The service dependency graph."},
     {"name": "silences", "description": "Silences and maintenance windows."},
+    {
+        "name": "silences (Alertmanager v2 API)",
+        "description": "Our silences in Alertmanager's shape, for amtool and Grafana.",
+    },
+    {
+        "name": "alerts (Alertmanager v2 API)",
+        "description": "Firing alerts in Alertmanager's shape, read-only, for `amtool alert`.",
+    },
     {"name": "users", "description": "Who can be on call, and how to reach them."},
     {
         "name": "schedules",

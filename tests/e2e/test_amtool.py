@@ -1,4 +1,5 @@
-"""The real amtool manages our silences through the Alertmanager v2 API shape.
+"""The real amtool manages our silences, and reads our alerts, through the Alertmanager v2
+API shape.
 
 Our service runs as a subprocess (uvicorn, embedded workers) on a free port, on SQLite
 and then on PostgreSQL;
@@ -8,6 +9,7 @@ config file, exactly as an operator would.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -292,3 +294,91 @@ def test_a_catastrophic_regex_neither_stalls_the_service_nor_the_pipeline(server
     wait_until("the alert to open an incident", opened, server, timeout=10)
     assert alert_state(server, greedy["fingerprint"])["silenced_by"] == []  # type: ignore[index]
     server.ok("silence", "expire", silence_id)
+
+
+# `amtool alert query` reads our firing alerts through GET /api/v2/alerts: a silence made
+# with amtool mutes one, the default inhibition rule (a P0 mutes the P2 and P3 alerts of
+# its service) another, and amtool's own flags pick active, silenced or inhibited alerts.
+
+
+def _firing(name: str, **labels: str) -> dict[str, Any]:
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    return am_alert({"alertname": name, **labels}, starts_at=start)
+
+
+def _names(output: str) -> set[tuple[str, str]]:
+    """(alertname, instance) of each alert amtool printed as JSON."""
+    return {(a["labels"]["alertname"], a["labels"].get("instance", "")) for a in json.loads(output)}
+
+
+def _wait_processed(server: Server, count: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 20
+    while True:
+        shown = server.client.get("/api/v2/alerts", params={"filter": 'test="amtool-alerts"'})
+        assert shown.status_code == 200, shown.text
+        alerts: list[dict[str, Any]] = shown.json()
+        states = [a["status"]["state"] for a in alerts]
+        if len(alerts) == count and "unprocessed" not in states:
+            return alerts
+        assert time.monotonic() < deadline, f"not processed: {states}\n{server.proc.logs()}"
+        time.sleep(0.2)
+
+
+def test_amtool_alert_query_sees_active_silenced_and_inhibited_alerts(server: Server) -> None:
+    silence_id = server.add("alertname=DiskFull", "instance=web-2", comment="disk swap")
+    common = {"test": "amtool-alerts"}
+    alerts = [
+        _firing("DiskFull", instance="web-1", service="web", severity="warning", **common),
+        _firing("DiskFull", instance="web-2", service="web", severity="warning", **common),
+        _firing("ApiDown", instance="api-1", service="api", severity="critical", **common),
+        _firing("ApiSlow", instance="api-1", service="api", severity="warning", **common),
+    ]
+    posted = server.client.post("/api/v1/alerts/alertmanager", json=am_payload(alerts))
+    assert posted.status_code == 200, posted.text
+    processed = _wait_processed(server, 4)
+    shown = {a["labels"]["alertname"] + a["labels"]["instance"]: a for a in processed}
+    assert shown["DiskFullweb-2"]["status"] == {
+        "state": "suppressed",
+        "silencedBy": [silence_id],
+        "inhibitedBy": [],
+        "mutedBy": [],
+    }
+    api_down = shown["ApiDownapi-1"]
+    assert shown["ApiSlowapi-1"]["status"]["inhibitedBy"] == [api_down["fingerprint"]]
+    assert api_down["receivers"] == [{"name": "incidents"}]
+
+    query = ("alert", "query", "-o", "json", "test=amtool-alerts")
+    # No state flag: amtool asks for the active alerts only.
+    assert _names(server.ok(*query)) == {("DiskFull", "web-1"), ("ApiDown", "api-1")}
+    assert _names(server.ok(*query, "--silenced")) == {("DiskFull", "web-2")}
+    assert _names(server.ok(*query, "--inhibited")) == {("ApiSlow", "api-1")}
+    everything = server.ok(*query, "--active", "--silenced", "--inhibited", "--unprocessed")
+    assert len(_names(everything)) == 4
+    # Matchers and the receiver regex filter as Alertmanager's do.
+    assert _names(server.ok(*query, 'instance=~"web-.*"')) == {("DiskFull", "web-1")}
+    assert _names(server.ok(*query, "--receiver=incid.*")) == {
+        ("DiskFull", "web-1"),
+        ("ApiDown", "api-1"),
+    }
+    assert _names(server.ok(*query, "--receiver=slack")) == set()
+    # The default table names the alert as amtool prints it for Alertmanager.
+    assert "ApiDown" in server.ok("alert", "query", "test=amtool-alerts")
+
+    # A resolved alert is gone, as it is from Alertmanager.
+    resolved = dict(alerts[0], status="resolved", endsAt=datetime.now(UTC).isoformat())
+    gone = server.client.post("/api/v1/alerts/alertmanager", json=am_payload([resolved]))
+    assert gone.status_code == 200, gone.text
+    _wait_processed(server, 3)
+    assert ("DiskFull", "web-1") not in _names(server.ok(*query))
+    server.ok("silence", "expire", silence_id)
+
+
+def test_a_bad_filter_is_a_400_that_amtool_shows(server: Server) -> None:
+    done = server.amtool("alert", "query", 'alertname=~"(a)\\1"')
+    assert done.returncode != 0
+    bad = server.client.get("/api/v2/alerts", params={"filter": 'alertname=="X"'})
+    assert bad.status_code == 400
+    assert bad.json().startswith("filter[0]: ")
+    refused = server.client.get("/api/v2/alerts", params={"receiver": "(a)\\1"})
+    assert refused.status_code == 400
+    assert refused.json().startswith("receiver: ")
