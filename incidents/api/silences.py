@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -31,6 +31,10 @@ router = APIRouter(
 State = Literal["pending", "active", "expired"]
 
 
+# Later times are refused: the storage and the windows computed from them stop at 9999.
+_LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+
+
 def _zoned(value: datetime) -> datetime:
     # A silence's window must not depend on the clock of the machine that typed it.
     if value.tzinfo is None or value.utcoffset() is None:
@@ -38,6 +42,12 @@ def _zoned(value: datetime) -> datetime:
             "needs a time zone, e.g. 2030-01-01T00:00:00Z or 2030-01-01T02:00:00+02:00; "
             "a time without one is not taken as UTC"
         )
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range: UTC cannot hold it") from None
+    if utc >= _LATEST:
+        raise ValueError("is out of range: after the year 9998 in UTC")
     return value
 
 

@@ -199,6 +199,11 @@ def test_filters_select_silences_having_that_matcher(client: TestClient) -> None
         ({"endsAt": "2020-01-01T00:00:00Z", "startsAt": "2019-01-01T00:00:00Z"}, "future"),
         ({"startsAt": when(2), "endsAt": when(1)}, "endsAt: must be after startsAt"),
         ({"createdBy": ""}, "createdBy: "),
+        ({"endsAt": "9999-12-31T23:00:00-05:00"}, "endsAt: Value error, is out of range"),
+        (
+            {"startsAt": "9999-06-01T00:00:00Z", "endsAt": "9999-07-01T00:00:00Z"},
+            "startsAt: Value error, is out of range: after the year 9998 in UTC",
+        ),
     ],
 )
 def test_bad_silences_are_400_with_the_message_as_alertmanager_answers(
@@ -226,6 +231,25 @@ def test_v1_silence_times_without_a_zone_are_refused_saying_so(client: TestClien
         assert response.status_code == 422, response.text
         assert response.json()["field"] == field
         assert "time zone" in response.json()["message"]
+    assert client.get(V1, params={"state": "all"}, headers=AUTH).json() == []
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"ends_at": "9999-12-31T23:00:00-05:00"},
+        {"starts_at": "9999-06-01T00:00:00Z", "ends_at": "9999-07-01T00:00:00Z"},
+        {"starts_at": "0001-01-01T00:03:00+01:05"},
+    ],
+)
+def test_v1_silence_times_beyond_what_utc_holds_are_422_naming_the_field(
+    client: TestClient, fields: dict[str, str]
+) -> None:
+    payload = {"matchers": ["alertname=A"], "ends_at": when(2), "created_by": "a", "comment": "x"}
+    response = client.post(V1, json=payload | fields, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == next(iter(fields))
+    assert "out of range" in response.json()["message"]
     assert client.get(V1, params={"state": "all"}, headers=AUTH).json() == []
 
 
