@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,12 +107,6 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _sqlite_regexp(pattern: str | None, value: str | None) -> bool:
-    if pattern is None or value is None:
-        return False
-    return re.search(pattern, value) is not None
-
-
 def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
     """Create an engine for SQLite or PostgreSQL with the settings each one needs."""
     url = normalise_url(url)
@@ -133,7 +126,6 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
-            dbapi_conn.create_function("regexp", 2, _sqlite_regexp, deterministic=True)
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit is on disk before we answer 2xx.
