@@ -116,3 +116,26 @@ def test_signed_provider_paths_need_no_key(
         # Refused for its missing signature (a 403 or 4xx of the handler's), never a 401.
         status = client.post(path, content=b"").status_code
         assert status != 401, (path, status)
+
+
+def test_a_key_without_alerts_write_is_a_counted_403_on_each_ingest_endpoint(
+    keyed: tuple[TestClient, dict[str, str]],
+) -> None:
+    from incidents.apikeys.scopes import ALERTS_WRITE, INCIDENTS_WRITE
+    from tests.api.test_auth import rejected
+    from tests.factories import am_alert, am_payload
+
+    client, keys = keyed
+    webhook = am_payload([am_alert({"alertname": "A"})])
+    before = {source: rejected(source, "403") for source in ("alertmanager", "generic")}
+    wrong = bearer(keys[INCIDENTS_WRITE])
+    webhook_path = "/api/v1/alerts/alertmanager"
+    assert client.post(webhook_path, json=webhook, headers=wrong).status_code == 403
+    assert client.post("/api/v1/alerts", json=[], headers=wrong).status_code == 403
+    assert rejected("alertmanager", "403") == before["alertmanager"] + 1
+    assert rejected("generic", "403") == before["generic"] + 1
+    right = bearer(keys[ALERTS_WRITE])
+    assert client.post(webhook_path, json=webhook, headers=right).status_code == 200
+    assert rejected("alertmanager", "403") == before["alertmanager"] + 1
+    metrics = client.get("/metrics").text
+    assert 'incidents_ingest_rejected_total{source="generic",status="403"}' in metrics
