@@ -32,6 +32,7 @@ from . import (
     am_alerts,
     am_silences,
     api_keys,
+    calendar_feeds,
     escalation,
     heartbeats,
     incident_actions,
@@ -191,6 +192,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(silences.router)
     app.include_router(heartbeats.router)
     app.include_router(am_silences.router)
+    app.include_router(calendar_feeds.links)
+    app.include_router(calendar_feeds.feeds)
     app.include_router(am_alerts.router)
     app.include_router(twilio_status.router)
     app.include_router(integrations_slack.router)

@@ -229,10 +229,14 @@ def _complete_operation(path: str, method: str, operation: dict[str, Any]) -> No
             },
         }
     operation["responses"].update(_OPERATIONS.get((path, method), {}))
-    if not path.startswith("/api/"):
+    if path.startswith("/feeds/"):
+        # Opened by the link's own token, not a key: no 401, and no security scheme.
+        statuses = {403, 404, 422, 503}
+    elif not path.startswith("/api/"):
         return
-    operation.setdefault("security", SECURITY)
-    statuses = {401, 403, 503}
+    else:
+        operation.setdefault("security", SECURITY)
+        statuses = {401, 403, 503}
     if operation.get("parameters") or "requestBody" in operation or raw_body:
         statuses.add(422)
     if "{" in path:

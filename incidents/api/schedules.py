@@ -138,7 +138,13 @@ def put_schedules(
     dependencies=[require(INCIDENTS_READ)],
 )
 def get_calendar(name: Name, session: Annotated[Session, Depends(db_session)]) -> Response:
-    """Subscribe to it in a calendar app (with the API token, e.g. as basic auth)."""
+    """With a key (e.g. as basic auth). For calendar apps, which send none, ask
+    `GET /api/v1/schedules/{name}/feed-url` for a secret link."""
+    return calendar_response(session, name)
+
+
+def calendar_response(session: Session, name: str) -> Response:
+    """A schedule's feed: the shifts of the past 7 and the next 60 days."""
     now = utcnow()
     plan = directory(session).plan(name)
     text = calendar(name, plan.timeline(now - FEED_PAST, now + FEED_AHEAD), now=now)

@@ -19,7 +19,8 @@ from incidents.ingest.schemas import AMPayload, GenericEnvelope
 from incidents.vocab import TimelineKind
 from tests.conftest import AUTH, ROOT, TOKEN
 
-PUBLIC = {"/healthz", "/readyz", "/metrics"}
+# No key: operations, and the calendar feed that a secret link's own token opens.
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/feeds/schedules/{name}.ics"}
 ERROR_REF = "#/components/schemas/ErrorBody"
 
 
