@@ -131,6 +131,11 @@ class Stage:
         secret: str = SECRET,
         age: float = 0,
     ) -> httpx.Response:
+        body = self.click_body(slack_user, action, incident_id)
+        return self.client.post(SLACK_PATH, content=body, headers=slack_headers(body, secret, age))
+
+    def click_body(self, slack_user: str, action: str, incident_id: int) -> str:
+        """The form Slack posts for a button press."""
         payload = {
             "type": "block_actions",
             "user": {"id": slack_user, "username": slack_user.lower()},
@@ -142,8 +147,7 @@ class Stage:
             "message": {"ts": "1.2"},
             "response_url": f"{self.slack.api_url}respond",
         }
-        body = urlencode({"payload": json.dumps(payload)})
-        return self.client.post(SLACK_PATH, content=body, headers=slack_headers(body, secret, age))
+        return urlencode({"payload": json.dumps(payload)})
 
     def state(self, incident_id: int) -> dict[str, Any]:
         return self.pipe.incident(incident_id)
