@@ -106,6 +106,7 @@ class TimelineKind(StrEnum):
     ESCALATED = "escalated"
     PLAYBOOK_RUN = "playbook_run"
     PLAYBOOK_STEP = "playbook_step"
+    ALERT_STALE = "alert_stale"
 
 
 TIMELINE_KIND_HELP: dict[TimelineKind, str] = {
@@ -128,4 +129,6 @@ TIMELINE_KIND_HELP: dict[TimelineKind, str] = {
     TimelineKind.ESCALATED: "an escalation step paged a level of the policy; `data` says whom",
     TimelineKind.PLAYBOOK_RUN: "a playbook run was queued, waits for approval, or finished",
     TimelineKind.PLAYBOOK_STEP: "a playbook step ran, was skipped or failed; `data` has its result",
+    TimelineKind.ALERT_STALE: "a firing alert was not sent again for the stale time: its "
+    "sender may have stopped or lost its resolve; `data` names it",
 }

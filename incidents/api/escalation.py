@@ -35,11 +35,13 @@ PUT_RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.get(
     "",
     response_model=EscalationDocument,
+    response_model_exclude_unset=True,
+    response_model_exclude_none=True,
     summary="The escalation policies",
     dependencies=[require(INCIDENTS_READ)],
 )
 def get_policies(request: Request) -> EscalationDocument:
-    """Every policy, as stored."""
+    """Every policy, as stored: the document PUT took, keys it left out left out."""
     with session_scope(service(request).sessions) as session:
         return read_policies(session)
 
@@ -47,6 +49,8 @@ def get_policies(request: Request) -> EscalationDocument:
 @router.put(
     "",
     response_model=EscalationDocument,
+    response_model_exclude_unset=True,
+    response_model_exclude_none=True,
     summary="Replace the escalation policies",
     responses=PUT_RESPONSES,
     dependencies=[require(CONFIG_WRITE)],

@@ -7,11 +7,15 @@ the raw body, keyed with `slack_signing_secret`), and a request whose
 `X-Slack-Request-Timestamp` is more than five minutes off is refused as a replay (403).
 
 The clicking Slack member must be a user (`slack_user_id` in the users document); the
-action runs in the request, as the API's does, so the incident's Slack message is edited
-by the notify worker like after any action. The person is answered with an ephemeral
-text through the interaction's `response_url` (after the 200, within Slack's three
-seconds), which says what was done, why not (already acknowledged), or that they are not
-a known user. Like Twilio's callbacks, the operation is not in the OpenAPI document.
+action runs as the API's does, so the incident's Slack message is edited by the notify
+worker like after any action. Slack wants the 200 within three seconds: the request
+waits at most ANSWER_WITHIN_SECONDS for the action, and if it is held up (a busy
+database, the incident locked by another action) answers that it is being done, lets it
+finish after the answer, and tells the person the outcome through `response_url`. The
+person is answered with an ephemeral text through the interaction's `response_url`
+(after the 200), which says what was done, why not (already acknowledged), or that they
+are not a known user. Like Twilio's callbacks, the operation is not in the OpenAPI
+document.
 
 The same endpoint takes the Approve and Reject buttons of a playbook's approval request
 (their value is the run id): the decision is recorded with the user's name (via slack),
@@ -21,6 +25,7 @@ then says who decided instead of offering the buttons again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -36,7 +41,7 @@ from incidents.acting import SLACK_ACTIONS_PATH, approvals
 from incidents.acting.perform import Done, Verb, perform
 from incidents.api.responses import JsonResponse
 from incidents.db import session_scope, utcnow
-from incidents.exceptions import BadRequest, Forbidden, NotFound
+from incidents.exceptions import BadRequest, Forbidden, IncidentsError, NotFound
 from incidents.notify.channels.slack_blocks import APPROVE_ACTION, REJECT_ACTION, decided_blocks
 from incidents.oncall.lookup import user_by_slack_id
 from incidents.pipeline.actions import Actor
@@ -48,6 +53,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["integrations"])
 
 MAX_AGE_SECONDS = 5 * 60
+# Slack shows an error when the answer takes over 3 s: a slower action answers first.
+ANSWER_WITHIN_SECONDS = 2.0
 BUTTONS: dict[str, Verb] = {"acknowledge": "acknowledge", "resolve": "resolve"}
 # The approval request's buttons: approve or not.
 DECISIONS = {APPROVE_ACTION: True, REJECT_ACTION: False}
@@ -82,16 +89,48 @@ async def slack_actions(request: Request, background: BackgroundTasks) -> JsonRe
     body = await request.body()
     _verify(secret, body, request.headers)
     click = _click(body)
-    done = await run_in_threadpool(_act, state, click)
-    answer = {"response_type": "ephemeral", "replace_original": False, "text": done.text}
-    if click.response_url:
-        background.add_task(_respond, click.response_url, answer)
-        if click.action in DECISIONS and done.ok:
-            # The request is answered: its message says so, and nobody presses again.
-            text = f"{done.text} (by {done.by})"
-            shown = {"replace_original": True, "text": text, "blocks": decided_blocks(text)}
-            background.add_task(_respond, click.response_url, shown)
-    return JsonResponse(answer)
+    work = asyncio.ensure_future(run_in_threadpool(_act, state, click))
+    try:
+        done = await asyncio.wait_for(asyncio.shield(work), ANSWER_WITHIN_SECONDS)
+    except TimeoutError:
+        # Answer Slack in time; the action goes on, and its outcome follows.
+        log.warning(
+            "slack: %s on %s is slow; answered before it is done", click.action, click.target
+        )
+        background.add_task(_finish_late, work, click)
+        return JsonResponse(_ephemeral(f"Working on it: {click.action} #{click.target}..."))
+    for message in _messages(click, done):
+        background.add_task(_respond, str(click.response_url), message)
+    return JsonResponse(_ephemeral(done.text))
+
+
+def _ephemeral(text: str) -> dict[str, Any]:
+    return {"response_type": "ephemeral", "replace_original": False, "text": text}
+
+
+def _messages(click: Click, done: Answer) -> list[dict[str, Any]]:
+    """What goes to the interaction's response_url once the action is done."""
+    if not click.response_url:
+        return []
+    said = [_ephemeral(done.text)]
+    if click.action in DECISIONS and done.ok:
+        # The request is answered: its message says so, and nobody presses again.
+        text = f"{done.text} (by {done.by})"
+        said.append({"replace_original": True, "text": text, "blocks": decided_blocks(text)})
+    return said
+
+
+async def _finish_late(work: asyncio.Future[Answer], click: Click) -> None:
+    """After the answer: wait for the slow action and tell the person how it went."""
+    try:
+        done = await work
+    except IncidentsError as exc:
+        done = Answer(False, exc.message)
+    except Exception:
+        log.exception("slack: %s on %s failed after the answer", click.action, click.target)
+        done = Answer(False, f"Could not {click.action} #{click.target}: an internal error")
+    for message in _messages(click, done):
+        await run_in_threadpool(_respond, str(click.response_url), message)
 
 
 def _verify(secret: str, body: bytes, headers: Any) -> None:

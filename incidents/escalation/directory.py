@@ -5,6 +5,12 @@ minute, a call after five), each a notification due that long after the page; wi
 rules, by every contact they have at once: a text, a Slack direct message and an email.
 A schedule or team pages whoever is on call at that moment; the root-cause team's
 on-call is the team that owns the incident's first root-cause service in the graph.
+
+A gap (nobody on call) pages, in this order, the first that reaches anyone: the policy's
+`fallback`; everyone in the rotation layers of the gapped schedule (of a team, of every
+schedule of the team), since one of them is most likely to know the service; the users
+and Slack channels named anywhere in the policy's levels; whoever is on call right now in
+any schedule. The timeline entry of the step names the one used.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from incidents.correlation.store import current_graph
-from incidents.escalation.policy import Target
+from incidents.escalation.policy import Policy, Target
 from incidents.models import Incident
 from incidents.notify.routing import graph_team_lookup
 from incidents.oncall.lookup import User, directory
@@ -105,14 +111,67 @@ class Directory:
                 return [], f"schedule {target.schedule} (no longer defined)"
             users = self._people.oncall(target.schedule, at).users
             return self._users(users), f"schedule {target.schedule} ({self._names(users)})"
-        team = target.team
-        if target.root_team_oncall:
-            roots = list(incident.root_cause_candidates or [])
-            team = self._team_of(roots[0]) if roots else None
-            if not team:
-                return [], "the root-cause team's on-call (the root cause has no team)"
-        users = self._people.team_oncall(str(team), at)
+        team = self._team(target, incident)
+        if not team:
+            return [], "the root-cause team's on-call (the root cause has no team)"
+        users = self._people.team_oncall(team, at)
         return self._users(users), f"team {team}'s on-call ({self._names(users)})"
+
+    def cover_gap(
+        self, target: Target, policy: Policy, incident: Incident, at: datetime
+    ) -> tuple[list[Page], str, str]:
+        """Whom to page when `target` (a schedule or team) has nobody on call: the pages,
+        how the timeline says it, and which rule chose them (`fallback`, `rotation`,
+        `policy` or `anyone_on_call`; `none` only when there is no user at all)."""
+        pages = [p for spare in policy.fallback for p in self.resolve(spare, incident, at)[0]]
+        if pages:
+            return pages, f"paged the fallback ({_who(pages)})", "fallback"
+        none = "the policy names no fallback" if not policy.fallback else "its fallback is gone"
+        users = self._rotation_users(target, incident)
+        if users:
+            said = f"{none}: paged everyone in the rotations ({self._names(users)})"
+            return self._users(users), said, "rotation"
+        named = [
+            p
+            for level in policy.levels
+            for other in level.targets
+            if other.kind in ("user", "slack_channel")
+            for p in self.resolve(other, incident, at)[0]
+        ]
+        if named:
+            return named, f"{none}: paged the policy's users and channels ({_who(named)})", "policy"
+        found: dict[str, User] = {}
+        for schedule in self._people.schedules:
+            for user in self._people.oncall(schedule.name, at).users:
+                found.setdefault(user.name, user)
+        anyone = list(found.values())
+        if anyone:
+            said = f"{none}: paged whoever is on call anywhere ({self._names(anyone)})"
+            return self._users(anyone), said, "anyone_on_call"
+        return [], f"{none}, and there is nobody to page at all: NOBODY WAS PAGED", "none"
+
+    def _team(self, target: Target, incident: Incident) -> str | None:
+        if target.team is not None:
+            return target.team
+        roots = list(incident.root_cause_candidates or [])
+        return self._team_of(roots[0]) if roots else None
+
+    def _rotation_users(self, target: Target, incident: Incident) -> list[User]:
+        """Everyone in the layers of the target's schedules, each once, in order."""
+        if target.schedule is not None:
+            found = self._people.schedule(target.schedule)
+            schedules = [found] if found is not None else []
+        else:
+            team = self._team(target, incident)
+            schedules = self._people.team_schedules(team) if team else []
+        users: dict[str, User] = {}
+        for schedule in schedules:
+            for layer in schedule.layers:
+                for name in layer.users:
+                    user = self._people.user_by_name(name)
+                    if user is not None:
+                        users.setdefault(user.name, user)
+        return list(users.values())
 
     @staticmethod
     def _users(users: list[User]) -> list[Page]:
@@ -121,3 +180,7 @@ class Directory:
     @staticmethod
     def _names(users: list[User]) -> str:
         return ", ".join(u.name for u in users) or "nobody"
+
+
+def _who(pages: list[Page]) -> str:
+    return ", ".join(dict.fromkeys(p.who for p in pages))

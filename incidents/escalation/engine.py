@@ -17,6 +17,7 @@ scheduled for later (personal rules such as "call me after 5 minutes").
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,6 +35,7 @@ from incidents.pipeline import lifecycle
 from incidents.pipeline.stages import RunContext, TaskRef
 from incidents.vocab import IncidentState, IncidentStatus, TimelineKind
 
+log = logging.getLogger(__name__)
 KEY_PREFIX = lifecycle.ESCALATION_KEYS
 # Incidents stepped per transaction: the batch is locked, stepped and committed together.
 BATCH = 100
@@ -113,15 +115,14 @@ def step(
     incident_id = int(incident.id or 0)
     pages: list[Page] = []
     said: list[str] = []
+    gaps: list[dict[str, Any]] = []
     for target in level.targets:
         found, text = directory.resolve(target, incident, now)
         if not found and target.needs_oncall:
-            fallback: list[Page] = []
-            for spare in policy.fallback:
-                fallback += directory.resolve(spare, incident, now)[0]
-            found = fallback
-            spares = ", ".join(p.who for p in fallback) or "none"
-            text += f": nobody on call, paged the fallback ({spares})"
+            found, covered, rule = directory.cover_gap(target, policy, incident, now)
+            text += f": nobody on call, {covered}"
+            gaps.append({"target": target.describe(), "covered_by": rule})
+            log.warning("escalation of incident %s: %s", incident_id, text)
         pages += found
         said.append(text)
     first = (level_no, round_no) == (0, 0)
@@ -157,6 +158,8 @@ def step(
             "round": round_no + 1,
             "paged": [p.as_data() for p in pages],
             "done": bool(state.get("done")),
+            # Each target that had nobody on call, and what was paged instead.
+            "gaps": gaps,
         },
     )
     incident.updated_at = now

@@ -4,17 +4,20 @@
     {"policies": [{"name": "p0", "repeat": 1,
                    "levels": [{"wait": "5m", "targets": [{"schedule": "primary"},
                                                          {"slack_channel": "#incidents-critical"}]},
-                              {"wait": "10m", "targets": [{"user": "carol"}]}],
-                   "fallback": [{"user": "carol"}]}]}
+                              {"wait": "10m", "targets": [{"user": "carol"}]}]}]}
 
 A level pages its targets and waits before the next level; after the last level the
 whole ladder runs `repeat` more times. A level without a `wait` waits for the response
 target of the incident's severity (acknowledge a P0 within 5 minutes, a P1 within 15 and
 a P2 within 60). A target is one of: `user`, `schedule` (whoever is on call),
 `slack_channel`, `team` (the on-call of that team's schedules) or `root_team_oncall: true`
-(the on-call of the team that owns the incident's root-cause service). When a schedule or
-team has nobody on call, the policy's `fallback` targets are paged instead: a policy that
-targets schedules or teams must name one, so a gap is never a silent no-page.
+(the on-call of the team that owns the incident's root-cause service).
+
+A gap (a schedule or team with nobody on call) is never a silent no-page: the step pages
+the first of these that reaches someone, and its timeline entry says which
+(`incidents.escalation.directory.Directory.cover_gap`): the policy's optional `fallback`
+targets; everyone in the rotations of the gapped schedule (of a team, of its schedules);
+the users and Slack channels the policy's levels name; whoever is on call in any schedule.
 """
 
 from __future__ import annotations
@@ -124,17 +127,11 @@ class Policy(_Strict):
         default_factory=list,
         max_length=50,
         description="Users or Slack channels paged when a schedule or team has nobody on "
-        "call; required when a level targets one.",
+        "call; without one, everyone in the gapped schedule's rotations is paged.",
     )
 
     @model_validator(mode="after")
-    def _fallback_for_gaps(self) -> Policy:
-        gaps = any(t.needs_oncall for level in self.levels for t in level.targets)
-        if gaps and not self.fallback:
-            raise ValueError(
-                "targets a schedule or team, which can have nobody on call: name a "
-                "`fallback` to page then"
-            )
+    def _fallback_never_gaps(self) -> Policy:
         if any(t.needs_oncall for t in self.fallback):
             raise ValueError("fallback targets must be users or Slack channels, which never gap")
         return self

@@ -77,7 +77,8 @@ def write_policies(
 ) -> int:
     """Replace the stored policies; return the new version."""
     now = utcnow()
-    body: dict[str, Any] = document.model_dump(mode="json", exclude_none=True)
+    # As given: GET returns the shape PUT took, with no defaults or nulls added.
+    body: dict[str, Any] = document.model_dump(mode="json", exclude_none=True, exclude_unset=True)
     if file_digest is not None:
         body["file_digest"] = file_digest
     current = session.execute(

@@ -5,13 +5,16 @@
   un-mute it, instead of waiting for the sender's next repeat.
 - A flapping incident is not closed by each resolve; once its alerts have stayed
   resolved for a flap window it is closed here.
+- A firing alert not sent again for the stale time gets one `alert_stale` entry on its
+  incident's timeline (see `incidents.pipeline.stale`).
 - A heartbeat that was not pinged in time gets its `HeartbeatMissing` alert, stored
   through the ingest path (see `incidents.heartbeats`). This runs first, and on its own
   transaction, so a failure of the other checks cannot hold it back.
 
-Only the flapping check takes the correlation lock, and it is short. The muted-alert
-check reads without it, in bounded batches that rotate through the muted alerts from one
-upkeep to the next: it only queues a pipeline job, which re-checks under the lock.
+Only the flapping, quiet-period and stale checks take the correlation lock, and briefly.
+The muted-alert check reads without it, in bounded batches that rotate through the muted
+alerts from one upkeep to the next: it only queues a pipeline job, which re-checks under
+the lock.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from incidents.db import session_scope, utcnow
 from incidents.heartbeats import clock
 from incidents.heartbeats.monitor import expire_due
 from incidents.models import ALERTS, JOBS, STATES, Alert
-from incidents.pipeline import quiet
+from incidents.pipeline import quiet, stale
 from incidents.pipeline.flapping import settle_flapping
 from incidents.pipeline.incident_state import lock_correlation
 from incidents.pipeline.mute import Inhibitor, active_silences, match_labels
@@ -105,8 +108,12 @@ def maintain(
         settled += quiet.settle(session, now)
         # Their resolves notify like any other; the notify sweep sends them.
         route_events(session, settings, settled, now)
+        # Under the same lock, so two upkeeps never write one staleness twice.
+        marked = stale.mark(session, settings.correlation.stale_after_seconds, now)
     if settled:
         log.info("resolved %d incident(s) that stayed quiet", len(settled))
+    if marked:
+        log.info("%d alert(s) went stale; their incidents' timelines say so", marked)
     with session_scope(factory) as session:
         free = unmuted_alerts(session, settings)
         if free:

@@ -20,10 +20,12 @@ from tests.api.incident_pipe import Pipeline, alert, recent
 from tests.conftest import AUTH
 from tests.notify.fake_slack import FakeSlack
 from tests.notify.fake_twilio import FROM_NUMBER, FakeTwilio
+from tests.notify.smtp_server import SmtpServer
 from tests.notify.test_routing_stage import wait_until
 
 ALICE, BOB, CAROL = "+15551230001", "+15551230002", "+15551230009"
 STRANGER = "+15559990000"
+MAILBOX = "oncall@example.com"
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BASE = "http://testserver"
 SMS_PATH = "/api/v1/integrations/twilio/sms"
@@ -129,6 +131,11 @@ class Stage:
         secret: str = SECRET,
         age: float = 0,
     ) -> httpx.Response:
+        body = self.click_body(slack_user, action, incident_id)
+        return self.client.post(SLACK_PATH, content=body, headers=slack_headers(body, secret, age))
+
+    def click_body(self, slack_user: str, action: str, incident_id: int) -> str:
+        """The form Slack posts for a button press."""
         payload = {
             "type": "block_actions",
             "user": {"id": slack_user, "username": slack_user.lower()},
@@ -140,8 +147,7 @@ class Stage:
             "message": {"ts": "1.2"},
             "response_url": f"{self.slack.api_url}respond",
         }
-        body = urlencode({"payload": json.dumps(payload)})
-        return self.client.post(SLACK_PATH, content=body, headers=slack_headers(body, secret, age))
+        return urlencode({"payload": json.dumps(payload)})
 
     def state(self, incident_id: int) -> dict[str, Any]:
         return self.pipe.incident(incident_id)
@@ -160,11 +166,29 @@ def slack_headers(body: str, secret: str = SECRET, age: float = 0) -> dict[str, 
 
 
 def start(
-    db_url: str, client_for: Callable[..., TestClient], slack: FakeSlack, twilio: FakeTwilio
+    db_url: str,
+    client_for: Callable[..., TestClient],
+    slack: FakeSlack,
+    twilio: FakeTwilio,
+    smtp: SmtpServer | None = None,
 ) -> Stage:
+    """The service; with `smtp`, P0 pages also mail MAILBOX through that server."""
+    routing, mail = ROUTING, {}
+    if smtp is not None:
+        receivers = [
+            dict(r, email=[MAILBOX]) if r["name"] == "critical" else r for r in ROUTING["receivers"]
+        ]
+        routing = dict(ROUTING, receivers=receivers)
+        mail = {
+            "smtp_host": smtp.host,
+            "smtp_port": smtp.port,
+            "smtp_tls": "none",
+            "smtp_from": "incidents@example.com",
+        }
     client = client_for(
         db_url,
-        routing=ROUTING,
+        routing=routing,
+        **mail,
         slack_bot_token=slack.token,
         slack_api_url=slack.api_url,
         slack_signing_secret=SECRET,

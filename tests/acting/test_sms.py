@@ -3,8 +3,10 @@ with TwiML; STOP and START; unknown senders and not-understood replies."""
 
 from __future__ import annotations
 
+import logging
 import re
 
+import pytest
 from twilio.request_validator import RequestValidator
 
 from tests.acting.stage import ALICE, BOB, CAROL, STRANGER, Stage
@@ -138,14 +140,21 @@ def test_not_understood_is_answered_then_rate_limited(stage: Stage) -> None:
     assert "Not understood" in stage.sms(BOB, "hello").text
 
 
-def test_an_unknown_sender_gets_no_reply(stage: Stage, caplog: object) -> None:
+def test_an_unknown_sender_gets_no_reply(stage: Stage, caplog: pytest.LogCaptureFixture) -> None:
     iid = stage.page("database-postgres")
     stage.wait_texts(CAROL, 1)  # texted, but not a user
-    for sender in (CAROL, STRANGER):
-        response = stage.sms(sender, "1a")
-        assert response.status_code == 200
-        assert "<Message>" not in response.text
+    with caplog.at_level(logging.WARNING, logger="incidents.acting.sms_handler"):
+        for sender in (CAROL, STRANGER):
+            response = stage.sms(sender, "1a")
+            assert response.status_code == 200
+            assert "<Message>" not in response.text
     assert stage.state(iid)["state"] == "triggered"
+    logged = [r.getMessage() for r in caplog.records if r.name == "incidents.acting.sms_handler"]
+    for sender in (CAROL, STRANGER):
+        line = f"sms: a reply from {sender}, which is no user's phone, was ignored"
+        assert line in logged
+    # Nor is anything texted back to them later: carol has only her page.
+    assert len(stage.texts(CAROL)) == 1 and stage.texts(STRANGER) == []
 
 
 def test_bad_forms_are_never_a_500(stage: Stage) -> None:

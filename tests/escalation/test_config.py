@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from tests.conftest import AUTH, make_settings
-from tests.escalation.test_engine import LADDER, ROUTING, SCHEDULES, USERS
+from tests.escalation.ladder import LADDER, ROUTING, SCHEDULES, USERS
 
 
 def settings(**overrides: Any) -> Any:

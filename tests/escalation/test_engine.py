@@ -5,8 +5,8 @@ with two sweepers. Time is the `now` the sweep is run with; nothing sleeps."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,128 +18,17 @@ from incidents.db import create_db_engine, make_session_factory, utcnow
 from incidents.escalation import engine
 from tests.api.incident_pipe import Pipeline, alert, recent
 from tests.conftest import AUTH
-
-USERS = {
-    "users": [
-        {"name": "alice", "phone": "+15551230001", "slack_user_id": "U0ALICE"},
-        {
-            "name": "bob",
-            "phone": "+15551230002",
-            "email": "bob@example.com",
-            "notification_rules": [
-                {"channel": "sms", "after": "0m"},
-                {"channel": "voice", "after": "2m"},
-            ],
-        },
-        {"name": "carol", "email": "carol@example.com"},
-        {"name": "dana", "phone": "+15551230004"},
-    ]
-}
-SCHEDULES = {
-    "schedules": [
-        {
-            "name": "primary",
-            "time_zone": "UTC",
-            "layers": [{"users": ["alice"], "rotation": "1w", "handoff": "2026-01-05T09:00:00Z"}],
-        },
-        {
-            "name": "database",
-            "time_zone": "UTC",
-            "team": "data-platform",
-            "layers": [{"users": ["dana"], "rotation": "1w", "handoff": "2026-01-05T09:00:00Z"}],
-        },
-        {
-            # Covered only 00:00-00:01 on Sundays: a gap nearly always.
-            "name": "sparse",
-            "time_zone": "UTC",
-            "layers": [
-                {
-                    "users": ["dana"],
-                    "rotation": "1w",
-                    "handoff": "2026-01-05T09:00:00Z",
-                    "restrictions": [{"days": ["sun"], "from": "00:00", "to": "00:01"}],
-                }
-            ],
-        },
-    ]
-}
-LADDER = {
-    "name": "p0",
-    "levels": [
-        {"wait": "5m", "targets": [{"schedule": "primary"}]},
-        {"wait": "10m", "targets": [{"user": "bob"}]},
-        {"targets": [{"slack_channel": "#escalations"}]},
-    ],
-    "fallback": [{"user": "carol"}],
-}
-ROUTING = {
-    "receivers": [
-        {"name": "default", "console": ["stdout"]},
-        {"name": "critical", "slack": ["#incidents-critical"], "escalation_policy": "p0"},
-    ],
-    "route": {
-        "receiver": "default",
-        "routes": [{"matchers": ['severity="P0"'], "receiver": "critical"}],
-    },
-}
-
-
-@pytest.fixture
-def pipe(db_url: str, client_for: Callable[..., TestClient]) -> Iterator[Pipeline]:
-    client = client_for(
-        db_url,
-        routing=ROUTING,
-        correlation={"open_hold_seconds": 0},
-        notify={"enabled": False},
-        pipeline={"escalation_sweep_seconds": 60},  # the tests run the sweep themselves
-    )
-    pipeline = Pipeline(client, db_url)
-    pipeline.load_graph()
-    put(pipeline, "/api/v1/users", USERS)
-    put(pipeline, "/api/v1/schedules", SCHEDULES)
-    put(pipeline, "/api/v1/escalation-policies", {"policies": [LADDER]})
-    yield pipeline
-    pipeline.close()
-
-
-@pytest.fixture
-def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
-    bound = create_db_engine(db_url)
-    yield make_session_factory(bound)
-    bound.dispose()
-
-
-def put(pipe: Pipeline, path: str, body: dict[str, Any]) -> Any:
-    response = pipe.client.put(path, json=body, headers=AUTH)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def page(pipe: Pipeline, service: str = "database-postgres") -> int:
-    pipe.post(alert(service, f"{service}-down", recent(1), "P0"))
-    [incident] = [i for i in pipe.live() if service in i["services"]]
-    return int(incident["id"])
-
-
-def escalated(pipe: Pipeline, incident_id: int) -> list[dict[str, Any]]:
-    entries = pipe.incident(incident_id)["timeline"]
-    return [e for e in entries if e["kind"] == "escalated"]
-
-
-def rows(sessions: sessionmaker[Session], incident_id: int) -> list[tuple[str, str, str, str]]:
-    with sessions() as session:
-        found = session.execute(
-            sa.text(
-                "SELECT event_key, channel, target, status FROM notifications "
-                "WHERE incident_id = :i AND event_key LIKE 'escalation:%' ORDER BY id"
-            ),
-            {"i": incident_id},
-        ).all()
-    return [(str(k), str(c), str(t), str(s)) for k, c, t, s in found]
-
-
-def later(minutes: float) -> datetime:
-    return utcnow() + timedelta(minutes=minutes)
+from tests.escalation.ladder import (
+    LADDER,
+    ROUTING,
+    SCHEDULES,
+    USERS,
+    escalated,
+    later,
+    page,
+    put,
+    rows,
+)
 
 
 def test_the_ladder_climbs_from_level_1_to_3_while_nobody_acknowledges(
@@ -281,11 +170,11 @@ def test_policies_round_trip_and_bad_ones_name_the_path(pipe: Pipeline) -> None:
         "/api/v1/escalation-policies", json={"policies": [unknown]}, headers=AUTH
     )
     assert response.status_code == 422 and "policies[0].levels[0].targets[0].user" in response.text
-    no_fallback = {"name": "x", "levels": [{"targets": [{"schedule": "primary"}]}]}
+    gapping_fallback = dict(LADDER, fallback=[{"schedule": "primary"}])
     response = pipe.client.put(
-        "/api/v1/escalation-policies", json={"policies": [no_fallback]}, headers=AUTH
+        "/api/v1/escalation-policies", json={"policies": [gapping_fallback]}, headers=AUTH
     )
-    assert response.status_code == 422 and "fallback" in response.text
+    assert response.status_code == 422 and "fallback targets must be users" in response.text
     too_fast = dict(LADDER, levels=[{"wait": "1s", "targets": [{"user": "bob"}]}])
     response = pipe.client.put(
         "/api/v1/escalation-policies", json={"policies": [too_fast]}, headers=AUTH
