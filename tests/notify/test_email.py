@@ -353,8 +353,11 @@ def test_a_template_with_a_syntax_error_fails_at_build() -> None:
 
 
 def test_a_template_naming_an_unknown_variable_fails_at_build() -> None:
-    with pytest.raises(ValueError, match="does not render"):
+    with pytest.raises(ValueError, match=r"reads unknown variable\(s\) titel"):
         channel(text_template="{{ titel }}")
+    # Also in a branch the sample notification does not take.
+    with pytest.raises(ValueError, match=r"unknown variable\(s\) oops"):
+        channel(subject_template="{% if event == 'resolved' %}{{ oops }}{% endif %}")
 
 
 def test_template_overrides_are_used_and_sandboxed(server: SmtpServer) -> None:

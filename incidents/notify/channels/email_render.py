@@ -17,7 +17,7 @@ from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from incidents.notify.base import Notification
-from incidents.notify.templates import SAMPLE
+from incidents.notify.templates import SAMPLE, check_names
 
 SUBJECT_TEMPLATE = (
     "{{ prefix }}[{{ severity }}]{% if event != 'digest' %} #{{ incident_id }}{% endif %} "
@@ -102,6 +102,7 @@ EVENTS: dict[str, tuple[str, str]] = {
     "note": ("Note: ", "Note added"),
     "digest": ("", "Daily digest"),
     "approval": ("Approval needed: ", "A playbook waits for approval"),
+    "reminder": ("Reminder: ", "Still open and not acknowledged"),
 }
 
 # Long titles fold fine in a header, but a subject is for reading in a list.
@@ -186,6 +187,14 @@ class EmailTemplates:
         self._subject = _compile(plain, "subject", subject or SUBJECT_TEMPLATE)
         self._text = _compile(plain, "text", text or TEXT_TEMPLATE)
         self._html = _compile(markup, "html", html or HTML_TEMPLATE)
+        known = template_context(SAMPLE, public_url)
+        for which, source, env in (
+            ("subject", subject, plain),
+            ("text", text, plain),
+            ("html", html, markup),
+        ):
+            if source:
+                check_names(env, source, known, f"email {which}")
         try:
             self.render(SAMPLE)
         except TemplateError as exc:
