@@ -18,6 +18,7 @@ sweep runs beside the escalation sweep (the embedded worker, or beat's escalatio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,8 +36,8 @@ from incidents.vocab import IncidentState, IncidentStatus
 
 KEY_PREFIX = "repeat:"
 EVENT = "reminder"
-# Incidents looked at per sweep, longest waiting first.
-BATCH = 500
+# Incidents whose labels are read at once.
+CHUNK = 500
 
 
 def remind(session: Session, tree: RoutingTree, now: datetime) -> list[dict[str, Any]]:
@@ -45,16 +46,24 @@ def remind(session: Session, tree: RoutingTree, now: datetime) -> list[dict[str,
     if shortest is None:
         return []
     i = INCIDENTS.c
-    due = session.execute(
-        select(i.id, i.paged_at)
-        .where(i.status == IncidentStatus.OPEN, i.state == IncidentState.TRIGGERED)
-        .where(i.paged_at.is_not(None), i.paged_at <= now - shortest)
-        .order_by(i.paged_at)
-        .limit(BATCH)
-    ).all()
-    if not due:
-        return []
-    ids = [row.id for row in due]
+    due: list[tuple[int, datetime]] = list(
+        session.execute(
+            select(i.id, i.paged_at)
+            .where(i.status == IncidentStatus.OPEN, i.state == IncidentState.TRIGGERED)
+            .where(i.paged_at.is_not(None), i.paged_at <= now - shortest)
+            .order_by(i.id)
+        ).tuples()
+    )
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(due), CHUNK):
+        rows += _remind_chunk(session, tree, now, due[start : start + CHUNK])
+    return rows
+
+
+def _remind_chunk(
+    session: Session, tree: RoutingTree, now: datetime, due: Sequence[tuple[int, datetime]]
+) -> list[dict[str, Any]]:
+    ids = [incident_id for incident_id, _ in due]
     labels = incident_labels(session, ids, graph_team_lookup(current_graph(session)))
     n = NOTIFICATIONS.c
     present = set(

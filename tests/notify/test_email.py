@@ -378,6 +378,18 @@ def test_template_overrides_are_used_and_sandboxed(server: SmtpServer) -> None:
         channel(subject_template="{{ title.__class__.__mro__ }}")
 
 
+def test_an_override_failing_on_one_notification_gives_way_to_the_built_in_part(
+    server: SmtpServer,
+) -> None:
+    # Fine on the sample (it has a root cause), fails on an incident without one.
+    email = channel(server, subject_template="{{ root_cause.upper() }} down")
+    assert email.send(notification(root_cause=None)).ok
+    assert email.send(notification(incident_id=13)).ok
+    fallback, own = (m.message["Subject"] for m in server.messages)
+    assert fallback == "[P0] #12 PostgresDown on database-postgres"
+    assert own == "DATABASE-POSTGRES down"
+
+
 def test_settings_object_is_accepted_as_is(server: SmtpServer) -> None:
     settings = EmailSettings(host=HOST, port=server.port, tls="none", password="hunter2")
     assert "hunter2" not in repr(settings)

@@ -150,6 +150,14 @@ route:
     assert [r.name for r in tree.receivers_for({"x": "1", "y": "1", "z": "1"})] == ["b", "a"]
 
 
+@pytest.mark.parametrize("path", ["config.yaml", "compose/config.yaml"])
+def test_every_shipped_config_routes_with_options_that_take_effect(path: str) -> None:
+    # Both load (no group_by, no timing on a digest route), and every timing they set is
+    # one the service acts on.
+    tree = RoutingTree.from_settings(load_settings(str(ROOT / "examples" / path)).routing)
+    assert tree.shortest_repeat() == timedelta(hours=4)
+
+
 @pytest.fixture
 def example() -> RoutingTree:
     return RoutingTree.from_settings(load_settings(str(EXAMPLE)).routing)
