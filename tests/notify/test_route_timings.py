@@ -193,6 +193,7 @@ def test_repeat_interval_reminds_once_per_interval_until_acknowledged(
     assert reply.body["thread_ts"] and reply.body["reply_broadcast"] in (True, "true", "1")
     assert "Reminder: still open and not acknowledged" in reply.body["text"]
     assert "paged 61 min ago" in reply.body["text"]
+    wait_until("it is recorded", lambda: rows(pipe, iid, "reminder")[0].status == "sent")
 
     # The next interval (the sweep's clock an hour on): one more, pending till then.
     later = utcnow() + timedelta(hours=1)
