@@ -6,6 +6,8 @@ import logging
 
 from incidents.config import get_settings
 from incidents.escalation.engine import run_due
+from incidents.notify.reminders import run_reminders
+from incidents.notify.routing import RoutingTree
 from incidents.pipeline.maintenance import maintain
 from incidents.pipeline.runner import due_jobs, run_job
 from incidents.pipeline.stages import TaskRef
@@ -57,7 +59,10 @@ def upkeep() -> int:
 
 @celery_app.task(name=ESCALATE_TASK)  # type: ignore[untyped-decorator]
 def escalate() -> int:
-    """Run the escalation steps that are due; wake the channels they page."""
+    """Run the escalation steps that are due, then the reminders (a route's
+    repeat_interval); wake the channels they page."""
     done = run_due(session_factory())
     hand_on(done.tasks or [])
+    tree = RoutingTree.from_settings(get_settings().routing)
+    hand_on(run_reminders(session_factory(), tree))
     return done.steps

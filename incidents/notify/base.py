@@ -46,6 +46,9 @@ class Notification:
     # whether the number replied STOP (then nothing is sent to it).
     reply_code: int | None = None
     opted_out: bool = False
+    # The routing receiver the row was written for: its own templates, if it has any,
+    # word the message (incidents.notify.receiver_templates).
+    receiver: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -194,6 +194,7 @@ def render(factory: sessionmaker[Session], item: Claimed, public_url: str) -> No
         details=item.details,
         reply_code=reply_code,
         opted_out=opted_out,
+        receiver=item.receiver,
     )
 
 

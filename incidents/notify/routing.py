@@ -4,8 +4,14 @@ A route matches a label set when all of its matchers do. Matching starts at the 
 and goes depth first: children are tried in order, the first matching child ends the
 search at its level unless it says `continue: true`, and a route none of whose children
 match is itself the match. The result is every matched route, in tree order, each
-carrying its effective options: receiver, group_by and timings are inherited from the
-parent where a route leaves them out.
+carrying its effective options: receiver and timings are inherited from the parent
+where a route leaves them out.
+
+The timings mean, for an incident rather than an Alertmanager group (README "Routing"):
+`group_wait` holds the opening page (unset: `correlation.open_hold_seconds`),
+`group_interval` spaces the Slack message's updates, and `repeat_interval` reminds the
+receiver of an incident still open and unacknowledged (unset: no reminders). `group_by`
+is refused at validation: incidents are grouped by correlation, not by labels.
 
 The labels a route sees are built by `routing_labels` from the incident (severity,
 service, root cause and its team, status) and the labels all of its alerts share.
@@ -14,12 +20,11 @@ service, root cause and its team, status) and the labels all of its alerts share
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from incidents.notify.routing_config import (
-    GROUP_BY_ALL,
     ReceiverSettings,
     RouteSettings,
     RoutingSettings,
@@ -31,10 +36,6 @@ if TYPE_CHECKING:
     from incidents.correlation.graph import ServiceGraph
     from incidents.models import Incident
 
-# Alertmanager's defaults for the root route.
-DEFAULT_GROUP_WAIT = timedelta(seconds=30)
-DEFAULT_GROUP_INTERVAL = timedelta(minutes=5)
-DEFAULT_REPEAT_INTERVAL = timedelta(hours=4)
 CHANNELS = ("slack", "email", "sms", "voice", "webhook", "console")
 # Labels computed from the incident; they win over alert labels of the same name.
 DERIVED_LABELS = ("severity", "service", "root_service", "root_team", "status")
@@ -42,14 +43,32 @@ DERIVED_LABELS = ("severity", "service", "root_service", "root_team", "status")
 
 @dataclass(frozen=True)
 class RouteOptions:
-    """What a matched route asks for, after inheritance."""
+    """What a matched route asks for, after inheritance (None: not set on the way down)."""
 
     receiver: str
-    group_by: tuple[str, ...] = ()
-    group_by_all: bool = False
-    group_wait: timedelta = DEFAULT_GROUP_WAIT
-    group_interval: timedelta = DEFAULT_GROUP_INTERVAL
-    repeat_interval: timedelta = DEFAULT_REPEAT_INTERVAL
+    # How long an opening page is held (None: correlation.open_hold_seconds).
+    group_wait: timedelta | None = None
+    # The least time between two updates of the incident's Slack message (None: no
+    # spacing beyond Slack's edit budget).
+    group_interval: timedelta | None = None
+    # Remind the receiver this often while the incident is open and unacknowledged
+    # (None: never).
+    repeat_interval: timedelta | None = None
+
+    def merged(self, other: RouteOptions) -> RouteOptions:
+        """One receiver matched by two routes: the sooner of each timing."""
+        return RouteOptions(
+            self.receiver,
+            _sooner(self.group_wait, other.group_wait),
+            _sooner(self.group_interval, other.group_interval),
+            _sooner(self.repeat_interval, other.repeat_interval),
+        )
+
+
+def _sooner(a: timedelta | None, b: timedelta | None) -> timedelta | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return min(a, b)
 
 
 @dataclass(frozen=True)
@@ -109,16 +128,10 @@ def match_routes(route: Route, labels: Mapping[str, str]) -> list[Route]:
 def _compile(settings: RouteSettings, parent: RouteOptions, path: str) -> Route:
     options = RouteOptions(
         receiver=settings.receiver or parent.receiver,
-        group_by=parent.group_by,
-        group_by_all=parent.group_by_all,
         group_wait=_or(settings.group_wait, parent.group_wait),
         group_interval=_or(settings.group_interval, parent.group_interval),
         repeat_interval=_or(settings.repeat_interval, parent.repeat_interval),
     )
-    if settings.group_by is not None:
-        every = GROUP_BY_ALL in settings.group_by
-        names = () if every else tuple(settings.group_by)
-        options = replace(options, group_by=names, group_by_all=every)
     matchers: list[Matcher] = []
     for index, text in enumerate(settings.matchers):
         matchers += parse_matchers(text, where=f"{path}.matchers[{index}]")
@@ -129,7 +142,7 @@ def _compile(settings: RouteSettings, parent: RouteOptions, path: str) -> Route:
     return Route(path, tuple(matchers), options, settings.continue_, children)
 
 
-def _or(text: str | None, inherited: timedelta) -> timedelta:
+def _or(text: str | None, inherited: timedelta | None) -> timedelta | None:
     return inherited if text is None else parse_duration(text)
 
 
@@ -162,6 +175,25 @@ class RoutingTree:
         for route in routes:
             seen.setdefault(route.receiver, self.receivers[route.receiver])
         return list(seen.values())
+
+    def routed(self, labels: Mapping[str, str]) -> list[tuple[Receiver, RouteOptions]]:
+        """The receivers to notify, each once, with the timings its routes ask for."""
+        options: dict[str, RouteOptions] = {}
+        for route in self.match(labels):
+            known = options.get(route.receiver)
+            options[route.receiver] = known.merged(route.options) if known else route.options
+        return [(self.receivers[name], opts) for name, opts in options.items()]
+
+    def shortest_repeat(self) -> timedelta | None:
+        """The shortest repeat_interval of any route (None: no route reminds)."""
+        found: list[timedelta] = []
+        stack = [self.root]
+        while stack:
+            route = stack.pop()
+            if route.options.repeat_interval is not None:
+                found.append(route.options.repeat_interval)
+            stack.extend(route.routes)
+        return min(found, default=None)
 
 
 def common_labels(alert_labels: Sequence[Mapping[str, str]]) -> dict[str, str]:
@@ -234,13 +266,12 @@ def describe_match(tree: RoutingTree, routes: Sequence[Route]) -> list[str]:
         lineage = _lineage(tree.root, route) or [route]
         shown = ", ".join(str(m) for step in lineage for m in step.matchers) or "(no matchers)"
         options = route.options
-        group = "..." if options.group_by_all else ", ".join(options.group_by) or "-"
         lines.append(f"{receiver.name}")
         lines.append(f"  route: {route.path}  {{{shown}}}")
         lines.append(
-            f"  group_by: [{group}]  group_wait: {_fmt(options.group_wait)}"
-            f"  group_interval: {_fmt(options.group_interval)}"
-            f"  repeat_interval: {_fmt(options.repeat_interval)}"
+            f"  group_wait: {_fmt(options.group_wait, 'the opening hold')}"
+            f"  group_interval: {_fmt(options.group_interval, '-')}"
+            f"  repeat_interval: {_fmt(options.repeat_interval, 'never')}"
         )
         for channel, targets in receiver.targets.items():
             lines.append(f"  {channel}: {', '.join(targets)}")
@@ -262,8 +293,10 @@ def _lineage(root: Route, target: Route) -> list[Route] | None:
     return None
 
 
-def _fmt(duration: timedelta) -> str:
-    """A duration the way the config writes one: 4h, 1h30m, 0s."""
+def _fmt(duration: timedelta | None, unset: str) -> str:
+    """A duration the way the config writes one: 4h, 1h30m, 0s (`unset` for None)."""
+    if duration is None:
+        return unset
     total = duration // timedelta(milliseconds=1)
     parts = []
     for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -24,6 +24,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from incidents.notify.receiver_templates import ReceiverTemplates
+
 # Prometheus' duration grammar (Alertmanager's `model.Duration`): each unit at most once,
 # largest first. A year is 365 days there, and so it is here.
 _DURATION = re.compile(
@@ -35,7 +37,10 @@ _UNIT_MS = (365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 100
 _MAX_MILLIS = 100 * 365 * 86_400_000
 _E164 = re.compile(r"\+[1-9]\d{6,14}", re.ASCII)
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
-GROUP_BY_ALL = "..."
+GROUP_BY_REFUSED = (
+    "group_by is not supported: incidents are grouped by correlation (alerts on related "
+    "services in the service graph join one incident), not by label values; remove it"
+)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -139,6 +144,8 @@ class ReceiverSettings(_Strict):
     digest: Literal["daily"] | None = None
     # The escalation policy (by name) that pages climb until someone acknowledges.
     escalation_policy: Name | None = None
+    # This receiver's own wording, per channel (incidents.notify.receiver_templates).
+    templates: ReceiverTemplates | None = None
 
     @model_validator(mode="after")
     def _digest_needs_email(self) -> ReceiverSettings:
@@ -146,6 +153,25 @@ class ReceiverSettings(_Strict):
             _fail([(("digest",), "a digest is sent by email: list at least one email address")])
         if self.digest is not None and self.escalation_policy is not None:
             _fail([(("escalation_policy",), "a digest receiver pages no one to escalate")])
+        if self.templates is not None:
+            problems: list[tuple[tuple[str | int, ...], str]] = []
+            for channel in self.templates.by_channel():
+                if self.digest is not None:
+                    problems.append(
+                        (
+                            ("templates", channel),
+                            "a digest is one email listing many "
+                            "incidents, in the built-in wording: it takes no templates",
+                        )
+                    )
+                elif not getattr(self, channel):
+                    problems.append(
+                        (
+                            ("templates", channel),
+                            f"the receiver has no {channel} targets for these templates",
+                        )
+                    )
+            _fail(problems)
         return self
 
 
@@ -169,15 +195,7 @@ class RouteSettings(_Strict):
             if value is not None and parse_duration(value) == timedelta(0):
                 problems.append(((name,), f"{name} cannot be zero"))
         if self.group_by is not None:
-            seen: set[str] = set()
-            for index, label in enumerate(self.group_by):
-                if label in seen:
-                    problems.append((("group_by", index), f"{label!r} is listed twice"))
-                seen.add(label)
-            if GROUP_BY_ALL in seen and len(self.group_by) > 1:
-                problems.append(
-                    (("group_by",), "'...' (group by every label) cannot be combined with names")
-                )
+            problems.append((("group_by",), GROUP_BY_REFUSED))
         if self.receiver is not None and not self.receiver.strip():
             problems.append((("receiver",), "must not be empty (leave it out to inherit)"))
         _fail(problems)
@@ -213,6 +231,17 @@ class RoutingSettings(_Strict):
             problems.append((("route",), "the root route needs a receiver (the default one)"))
         if root.matchers:
             problems.append((("route", "matchers"), "the root route cannot have matchers"))
+        digests = {r.name for r in self.receivers if r.digest is not None}
+        for path, node in _effective(root, root.receiver or ""):
+            timings = [n for n in _TIMINGS if getattr(node.settings, n) is not None]
+            if node.receiver in digests and timings:
+                problems.append(
+                    (
+                        (*path, timings[0]),
+                        f"receiver {node.receiver!r} is a daily digest: {timings[0]} does "
+                        "nothing for it",
+                    )
+                )
         for path, route in root.walk(("route",)):
             if route.receiver is not None and route.receiver not in names:
                 known = ", ".join(sorted(names)) or "none"
@@ -224,6 +253,24 @@ class RoutingSettings(_Strict):
                 )
         _fail(problems)
         return self
+
+
+_TIMINGS = ("group_wait", "group_interval", "repeat_interval")
+
+
+class _Effective(NamedTuple):
+    settings: RouteSettings
+    receiver: str
+
+
+def _effective(
+    route: RouteSettings, inherited: str, path: tuple[str | int, ...] = ("route",)
+) -> Iterator[tuple[tuple[str | int, ...], _Effective]]:
+    """Every route with the receiver it ends up with (its own or its parent's)."""
+    receiver = route.receiver or inherited
+    yield path, _Effective(route, receiver)
+    for index, child in enumerate(route.routes):
+        yield from _effective(child, receiver, (*path, "routes", index))
 
 
 def default_routing() -> RoutingSettings:

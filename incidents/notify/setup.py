@@ -2,19 +2,24 @@
 
 A channel whose credentials are not set is replaced by the console, and start-up says
 so once per channel: a fresh `make run` prints every notification instead of failing.
+
+A receiver with `templates:` for a channel gets its own instance of that channel, built
+with the same credentials and its overrides; `ByReceiver` sends each notification
+through its receiver's instance, or the shared one.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 import incidents.notify.channels  # noqa: F401  (registers every channel)
-from incidents.notify.base import Notification, Notifier, SendResult, build
+from incidents.notify.base import Notification, Notifier, Reconciler, SendResult, build
 from incidents.notify.channels.warroom import WarRoomNotifier
 from incidents.notify.pacing import Pacer
 from incidents.notify.worker import NotifyWorker
@@ -71,16 +76,63 @@ def build_channels(settings: Any) -> dict[str, Notifier]:
     """Every channel by name; unconfigured ones print to the console instead."""
     console = build("console", {})
     out: dict[str, Notifier] = {}
+    overrides = receiver_overrides(settings)
     for name, (ready, values) in channel_settings(settings).items():
-        if name == "console":
-            out[name] = console
-        elif ready and name in _registered():
-            out[name] = build(name, values)
+        if name == "console" or (ready and name in _registered()):
+            shared = console if name == "console" else build(name, values)
+            own = {
+                receiver: build(name, {**values, **fields})
+                for receiver, fields in overrides.get(name, {}).items()
+            }
+            out[name] = ByReceiver(shared, own) if own else shared
         else:
             if name != "warroom":  # off, the war room writes no rows to send
                 log.warning("%s is not configured: its notifications go to the console", name)
             out[name] = StandIn(name, console)
     return out
+
+
+def receiver_overrides(settings: Any) -> dict[str, dict[str, dict[str, str]]]:
+    """Channel -> receiver -> the channel settings its `templates:` override."""
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    routing = getattr(settings, "routing", None)
+    for receiver in routing.receivers if routing is not None else ():
+        if receiver.templates is None:
+            continue
+        for channel, fields in receiver.templates.by_channel().items():
+            out.setdefault(channel, {})[receiver.name] = fields
+    return out
+
+
+class ByReceiver:
+    """One channel, with an instance of its own for each receiver that rewords it."""
+
+    def __init__(self, shared: Notifier, own: Mapping[str, Notifier]) -> None:
+        self.name = shared.name
+        self.shared = shared
+        self.own = dict(own)
+
+    def pick(self, notification: Notification) -> Notifier:
+        """The instance that words this notification."""
+        return self.own.get(notification.receiver, self.shared)
+
+    def send(self, notification: Notification) -> SendResult:
+        """Send through the receiver's instance."""
+        return self.pick(notification).send(notification)
+
+    def attempt_key(self, notification: Notification) -> str | None:
+        """The receiver's instance's key (None for a channel that keeps none)."""
+        notifier = self.pick(notification)
+        return notifier.attempt_key(notification) if isinstance(notifier, Reconciler) else None
+
+    def find(
+        self, notification: Notification, since: datetime, key: str | None
+    ) -> SendResult | None:
+        """Ask the provider through the receiver's instance; None if it cannot be asked."""
+        notifier = self.pick(notification)
+        if not isinstance(notifier, Reconciler):
+            return None
+        return notifier.find(notification, since, key)
 
 
 class StandIn:

@@ -9,8 +9,15 @@ the hold can still cancel them.
 
 Symptoms update, they do not post: alerts joining an incident, or a re-root, become one
 `updated` row per Slack target, and only while none is already waiting for that target,
-so a storm of joins is a handful of message edits. Digest receivers get no immediate
-rows: their events wait as `digest` rows for the daily email. No network call here.
+so a storm of joins is a handful of message edits.
+
+A matched route's timings (incidents.notify.routing): `group_wait` holds the opening
+page for that long after the incident opened instead of `correlation.open_hold_seconds`,
+and `group_interval` keeps an update at least that long after the last one to the same
+target. `repeat_interval` is the reminder sweep's (incidents.notify.reminders).
+
+Digest receivers get no immediate rows: their events wait as `digest` rows for the
+daily email. No network call here.
 
 A playbook run waiting for approval (a PLAYBOOK_RUN event with `approval` in its data) is
 action-required: it becomes `approval` rows for the Slack, email and SMS targets
@@ -20,7 +27,7 @@ action-required: it becomes `approval` rows for the Slack, email and SMS targets
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -33,7 +40,7 @@ from incidents.correlation.store import current_graph
 from incidents.models import ALERTS, INCIDENTS, LINKS, Incident
 from incidents.notify import approval_note
 from incidents.notify.models import NOTIFICATIONS
-from incidents.notify.routing import RoutingTree, graph_team_lookup, routing_labels
+from incidents.notify.routing import RouteOptions, RoutingTree, graph_team_lookup, routing_labels
 from incidents.pipeline.stages import IncidentEvent, RunContext, TaskRef
 from incidents.tasks import NOTIFY_TASK
 from incidents.vocab import MemberStatus, TimelineKind
@@ -71,6 +78,7 @@ class RoutingStage:
 
     def __init__(self, settings: Settings) -> None:
         self._tree = RoutingTree.from_settings(settings.routing)
+        self._open_hold = timedelta(seconds=settings.correlation.open_hold_seconds)
         self._warroom = warroom.WarRoomPlan.from_settings(settings)  # the P0 war room
 
     def run(self, ctx: RunContext) -> None:
@@ -82,62 +90,41 @@ class RoutingStage:
             return
         team_of = graph_team_lookup(current_graph(ctx.session))
         incident_ids = sorted({e.incident_id for e in events})
-        labels = self._labels(ctx.session, incident_ids, team_of)
-        # Updates already waiting, kept current as this job adds more: one per target.
-        waiting = _updates_waiting(ctx.session, incident_ids)
+        labels = incident_labels(ctx.session, incident_ids, team_of)
+        # Updates already waiting, kept current as this job adds more: one per target;
+        # and when each target's last update was due (for group_interval).
+        waiting, last_update = _updates_waiting(ctx.session, incident_ids)
         rows: list[dict[str, Any]] = []
         for event in events:
             if event.incident_id not in labels:
                 continue
-            for receiver in self._tree.receivers_for(labels[event.incident_id]):
+            for receiver, options in self._tree.routed(labels[event.incident_id]):
                 if receiver.digest is not None:
                     rows += self._digest_rows(ctx, event, receiver.name, receiver.targets)
                     continue
+                due = self._due(ctx, event, options)
                 if receiver.escalation_policy and event.kind in ESCALATES and event.pages:
-                    start_escalation(ctx, event, receiver.name, receiver.escalation_policy)
-                rows += self._rows(ctx, event, receiver.name, receiver.targets, waiting)
+                    start_escalation(ctx, event, receiver.name, receiver.escalation_policy, due)
+                new = self._rows(ctx, event, receiver.name, receiver.targets, waiting, due)
+                if options.group_interval is not None and event.kind in UPDATES:
+                    _space_updates(new, last_update, options.group_interval)
+                rows += new
         # The P0 war room (incidents.warroom): its rows, whatever the routes say.
         rows += warroom.rows_for(ctx, events, self._warroom)
         if rows:
             insert_rows(ctx.session, rows)
             ctx.after_commit.extend(wake_ups(ctx, rows))
 
-    def _labels(
-        self, session: Session, incident_ids: list[int], team_of: Any
-    ) -> dict[int, dict[str, str]]:
-        out: dict[int, dict[str, str]] = {}
-        # The counted alerts' labels of every incident at once, at most LABEL_SAMPLE each.
-        rank = (
-            func.row_number()
-            .over(partition_by=LINKS.c.incident_id, order_by=LINKS.c.id)
-            .label("rank")
-        )
-        sampled = (
-            select(LINKS.c.incident_id, ALERTS.c.labels, rank)
-            .join(ALERTS, ALERTS.c.fingerprint == LINKS.c.fingerprint)
-            .where(LINKS.c.incident_id.in_(incident_ids))
-            .where(LINKS.c.status != MemberStatus.MUTED)
-            .subquery()
-        )
-        by_incident: dict[int, list[dict[str, str]]] = {}
-        for incident_id, alert_labels in session.execute(
-            select(sampled.c.incident_id, sampled.c.labels).where(sampled.c.rank <= LABEL_SAMPLE)
-        ):
-            by_incident.setdefault(incident_id, []).append(alert_labels)
-        for incident in session.execute(
-            select(INCIDENTS).where(INCIDENTS.c.id.in_(incident_ids))
-        ).mappings():
-            alert_labels = by_incident.get(incident["id"], [])
-            out[incident["id"]] = routing_labels(
-                severity=incident["severity"],
-                status=incident["status"],
-                roots=incident["roots"] or [],
-                candidates=incident["root_cause_candidates"] or [],
-                services=incident["services"] or [],
-                team_of=team_of,
-                alert_labels=alert_labels,
-            )
-        return out
+    def _due(self, ctx: RunContext, event: IncidentEvent, options: RouteOptions) -> datetime:
+        """When the event's rows may go out: an opening waits for its hold (the route's
+        group_wait when it sets one, counted from the opening)."""
+        hold = event.data.get("hold_until") if event.kind == TimelineKind.OPENED else None
+        if not hold:
+            return ctx.now
+        until = datetime.fromisoformat(hold)
+        if options.group_wait is not None:
+            until = until - self._open_hold + options.group_wait
+        return max(ctx.now, until)
 
     def _digest_rows(
         self, ctx: RunContext, event: IncidentEvent, receiver: str, targets: Any
@@ -162,14 +149,12 @@ class RoutingStage:
         receiver: str,
         targets: Any,
         waiting: set[tuple[int, str, str]],
+        not_before: datetime,
     ) -> list[dict[str, Any]]:
         if approval_note.is_request(event):
             return approval_note.rows(ctx, event, receiver, targets)
         updating = event.kind in UPDATES
         kind = "updated" if updating else str(event.kind)
-        not_before = ctx.now
-        if event.kind == TimelineKind.OPENED and event.data.get("hold_until"):
-            not_before = max(ctx.now, datetime.fromisoformat(event.data["hold_until"]))
         rows = []
         for channel, channel_targets in targets.items():
             if updating and channel not in UPDATING_CHANNELS:
@@ -201,9 +186,48 @@ class RoutingStage:
         return rows
 
 
-def start_escalation(ctx: RunContext, event: IncidentEvent, receiver: str, name: str) -> None:
-    """Freeze the receiver's policy onto the incident; its first level pages when the
-    opening hold ends (the escalation sweep runs it)."""
+def incident_labels(
+    session: Session, incident_ids: list[int], team_of: Any
+) -> dict[int, dict[str, str]]:
+    """The labels routes see, for each of the incidents."""
+    out: dict[int, dict[str, str]] = {}
+    # The counted alerts' labels of every incident at once, at most LABEL_SAMPLE each.
+    rank = (
+        func.row_number().over(partition_by=LINKS.c.incident_id, order_by=LINKS.c.id).label("rank")
+    )
+    sampled = (
+        select(LINKS.c.incident_id, ALERTS.c.labels, rank)
+        .join(ALERTS, ALERTS.c.fingerprint == LINKS.c.fingerprint)
+        .where(LINKS.c.incident_id.in_(incident_ids))
+        .where(LINKS.c.status != MemberStatus.MUTED)
+        .subquery()
+    )
+    by_incident: dict[int, list[dict[str, str]]] = {}
+    for incident_id, alert_labels in session.execute(
+        select(sampled.c.incident_id, sampled.c.labels).where(sampled.c.rank <= LABEL_SAMPLE)
+    ):
+        by_incident.setdefault(incident_id, []).append(alert_labels)
+    for incident in session.execute(
+        select(INCIDENTS).where(INCIDENTS.c.id.in_(incident_ids))
+    ).mappings():
+        alert_labels = by_incident.get(incident["id"], [])
+        out[incident["id"]] = routing_labels(
+            severity=incident["severity"],
+            status=incident["status"],
+            roots=incident["roots"] or [],
+            candidates=incident["root_cause_candidates"] or [],
+            services=incident["services"] or [],
+            team_of=team_of,
+            alert_labels=alert_labels,
+        )
+    return out
+
+
+def start_escalation(
+    ctx: RunContext, event: IncidentEvent, receiver: str, name: str, first: datetime
+) -> None:
+    """Freeze the receiver's policy onto the incident; its first level pages at `first`,
+    when the opening hold ends (the escalation sweep runs it)."""
     from incidents.escalation.engine import freeze
     from incidents.escalation.store import read_policies
 
@@ -226,9 +250,6 @@ def start_escalation(ctx: RunContext, event: IncidentEvent, receiver: str, name:
             ],
         )
         return
-    first = ctx.now
-    if event.kind == TimelineKind.OPENED and event.data.get("hold_until"):
-        first = max(ctx.now, datetime.fromisoformat(event.data["hold_until"]))
     freeze(incident, policy, receiver, first)
 
 
@@ -289,15 +310,41 @@ def _details(event: IncidentEvent) -> list[str]:
     return []
 
 
-def _updates_waiting(session: Session, incident_ids: list[int]) -> set[tuple[int, str, str]]:
-    """(incident, channel, target) of the updates still waiting to be sent."""
+Key = tuple[int, str, str]
+
+
+def _updates_waiting(
+    session: Session, incident_ids: list[int]
+) -> tuple[set[Key], dict[Key, datetime]]:
+    """(incident, channel, target) of the updates still waiting to be sent, and when the
+    latest update of each was due (sent or not)."""
     n = NOTIFICATIONS.c
     rows = session.execute(
-        select(n.incident_id, n.channel, n.target)
+        select(n.incident_id, n.channel, n.target, n.status, func.max(n.not_before))
         .where(n.incident_id.in_(incident_ids))
-        .where(n.event == "updated", n.status == "pending")
+        .where(n.event == "updated", n.status.in_(("pending", "sending", "sent")))
+        .group_by(n.incident_id, n.channel, n.target, n.status)
     ).tuples()
-    return {(i, c, t) for i, c, t in rows}
+    waiting: set[Key] = set()
+    last: dict[Key, datetime] = {}
+    for i, c, t, status, due in rows:
+        if status == "pending":
+            waiting.add((i, c, t))
+        last[(i, c, t)] = max(due, last.get((i, c, t), due))
+    return waiting, last
+
+
+def _space_updates(
+    rows: list[dict[str, Any]], last: dict[Key, datetime], interval: timedelta
+) -> None:
+    """Hold new update rows until `interval` after the target's previous update."""
+    for row in rows:
+        if row["event"] != "updated":
+            continue
+        key = (row["incident_id"], row["channel"], row["target"])
+        if key in last:
+            row["not_before"] = max(row["not_before"], last[key] + interval)
+        last[key] = row["not_before"]
 
 
 def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, Template
+from jinja2 import Environment, StrictUndefined, Template, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from incidents.notify.base import Notification
@@ -61,13 +61,31 @@ def compile_template(
         template = _environment.from_string(source)
     except Exception as exc:  # jinja2 raises TemplateSyntaxError and friends
         raise ValueError(f"{name} template does not compile: {exc}") from exc
+    context = trial if trial is not None else {**template_context(SAMPLE), **(extra or {})}
+    check_names(_environment, source, context, name)
     try:
-        template.render(
-            trial if trial is not None else {**template_context(SAMPLE), **(extra or {})}
-        )
+        template.render(context)
     except Exception as exc:
         raise ValueError(f"{name} template fails on a sample notification: {exc}") from exc
     return template
+
+
+def check_names(environment: Environment, source: str, known: Mapping[str, Any], name: str) -> None:
+    """Raise ValueError for a variable the template reads that no notification has.
+
+    The trial render only walks the branches the sample takes; this looks at every one,
+    so `{% if event == 'resolved' %}{{ typo }}{% endif %}` fails at start-up too.
+    """
+    unknown = (
+        meta.find_undeclared_variables(environment.parse(source))
+        - set(known)
+        - set(environment.globals)
+    )
+    if unknown:
+        raise ValueError(
+            f"{name} template reads unknown variable(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(known))}"
+        )
 
 
 def render_text(

@@ -130,11 +130,18 @@ class EmbeddedWorker:
 
     def _escalate(self) -> None:
         from incidents.escalation.engine import run_due
+        from incidents.notify.reminders import run_reminders
+        from incidents.notify.routing import RoutingTree
 
         try:
             self.hand_on(run_due(self._factory).tasks or [])
         except Exception:
             log.exception("escalation sweep failed")
+        try:
+            tree = RoutingTree.from_settings(self._settings.routing)
+            self.hand_on(run_reminders(self._factory, tree))
+        except Exception:
+            log.exception("reminder sweep failed")
 
     def _sweep(self) -> None:
         try:

@@ -353,8 +353,11 @@ def test_a_template_with_a_syntax_error_fails_at_build() -> None:
 
 
 def test_a_template_naming_an_unknown_variable_fails_at_build() -> None:
-    with pytest.raises(ValueError, match="does not render"):
+    with pytest.raises(ValueError, match=r"reads unknown variable\(s\) titel"):
         channel(text_template="{{ titel }}")
+    # Also in a branch the sample notification does not take.
+    with pytest.raises(ValueError, match=r"unknown variable\(s\) oops"):
+        channel(subject_template="{% if event == 'resolved' %}{{ oops }}{% endif %}")
 
 
 def test_template_overrides_are_used_and_sandboxed(server: SmtpServer) -> None:
@@ -373,6 +376,18 @@ def test_template_overrides_are_used_and_sandboxed(server: SmtpServer) -> None:
     assert parts(message)["html"] == "<p>&lt;b&gt;x&lt;/b&gt;</p>\n"
     with pytest.raises(ValueError, match="does not render"):
         channel(subject_template="{{ title.__class__.__mro__ }}")
+
+
+def test_an_override_failing_on_one_notification_gives_way_to_the_built_in_part(
+    server: SmtpServer,
+) -> None:
+    # Fine on the sample (it has a root cause), fails on an incident without one.
+    email = channel(server, subject_template="{{ root_cause.upper() }} down")
+    assert email.send(notification(root_cause=None)).ok
+    assert email.send(notification(incident_id=13)).ok
+    fallback, own = (m.message["Subject"] for m in server.messages)
+    assert fallback == "[P0] #12 PostgresDown on database-postgres"
+    assert own == "DATABASE-POSTGRES down"
 
 
 def test_settings_object_is_accepted_as_is(server: SmtpServer) -> None:

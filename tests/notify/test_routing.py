@@ -33,7 +33,6 @@ receivers:
   - {name: db, email: [db@example.com]}
 route:
   receiver: default
-  group_by: [root_service]
   group_wait: 10s
   repeat_interval: 2h
   routes:
@@ -46,13 +45,12 @@ route:
       routes:
         - matchers: ['severity=~"P0|P1"']
           receiver: team-x-pager
-          group_by: [service, severity]
+          group_interval: 30s
         - matchers: ['severity="P2"']
     - matchers: ['team="x"']
       receiver: db
     - matchers: ['service=~"db-.*"']
       receiver: db
-      group_by: ["..."]
 """
 
 
@@ -64,21 +62,48 @@ def names(tree: RoutingTree, **labels: str) -> list[str]:
     return [route.receiver for route in tree.match(labels)]
 
 
-def test_a_child_inherits_receiver_group_by_and_timings_and_overrides_its_own() -> None:
+def test_a_child_inherits_receiver_and_timings_and_overrides_its_own() -> None:
     tree = tree_of(TREE)
     [pager] = tree.match({"team": "x", "severity": "P0"})
     assert pager.path == "route.routes[1].routes[0]"
     assert pager.options.receiver == "team-x-pager"
-    assert pager.options.group_by == ("service", "severity")  # its own
+    assert pager.options.group_interval == timedelta(seconds=30)  # its own
     assert pager.options.group_wait == timedelta(minutes=1)  # from its parent
     assert pager.options.repeat_interval == timedelta(hours=2)  # from the root
-    assert pager.options.group_interval == timedelta(minutes=5)  # Alertmanager's default
     [plain] = tree.match({"team": "x", "severity": "P2"})
     assert plain.path == "route.routes[1].routes[1]"
     assert plain.receiver == "team-x"  # no receiver of its own: the parent's
-    assert plain.options.group_by == ("root_service",)
-    [everything] = tree.match({"service": "db-main"})
-    assert everything.options.group_by_all and everything.options.group_by == ()
+    assert plain.options.group_interval is None  # set nowhere: no spacing of updates
+    [db] = tree.match({"service": "db-main"})
+    assert db.options.group_wait == timedelta(seconds=10)
+
+
+def test_unset_timings_keep_the_services_own_behaviour() -> None:
+    tree = tree_of("receivers: [{name: a, console: [stdout]}]\nroute: {receiver: a}\n")
+    [root] = tree.match({})
+    # No group_wait: the opening hold (correlation.open_hold_seconds); no
+    # repeat_interval: no reminders; no group_interval: updates as they come.
+    assert (root.options.group_wait, root.options.group_interval) == (None, None)
+    assert root.options.repeat_interval is None and tree.shortest_repeat() is None
+
+
+def test_a_receiver_matched_twice_takes_the_sooner_timings() -> None:
+    tree = tree_of(
+        """
+receivers: [{name: a, console: [stdout]}, {name: b, console: [stderr]}]
+route:
+  receiver: a
+  repeat_interval: 4h
+  routes:
+    - {matchers: ['x="1"'], receiver: b, continue: true, group_wait: 1m}
+    - {matchers: ['y="1"'], receiver: b, repeat_interval: 1h, group_wait: 5m}
+"""
+    )
+    [(receiver, options)] = tree.routed({"x": "1", "y": "1"})
+    assert receiver.name == "b"
+    assert options.group_wait == timedelta(minutes=1)
+    assert options.repeat_interval == timedelta(hours=1)
+    assert tree.shortest_repeat() == timedelta(hours=1)
 
 
 def test_the_first_matching_child_wins_unless_it_continues() -> None:
@@ -123,6 +148,14 @@ route:
     )
     assert names(tree, x="1", y="1", z="1") == ["b", "b", "a"]
     assert [r.name for r in tree.receivers_for({"x": "1", "y": "1", "z": "1"})] == ["b", "a"]
+
+
+@pytest.mark.parametrize("path", ["config.yaml", "compose/config.yaml"])
+def test_every_shipped_config_routes_with_options_that_take_effect(path: str) -> None:
+    # Both load (no group_by, no timing on a digest route), and every timing they set is
+    # one the service acts on.
+    tree = RoutingTree.from_settings(load_settings(str(ROOT / "examples" / path)).routing)
+    assert tree.shortest_repeat() == timedelta(hours=4)
 
 
 @pytest.fixture
@@ -331,9 +364,21 @@ routing:
         ),
         ("  route:\n    receiver: a\n    group_wait: 30\n", 9, "group_wait", "has no unit"),
         ("  route:\n    receiver: a\n    repeat_interval: 0s\n", 9, "repeat_", "cannot be zero"),
-        ("  route:\n    group_by: [x]\n", 7, "routing.route", "needs a receiver"),
+        ("  route:\n    group_wait: 1m\n", 7, "routing.route", "needs a receiver"),
         ('  route:\n    receiver: a\n    matchers: [x="1"]\n', 9, "route.matchers", "root"),
-        ("  route:\n    receiver: a\n    group_by: [x, x]\n", 9, "group_by.1", "listed twice"),
+        (
+            "  route:\n    receiver: a\n    group_by: [root_service]\n",
+            9,
+            "routing.route.group_by",
+            "grouped by correlation",
+        ),
+        (
+            "    - {name: d, email: [d@example.com], digest: daily}\n"
+            "  route:\n    receiver: a\n    routes:\n      - receiver: d\n        group_wait: 5m\n",
+            12,
+            "routing.route.routes.0.group_wait",
+            "daily digest: group_wait does nothing",
+        ),
     ],
 )
 def test_every_route_error_names_the_file_and_line(
@@ -360,6 +405,50 @@ def test_every_route_error_names_the_file_and_line(
         ("    - name: c\n      pager: [x]\n", 8, "receivers.2.pager", "Extra inputs"),
         ("    - name: c\n      slack: ['#c']\n      digest: daily\n", 9, "digest", "by email"),
         ("    - name: c\n      email: [c@example.com]\n      digest: weekly\n", 9, "digest", ""),
+        (
+            "    - name: c\n      sms: ['+15005550006']\n      templates:\n        sms:\n"
+            "          text: '{{ titel }} {{ ack_code }}'\n",
+            11,
+            "receivers.2.templates.sms.text",
+            "unknown variable(s) titel",
+        ),
+        (
+            "    - name: c\n      email: [c@example.com]\n      templates:\n        email:\n"
+            "          subject: ok\n"
+            "          html: |\n"
+            "            <p>{% if event == 'resolved' %}{{ oops }}{% endif %}</p>\n",
+            12,
+            "receivers.2.templates.email.html",
+            "oops",
+        ),
+        (
+            "    - name: c\n      slack: ['#c']\n      templates:\n        slack:\n"
+            "          title: '{{ title'\n",
+            11,
+            "receivers.2.templates.slack.title",
+            "does not compile",
+        ),
+        (
+            "    - name: c\n      voice: ['+15005550006']\n      templates:\n"
+            "        voice: {say: '{{ severity.__class__.__mro__ }}'}\n",
+            10,
+            "receivers.2.templates.voice.say",
+            "unsafe",
+        ),
+        (
+            "    - name: c\n      sms: ['+15005550006']\n      templates:\n"
+            "        slack: {title: '{{ title }}'}\n",
+            10,
+            "receivers.2.templates.slack",
+            "no slack targets",
+        ),
+        (
+            "    - name: c\n      sms: ['+15005550006']\n      templates:\n"
+            "        sms: {body: '{{ title }}'}\n",
+            10,
+            "receivers.2.templates.sms.body",
+            "Extra inputs",
+        ),
     ],
 )
 def test_every_receiver_error_names_the_file_and_line(

@@ -38,6 +38,24 @@ def test_check_config_reports_routing_errors_with_file_and_line(
     assert '"continue": true' in shown and '"digest": "daily"' in shown
 
 
+def test_check_config_reports_a_receivers_broken_template_with_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        RECEIVERS
+        + "      templates:\n"
+        + "        sms:\n"
+        + "          text: '{{ severity }} #{{ incident_id }}'\n"
+        + "          resolved: '{% if title %}{{ title }'\n"
+        + "  route:\n    receiver: a\n"
+    )
+    assert main(["check-config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"{config}:10: routing.receivers.1.templates.sms.resolved: " in err
+    assert "sms resolved template does not compile" in err
+
+
 def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     code = main(args)
     out, err = capsys.readouterr()
@@ -62,7 +80,7 @@ def test_routing_test_prints_the_receivers(capsys: pytest.CaptureFixture[str]) -
     assert out.splitlines() == [
         "critical",
         '  route: route.routes[2]  {severity="P0"}',
-        "  group_by: [root_service]  group_wait: 0s  group_interval: 5m  repeat_interval: 4h",
+        "  group_wait: the opening hold  group_interval: -  repeat_interval: 4h",
         "  slack: #incidents-critical",
         "  email: oncall@example.com",
         "  sms: +15005550006",

@@ -35,6 +35,7 @@ EVENT_TEXT = {
     "reopened": "reopened",
     "resolved": "resolved",
     "updated": "updated",
+    "reminder": "reminder, still not acknowledged",
 }
 
 

@@ -17,7 +17,7 @@ from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from incidents.notify.base import Notification
-from incidents.notify.templates import SAMPLE
+from incidents.notify.templates import SAMPLE, check_names, render_text
 
 SUBJECT_TEMPLATE = (
     "{{ prefix }}[{{ severity }}]{% if event != 'digest' %} #{{ incident_id }}{% endif %} "
@@ -102,6 +102,7 @@ EVENTS: dict[str, tuple[str, str]] = {
     "note": ("Note: ", "Note added"),
     "digest": ("", "Daily digest"),
     "approval": ("Approval needed: ", "A playbook waits for approval"),
+    "reminder": ("Reminder: ", "Still open and not acknowledged"),
 }
 
 # Long titles fold fine in a header, but a subject is for reading in a list.
@@ -183,22 +184,44 @@ class EmailTemplates:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
-        self._subject = _compile(plain, "subject", subject or SUBJECT_TEMPLATE)
-        self._text = _compile(plain, "text", text or TEXT_TEMPLATE)
-        self._html = _compile(markup, "html", html or HTML_TEMPLATE)
+        self._defaults = (
+            _compile(plain, "subject", SUBJECT_TEMPLATE),
+            _compile(plain, "text", TEXT_TEMPLATE),
+            _compile(markup, "html", HTML_TEMPLATE),
+        )
+        self._subject = _compile(plain, "subject", subject) if subject else self._defaults[0]
+        self._text = _compile(plain, "text", text) if text else self._defaults[1]
+        self._html = _compile(markup, "html", html) if html else self._defaults[2]
+        known = template_context(SAMPLE, public_url)
+        for which, source, env in (
+            ("subject", subject, plain),
+            ("text", text, plain),
+            ("html", html, markup),
+        ):
+            if source:
+                check_names(env, source, known, f"email {which}")
         try:
-            self.render(SAMPLE)
-        except TemplateError as exc:
+            context = template_context(SAMPLE, public_url)
+            for template in (self._subject, self._text, self._html):
+                template.render(context)
+        except Exception as exc:  # jinja2's errors, and whatever a template's code raised
             raise ValueError(f"email template does not render: {exc}") from exc
 
     def render(self, n: Notification) -> RenderedEmail:
-        """Render the three parts for one notification; raises jinja2.TemplateError."""
+        """Render the three parts for one notification. An override that fails on this
+        notification gives way to the built-in part (a page in the default wording beats
+        none); a failing built-in part raises jinja2.TemplateError."""
         context = template_context(n, self.public_url)
-        return RenderedEmail(
-            subject=one_line(self._subject.render(context)),
-            text=self._text.render(context),
-            html=self._html.render(context),
+        subject, text, html = (
+            render_text(template, default, context, f"email {which}")
+            for template, default, which in zip(
+                (self._subject, self._text, self._html),
+                self._defaults,
+                ("subject", "text", "html"),
+                strict=True,
+            )
         )
+        return RenderedEmail(subject=one_line(subject), text=text, html=html)
 
 
 def _compile(env: SandboxedEnvironment, which: str, source: str) -> Template:

@@ -47,7 +47,7 @@ TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable", "
 # The message we keep editing is gone (deleted, or not ours to edit): post a fresh one.
 MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
 # Events that the whole channel should see again, not only those following the thread.
-BROADCAST_EVENTS = frozenset({"severity_raised", "reopened"})
+BROADCAST_EVENTS = frozenset({"severity_raised", "reopened", "reminder"})
 
 
 class SlackSettings(BaseModel):

@@ -57,6 +57,7 @@ EVENT_SUMMARIES = {
     "assigned": "Incident assigned.",
     "note": "Note added.",
     "approval": "A playbook waits for approval.",
+    "reminder": "Reminder: still open and not acknowledged.",
 }
 # States in which someone already has the incident: no Acknowledge button.
 HANDLED_STATUSES = frozenset({"acknowledged", "investigating", "identified", "monitoring"})

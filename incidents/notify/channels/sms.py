@@ -51,6 +51,7 @@ EVENT_LABELS = {
     "severity_raised": "RAISED",
     "reopened": "REOPENED",
     "updated": "UPDATE",
+    "reminder": "REMINDER",
 }
 # The SMS templates' own variables, as a sample for checking a template at build().
 SMS_VARIABLES = {"event_label": "", "ack_code": "1a", "close_code": "1c"}

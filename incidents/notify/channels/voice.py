@@ -44,6 +44,7 @@ EVENT_SPOKEN = {
     "severity_raised": "severity raised",
     "reopened": "reopened",
     "updated": "updated",
+    "reminder": "still not acknowledged",
 }
 VOICE_VARIABLES = {"event_spoken": ""}
 # The call progress events Twilio reports to the status callback.
