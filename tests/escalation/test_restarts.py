@@ -34,6 +34,9 @@ from tests.escalation.test_engine import (
     rows,
     sessions,
 )
+from tests.notify.fake_slack import FakeSlack
+from tests.notify.fake_twilio import FROM_NUMBER, FakeTwilio
+from tests.notify.test_routing_stage import notifications, wait_until
 
 __all__ = ["pipe", "sessions"]
 
@@ -122,6 +125,60 @@ def test_an_incident_reopened_by_hand_is_paged_again_from_level_1(
     act(pipe, iid, "acknowledge")
     assert keyed(sessions, iid, "escalation:1:0:1")[("voice", BOB)] == "cancelled"
     assert engine.run_due(sessions, later(60)).steps == 0
+
+
+def delivered(pipe: Pipeline, incident_id: int) -> None:
+    """Until the incident's notifications went out (a sweep meanwhile may pass over the
+    incident on PostgreSQL: a delivery's writes lock its row)."""
+
+    def done() -> bool:
+        statuses = {n["status"] for n in notifications(pipe, incident_id)}
+        return not statuses & {"pending", "sending"}
+
+    wait_until(f"incident {incident_id}'s notifications to go out", done, timeout=30)
+
+
+def test_a_reopened_incident_texts_level_1_again(
+    db_url: str, client_for: Callable[..., TestClient], sessions: sessionmaker[Session]
+) -> None:
+    with FakeSlack() as slack, FakeTwilio() as twilio:
+        client = client_for(
+            db_url,
+            routing=ROUTING,
+            slack_bot_token=slack.token,
+            slack_api_url=slack.api_url,
+            twilio_account_sid=twilio.account_sid,
+            twilio_auth_token=twilio.auth_token,
+            twilio_from_number=FROM_NUMBER,
+            twilio_api_url=twilio.url,
+            correlation={"open_hold_seconds": 0},
+            pipeline={"escalation_sweep_seconds": 60},
+        )
+        sending = Pipeline(client, db_url)
+        try:
+            sending.load_graph()
+            put(sending, "/api/v1/users", USERS)
+            put(sending, "/api/v1/schedules", SCHEDULES)
+            put(sending, "/api/v1/escalation-policies", {"policies": [LADDER]})
+
+            def pages_to_alice() -> list[str]:
+                texts = [m["Body"] for m in twilio.messages() if m["To"] == ALICE]
+                return [t for t in texts if not t.startswith("RESOLVED")]
+
+            iid = page(sending)
+            delivered(sending, iid)
+            assert engine.run_due(sessions).steps == 1
+            wait_until("alice's first page", lambda: len(pages_to_alice()) == 1)
+            act(sending, iid, "resolve")
+            act(sending, iid, "reopen")
+            delivered(sending, iid)
+            assert engine.run_due(sessions, later(0.05)).steps == 1
+            wait_until("alice's page after the reopen", lambda: len(pages_to_alice()) == 2)
+            delivered(sending, iid)
+            # The text is the new run's own row (the fake Slack knows no direct messages).
+            assert keyed(sessions, iid, "escalation:1:0:0")[("sms", ALICE)] == "sent"
+        finally:
+            sending.close()
 
 
 def test_an_incident_reopened_by_its_alert_firing_again_is_paged_again(
