@@ -45,9 +45,15 @@ def freeze(incident: Incident, policy: Policy, receiver: str, first_at: datetime
     """Start escalating an incident with a copy of `policy`; False if it already is."""
     if incident.escalation_due_at is not None:
         return False
+    # Each start is a new run, whose notifications have keys of their own: a reopened
+    # incident pages the levels an earlier run used again (the outbox drops a row whose
+    # key it already holds).
+    before = incident.escalation
+    run = int(before.get("run", 0)) + 1 if before else 0
     incident.escalation = {
         "policy": policy.model_dump(mode="json", exclude_none=True),
         "receiver": receiver,
+        "run": run,
         "level": 0,
         "round": 0,
         "started_at": first_at.isoformat(),
@@ -127,7 +133,7 @@ def step(
         said.append(text)
     first = (level_no, round_no) == (0, 0)
     event = "opened" if first else "escalated"
-    key = f"{KEY_PREFIX}{round_no}:{level_no}"
+    key = f"{KEY_PREFIX}{int(state.get('run', 0))}:{round_no}:{level_no}"
     rows = [page.row(incident_id, key, event, f"policy:{policy.name}", now) for page in pages]
     wait = level.wait_for(incident.severity)
     last = level_no + 1 >= len(policy.levels)

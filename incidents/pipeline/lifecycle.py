@@ -305,7 +305,8 @@ def reopen(job: Job, alert: Alert, link: Member, *, quiet: float, pages: bool) -
     )
 
 
-# The event keys of escalation notifications (incidents.escalation.engine.KEY_PREFIX).
+# The event keys of escalation notifications (incidents.escalation.engine.KEY_PREFIX):
+# `escalation:{run}:{round}:{level}`, a run being each start of the incident's ladder.
 ESCALATION_KEYS = "escalation:"
 
 

@@ -7,6 +7,9 @@ incident back instead of opening (and paging) a new one.
 - `interrupt`, in a job: a member fired again (or a new alert joined) during the period;
   the incident goes back to where people had it (`acknowledged` if someone had, else
   `triggered`), and the timeline says so. It pages no one again: it was paged already.
+  Back to `triggered`, nobody having acknowledged, its escalation carries on where it
+  stopped: the next level is due when it was due before the quiet period, or at once if
+  that time went by meanwhile.
 - `settle`, in the upkeep: periods that ended quietly resolve their incidents, and that
   resolve pages like any other (people are told it is over).
 """
@@ -38,6 +41,10 @@ def start(job: Job, incident: Incident) -> None:
     incident.state = IncidentState.MONITORING.value
     incident.state_changed_at = job.now
     incident.quiet_until = job.now + job.quiet
+    if incident.escalation and incident.escalation_due_at is not None:
+        # Kept for `interrupt`: the ladder stops while all is quiet, not for good.
+        due = incident.escalation_due_at.isoformat()
+        incident.escalation = {**incident.escalation, "paused_due": due}
     incident.escalation_due_at = None
     outbox.cancel_scheduled(
         job.session, incident_id, lifecycle.ESCALATION_KEYS, "all alerts resolved", job.now
@@ -71,13 +78,29 @@ def interrupt(job: Job, incident_ids: set[int]) -> None:
         incident.state = back.value
         incident.state_changed_at = job.now
         incident.quiet_until = None
+        said = f"an alert fired again during the quiet period: {back.value} again"
+        if back is IncidentState.TRIGGERED:
+            said += resume_escalation(incident, job.now)
         note(
             job,
             incident_id,
             TimelineKind.REOPENED,
-            f"an alert fired again during the quiet period: {back.value} again",
+            said,
             data={"to": back.value, "quiet_period": True},
         )
+
+
+def resume_escalation(incident: Incident, now: datetime) -> str:
+    """Set the next deadline of an unacknowledged incident's stopped ladder, if it has
+    levels left; what the timeline adds."""
+    state = dict(incident.escalation or {})
+    if not state.get("policy") or state.get("done"):
+        return ""
+    paused = state.pop("paused_due", None)
+    due = max(now, datetime.fromisoformat(paused)) if paused else now
+    incident.escalation = state
+    incident.escalation_due_at = due
+    return f"; escalation resumes, its next level due at {due:%H:%M:%S} UTC"
 
 
 def settle(session: Session, now: datetime) -> list[IncidentEvent]:

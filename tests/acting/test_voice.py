@@ -12,6 +12,7 @@ from incidents.db import make_session_factory, utcnow
 from incidents.escalation import engine
 from incidents.models import INCIDENTS
 from tests.acting.stage import ALICE, BOB, STRANGER, Stage
+from tests.notify.test_routing_stage import notifications, wait_until
 
 
 def test_1_acknowledges(stage: Stage) -> None:
@@ -34,8 +35,21 @@ def escalated(stage: Stage, incident_id: int) -> list[dict[str, Any]]:
     return [e for e in stage.state(incident_id)["timeline"] if e["kind"] == "escalated"]
 
 
+def delivered(stage: Stage, incident_id: int) -> None:
+    """Until the incident's notifications have gone out. A delivery writes rows that refer
+    to the incident, and on PostgreSQL that row lock makes a sweep at that moment (`FOR
+    UPDATE SKIP LOCKED`) pass the incident by, for the next sweep to take."""
+
+    def done() -> bool:
+        statuses = {n["status"] for n in notifications(stage.pipe, incident_id)}
+        return not statuses & {"pending", "sending"}
+
+    wait_until(f"incident {incident_id}'s notifications to go out", done, timeout=30)
+
+
 def test_3_escalates_now(stage: Stage) -> None:
     iid = stage.page("database-postgres")
+    delivered(stage, iid)
     engine.run_due(make_session_factory(stage.pipe.engine), utcnow())  # level 1, if due
     climbed = len(escalated(stage, iid))
     before = utcnow()
@@ -48,6 +62,7 @@ def test_3_escalates_now(stage: Stage) -> None:
     # Level 1 waited five minutes; now it is due at once.
     assert due is not None and before - timedelta(seconds=1) <= due <= utcnow()
     # The sweep's next pass (the embedded one, or this one) runs the next level.
+    delivered(stage, iid)
     engine.run_due(make_session_factory(stage.pipe.engine), utcnow())
     assert len(escalated(stage, iid)) == climbed + 1
     notes = [e for e in stage.state(iid)["timeline"] if e["kind"] == "note"]

@@ -42,7 +42,7 @@ def test_the_ladder_climbs_from_level_1_to_3_while_nobody_acknowledges(
     }
     assert engine.run_due(sessions, later(4)).steps == 0  # not yet
     assert engine.run_due(sessions, later(5.1)).steps == 1  # level 2: bob, by his rules
-    bob = [(c, t) for k, c, t, _ in rows(sessions, iid) if k == "escalation:0:1"]
+    bob = [(c, t) for k, c, t, _ in rows(sessions, iid) if k == "escalation:0:0:1"]
     assert bob == [("sms", "+15551230002"), ("voice", "+15551230002")]
     assert engine.run_due(sessions, later(15.2)).steps == 1  # level 3
     assert ("slack", "#escalations") in {(c, t) for _, c, t, _ in rows(sessions, iid)}
