@@ -21,7 +21,7 @@ from incidents.models import INCIDENTS, Incident
 from incidents.pipeline import quiet
 from tests.api.incident_pipe import Pipeline, alert, recent
 from tests.conftest import AUTH
-from tests.escalation.test_engine import (
+from tests.escalation.ladder import (
     LADDER,
     ROUTING,
     SCHEDULES,
@@ -29,16 +29,12 @@ from tests.escalation.test_engine import (
     escalated,
     later,
     page,
-    pipe,
     put,
     rows,
-    sessions,
 )
 from tests.notify.fake_slack import FakeSlack
 from tests.notify.fake_twilio import FROM_NUMBER, FakeTwilio
 from tests.notify.test_routing_stage import notifications, wait_until
-
-__all__ = ["pipe", "sessions"]
 
 ALICE, BOB = "+15551230001", "+15551230002"
 LEVEL_1 = {("sms", ALICE), ("slack", "U0ALICE")}
