@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from incidents.correlation.candidates import names_in_reason
 from incidents.correlation.index import IncidentIndex
 from incidents.correlation.rule import CorrelationRule
 
@@ -190,7 +191,7 @@ def _as_cause(
     survivor = _oldest(merging)
     absorbed = tuple(sorted({b.incident.id for b in merging} - {survivor.id}))
     dependents = sorted({b.via for b in ranked})
-    shown = ", ".join(dependents[:5]) + (" ..." if len(dependents) > 5 else "")
+    shown = names_in_reason(dependents)
     if not absorbed:
         return Placement(
             "reroot",
@@ -211,7 +212,8 @@ def _as_cause(
             f"incidents {ids} merge"
         )
     elif not linked:
-        reason = f"{shown} all depend on {service}: the common cause of incidents {ids}"
+        verb = "both depend" if len(dependents) == 2 else "all depend"
+        reason = f"{shown} {verb} on {service}: the common cause of incidents {ids}"
     else:
         _, words = _sibling_words(service, linked[0])
         reason = (
@@ -251,7 +253,7 @@ def _as_sibling(service: str, siblings: dict[int, _Best]) -> Placement:
     roots = sorted({b.via.split("|", 1)[0] for b in ranked})
     return Placement(
         "merge",
-        f"{words}; {service} is linked to the roots {', '.join(roots)} of incidents {ids}: "
+        f"{words}; {service} is linked to the roots {names_in_reason(roots)} of incidents {ids}: "
         "linked roots belong to one incident, so they merge",
         target=survivor.id,
         absorbed=absorbed,

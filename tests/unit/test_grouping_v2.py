@@ -119,7 +119,7 @@ def test_a_common_cause_merges_into_the_oldest(world: World) -> None:
     assert (placed.action, placed.target, placed.absorbed) == ("merge", 3, (7,))
     assert placed.becomes_root
     assert placed.reason == (
-        "feedback-service, notification-service all depend on database-postgres: the common "
+        "feedback-service and notification-service both depend on database-postgres: the common "
         "cause of incidents 3, 7"
     )
 
@@ -174,7 +174,7 @@ def test_a_new_root_linked_to_the_roots_of_two_incidents_merges_them(world: Worl
     assert placed.via == "database-postgres"
     assert placed.reason == (
         "user-service and feedback-service both depend on database-postgres (1 hop and "
-        "1 hop); user-service is linked to the roots ai-analysis-service, feedback-service of "
+        "1 hop); user-service is linked to the roots ai-analysis-service and feedback-service of "
         "incidents 1, 2: linked roots belong to one incident, so they merge"
     )
 
