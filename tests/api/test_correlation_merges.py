@@ -126,3 +126,29 @@ def test_explain_follows_the_alerts_a_merge_moved(pipe: Pipeline) -> None:
         older["id"],
         [],
     )
+
+
+def test_an_alert_firing_again_reopens_its_incident_and_pages(pipe: Pipeline) -> None:
+    """The alert-driven reopen and the API's reopen share lifecycle.reopen_incident: the
+    incident is open and triggered again, no longer acknowledged, open on its services,
+    and the "reopened" entry pages."""
+    pipe.load_graph()
+    t0 = recent(10)
+    pipe.post(alert("user-service", "LoginErrors", t0, "P1"))
+    [incident] = pipe.live()
+    ack = pipe.client.post(f"/api/v1/incidents/{incident['id']}/acknowledge", headers=AUTH)
+    assert ack.status_code == 200, ack.text
+    pipe.post(alert("user-service", "LoginErrors", t0, "P1", resolved_at=recent(5)))
+    assert pipe.incident(incident["id"])["status"] == "resolved"
+    pipe.post(alert("user-service", "LoginErrors", recent(1), "P1"))
+    detail = pipe.incident(incident["id"])
+    assert (detail["status"], detail["state"], detail["acknowledged_by"]) == (
+        "open",
+        "triggered",
+        None,
+    )
+    [reopened] = entries(detail, "reopened")
+    assert reopened["pages"] is True
+    assert detail["paged_at"] == reopened["at"]
+    service = pipe.client.get("/api/v1/services/user-service", headers=AUTH).json()
+    assert [i["id"] for i in service["open_incidents"]] == [incident["id"]]
