@@ -164,11 +164,16 @@ class AlertExplanation(BaseModel):
     alertname: str | None = Field(description="Its alertname label.")
     service: str = Field(description="The service it stands on in the graph.")
     status: MemberStatus = Field(description="Its standing in the incident.")
-    action: str = Field(description="open, join, reroot, merge or muted.")
+    action: str = Field(
+        description="open, join, reroot, merge, muted, or moved (it came with a merge)."
+    )
     reason: str = Field(description="Why, in words.")
     via: str | None = Field(description="The service that linked it, if any.")
     hops: int | None = Field(description="The distance to `via`.")
     absorbed: list[int] = Field(description="Incidents it merged into this one.")
+    moved_from: int | None = Field(
+        default=None, description="The incident it was in before that one merged into this."
+    )
     possibly_related: list[RelatedOut] = Field(
         description="Other open incidents it could have joined when it arrived."
     )
@@ -181,4 +186,7 @@ class Explanation(BaseModel):
     status: IncidentStatus = Field(description="Its status.")
     roots: list[str] = Field(description="Its roots now.")
     root_causes: list[RootCauseOut] = Field(description="Its ranked root-cause candidates.")
+    merged_into: int | None = Field(
+        default=None, description="The incident it merged into (its alerts are there now)."
+    )
     alerts: list[AlertExplanation] = Field(description="Each alert, in the order it started.")

@@ -185,6 +185,7 @@ def explain_incident(
                 via=because.get("via"),
                 hops=because.get("hops"),
                 absorbed=[int(i) for i in because.get("absorbed", [])],
+                moved_from=because.get("moved_from"),
                 possibly_related=[
                     RelatedOut(
                         id=int(i),
@@ -202,5 +203,6 @@ def explain_incident(
         status=row.status,
         roots=row.roots,
         root_causes=row.root_causes,
+        merged_into=row.merged_into,
         alerts=alerts,
     )

@@ -71,7 +71,7 @@ def rank_candidates(
         explains = _explained(rule, root, seen, order)
         reason = "root: nothing else alerting lies below it"
         if explains:
-            reason += f"; explains {_names(explains)}"
+            reason += f"; explains {names_in_reason(explains)}"
         found.append(Candidate(root, False, reason, explains))
     if len(found) >= limit:
         return found
@@ -107,7 +107,7 @@ def _silent_common(
         verb = "both depend" if len(explained) == 2 else "all depend"
         deepest = max(found.values())
         reach = f" within {deepest} hops" if deepest > 1 else ""
-        reason = f"{service} (no alert; {_names(explained)} {verb} on it{reach})"
+        reason = f"{service} (no alert; {names_in_reason(explained)} {verb} on it{reach})"
         explains = _explained(rule, service, seen, order)
         candidates.append(Candidate(service, True, reason, explains))
     return candidates
@@ -126,7 +126,7 @@ def _not_a_root(
     deeper = sorted(below, key=order)
     deepest = max(below.values(), default=0)
     reach = f" within {deepest} hops" if deepest > 1 else ""
-    reason = f"not a root: depends on alerting {_names(deeper)}{reach}"
+    reason = f"not a root: depends on alerting {names_in_reason(deeper)}{reach}"
     return Candidate(name, False, reason, _explained(rule, name, seen, order))
 
 
@@ -138,7 +138,7 @@ def _explained(
     return tuple(sorted(above, key=order)[:MAX_EXPLAINS])
 
 
-def _names(names: Sequence[str]) -> str:
+def names_in_reason(names: Sequence[str]) -> str:
     """'a', 'a and b', 'a, b and c'; long lists end in 'and N more'."""
     shown = list(names[:NAMES_IN_REASON])
     hidden = len(names) - len(shown)

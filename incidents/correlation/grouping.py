@@ -3,16 +3,19 @@
 The rule (the README quotes it in full): an alert joins the incident of the alerting
 service nearest below it that explains it; a new alert that explains the roots of open
 incidents becomes their root (re-rooting one, or merging several: a common cause was
-found); a new root linked to an incident's root through a shared dependency joins it;
-anything else opens an incident. Time counts as alert-to-alert chains within the window.
+found); a new root linked to the roots of open incidents through a shared dependency
+joins them, merging them when there are several; anything else opens an incident. Time
+counts as alert-to-alert chains within the window.
 
 Cases the rule leaves open, decided here:
 - Among several explaining services the nearest wins; on a tie a root of its incident,
   then the earliest incident, then the lowest id. The rest are `possibly_related`.
 - An alert that explains the roots of some incidents and is itself explained by another
   incident's service closes a chain: all of them are one failure and merge.
-- A new root linked to the roots of several incidents joins the nearest and never
-  merges them (a sibling is not a cause).
+- A new alert that is a root where it lands (no alerting service explains it) and is
+  linked to the roots of several open incidents merges them: linked roots belong to one
+  incident, whichever of them arrived first. A symptom never merges incidents; it joins
+  the nearest and records the others as `possibly_related`.
 - The oldest incident always survives a merge, so ids that people have seen stay valid.
 """
 
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from incidents.correlation.candidates import names_in_reason
 from incidents.correlation.index import IncidentIndex
 from incidents.correlation.rule import CorrelationRule
 
@@ -113,7 +117,8 @@ def place(
             _keep(siblings, best)
             best.via = f"{other}|{witness.via}"
     if caused:
-        return _as_cause(service, explained, caused)
+        # A symptom (explained) closes a chain at most; a root also brings linked roots.
+        return _as_cause(service, explained, caused, {} if explained else siblings)
     if explained:
         return _as_symptom(service, explained)
     if siblings:
@@ -157,10 +162,25 @@ def _as_symptom(service: str, explained: dict[int, _Best]) -> Placement:
     )
 
 
-def _as_cause(service: str, explained: dict[int, _Best], caused: dict[int, _Best]) -> Placement:
+def _sibling_words(service: str, best: _Best) -> tuple[str, str]:
+    """The linked root and why: "S and R both depend on C (1 hop and 1 hop)"."""
+    root, common = best.via.split("|", 1)
+    return root, (
+        f"{service} and {root} both depend on {common} ({_hops(best.hops)} and {_hops(best.extra)})"
+    )
+
+
+def _as_cause(
+    service: str,
+    explained: dict[int, _Best],
+    caused: dict[int, _Best],
+    siblings: dict[int, _Best],
+) -> Placement:
     ranked = sorted(caused.values())
     nearest = ranked[0]
     merging = list(ranked)
+    linked = sorted(b for i, b in siblings.items() if i not in caused)
+    merging.extend(linked)
     related: tuple[int, ...] = ()
     if explained:
         below = sorted(explained.values())
@@ -171,7 +191,7 @@ def _as_cause(service: str, explained: dict[int, _Best], caused: dict[int, _Best
     survivor = _oldest(merging)
     absorbed = tuple(sorted({b.incident.id for b in merging} - {survivor.id}))
     dependents = sorted({b.via for b in ranked})
-    shown = ", ".join(dependents[:5]) + (" ..." if len(dependents) > 5 else "")
+    shown = names_in_reason(dependents)
     if not absorbed:
         return Placement(
             "reroot",
@@ -191,8 +211,15 @@ def _as_cause(service: str, explained: dict[int, _Best], caused: dict[int, _Best
             f"depends on {bottom.via} ({_hops(bottom.hops)}): one chain of failures, so "
             f"incidents {ids} merge"
         )
+    elif not linked:
+        verb = "both depend" if len(dependents) == 2 else "all depend"
+        reason = f"{shown} {verb} on {service}: the common cause of incidents {ids}"
     else:
-        reason = f"{shown} all depend on {service}: the common cause of incidents {ids}"
+        _, words = _sibling_words(service, linked[0])
+        reason = (
+            f"{shown} {'depends' if len(dependents) == 1 else 'depend'} on {service}, and "
+            f"{words}: linked roots belong to one incident, so incidents {ids} merge"
+        )
     return Placement(
         "merge",
         reason,
@@ -208,17 +235,29 @@ def _as_cause(service: str, explained: dict[int, _Best], caused: dict[int, _Best
 def _as_sibling(service: str, siblings: dict[int, _Best]) -> Placement:
     ranked = sorted(siblings.values())
     best = ranked[0]
-    root, common = best.via.split("|", 1)
-    reason = (
-        f"{service} and {root} both depend on {common} "
-        f"({_hops(best.hops)} and {_hops(best.extra)}); {root} is a root of this incident"
-    )
+    root, words = _sibling_words(service, best)
+    common = best.via.split("|", 1)[1]
+    if len(ranked) == 1:
+        return Placement(
+            "join",
+            f"{words}; {root} is a root of this incident",
+            target=best.incident.id,
+            via=common,
+            hops=best.hops,
+            becomes_root=True,
+        )
+    # Linked roots belong to one incident: those that arrived apart merge into the oldest.
+    survivor = _oldest(ranked)
+    absorbed = tuple(sorted({b.incident.id for b in ranked} - {survivor.id}))
+    ids = ", ".join(str(i) for i in sorted({survivor.id, *absorbed}))
+    roots = sorted({b.via.split("|", 1)[0] for b in ranked})
     return Placement(
-        "join",
-        reason,
-        target=best.incident.id,
+        "merge",
+        f"{words}; {service} is linked to the roots {names_in_reason(roots)} of incidents {ids}: "
+        "linked roots belong to one incident, so they merge",
+        target=survivor.id,
+        absorbed=absorbed,
         via=common,
         hops=best.hops,
-        possibly_related=tuple(sorted(b.incident.id for b in ranked[1:])),
         becomes_root=True,
     )

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from incidents import timeline
 from incidents.exceptions import Conflict, NotFound, ValidationFailed
-from incidents.models import BY_SERVICE, INCIDENTS, Incident
+from incidents.models import INCIDENTS, Incident
 from incidents.notify import outbox
 from incidents.pipeline import lifecycle
 from incidents.pipeline.incident_state import lock_correlation
@@ -206,14 +206,7 @@ def reopen(
     incident = load(session, incident_id, correlation=True)
     if incident.state != IncidentState.RESOLVED:
         raise _refuse(incident, "reopen")
-    incident.status = IncidentStatus.OPEN.value
-    incident.resolved_at = None
-    incident.acknowledged_at = incident.acknowledged_by = None
-    _set_state(incident, IncidentState.TRIGGERED, now)
-    incident.paged_severity, incident.paged_at = incident.severity, now
-    session.execute(
-        update(BY_SERVICE).where(BY_SERVICE.c.incident_id == incident_id).values(open=True)
-    )
+    lifecycle.reopen_incident(session, incident, now, pages=True)
     return [
         _record(
             session,

@@ -33,6 +33,7 @@ from incidents.models import (
     IncidentAlert,
 )
 from incidents.pipeline import flapping, lifecycle, mute, storm
+from incidents.pipeline.absorb import merge_into
 from incidents.pipeline.finish import finish_job
 from incidents.pipeline.incident_state import (
     DbIncidentIndex,
@@ -42,12 +43,11 @@ from incidents.pipeline.incident_state import (
     State,
     alert_name,
     correlation_service,
-    note,
     service_node,
 )
 from incidents.pipeline.mute import Inhibitor, active_silences, match_labels
 from incidents.pipeline.stages import RunContext
-from incidents.vocab import AlertStatus, IncidentStatus, MemberStatus, TimelineKind
+from incidents.vocab import AlertStatus, IncidentStatus, MemberStatus
 
 
 class IncidentStage:
@@ -283,19 +283,11 @@ class IncidentStage:
             return
         target = job.incident(placement.target)
         for absorbed in placement.absorbed:
-            lifecycle.merge_into(job, target, job.incident(absorbed), placement.reason)
+            merge_into(job, target, job.incident(absorbed), placement.reason)
         because = placement.as_data()
         lifecycle.add_member(job, target, alert, service, because)
         if placement.action in ("reroot", "merge") and placement.becomes_root:
-            note(
-                job,
-                placement.target,
-                TimelineKind.REROOTED,
-                placement.reason
-                if placement.action == "reroot"
-                else f"{service} is now a root of this incident: {placement.reason}",
-                data={"service": service, "fingerprint": alert.fingerprint, **because},
-            )
+            lifecycle.reroot(job, placement.target, service, alert, placement)
         job.joins.setdefault(placement.target, []).append(
             {
                 "fingerprint": alert.fingerprint,

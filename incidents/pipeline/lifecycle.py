@@ -1,8 +1,9 @@
-"""An incident's life as plain functions: open, add a member, merge, reopen, close.
+"""An incident's life as plain functions: open, add a member, re-root, reopen, close
+(merging is `absorb.merge_into`).
 
-The incident stage calls them while it holds the correlation lock; the API's
-acknowledge and resolve endpoints (next issues) reuse them. None of them makes a network
-call: paging is a timeline entry with `pages` set, which the notification stage reads.
+The incident stage calls them while it holds the correlation lock; the API's resolve,
+reopen and merge actions reuse them. None of them makes a network call: paging is a
+timeline entry with `pages` set, which the notification stage reads.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from incidents.vocab import (
     MemberStatus,
     TimelineKind,
     more_severe,
-    worst,
 )
 
 
@@ -112,7 +112,7 @@ def add_member(
     status: MemberStatus = MemberStatus.FIRING,
 ) -> NewLink:
     """Make the alert a member; a muted member is shown but counts for nothing."""
-    incident_id = _id(incident)
+    incident_id = id_of(incident)
     link = NewLink(
         {
             "incident_id": incident_id,
@@ -136,14 +136,15 @@ def add_member(
 
 def count_member(job: Job, incident: Incident, alert: Alert, service: str) -> None:
     """Let a member count: the index, services, roots, severity and time span see it."""
-    incident_id = _id(incident)
+    incident_id = id_of(incident)
     job.index.add_link(IncidentLink(incident_id, service, alert.starts_at))
     if service not in incident.services:
         job.new_services.append({"incident_id": incident_id, "service": service, "open": True})
         incident.services = sorted({*incident.services, service})
     incident.first_alert_at = min(incident.first_alert_at, alert.starts_at)
     incident.last_alert_at = max(incident.last_alert_at, alert.starts_at)
-    incident.opened_at = min(incident.opened_at, alert.starts_at)
+    if alert.starts_at < incident.opened_at:
+        move_opened(job, incident, alert.starts_at)
     if more_severe(alert.severity, incident.severity):
         incident.severity = alert.severity
     seen: dict[str, Any] = {
@@ -154,12 +155,45 @@ def count_member(job: Job, incident: Incident, alert: Alert, service: str) -> No
     title = alert_title(alert)
     if title is not None:
         seen["title"] = title  # names the incident while this alert is the root's first
-    stats = _add_stats(incident.service_stats, {service: seen})
+    stats = add_stats(incident.service_stats, {service: seen})
     if stats != incident.service_stats:
         if service not in incident.service_stats:
             incident.roots = _roots_with(job, incident, service)
         incident.service_stats = stats
         job.touched.add(incident_id)
+
+
+def move_opened(job: Job, incident: Incident, at: datetime) -> None:
+    """An alert that started earlier joined: the incident opened then, and its "opened"
+    entry (still queued in this job, or stored) says so too."""
+    incident_id = id_of(incident)
+    incident.opened_at = at
+    for row in job.notes:
+        if row["incident_id"] == incident_id and row["kind"] == TimelineKind.OPENED:
+            row["at"] = at
+    if incident_id not in job.opened:
+        job.session.execute(
+            update(TIMELINE)
+            .where(TIMELINE.c.incident_id == incident_id)
+            .where(TIMELINE.c.kind == TimelineKind.OPENED)
+            .values(at=at)
+        )
+
+
+def reroot(job: Job, incident_id: int, service: str, alert: Alert, placement: Placement) -> None:
+    """Say on the timeline that the alert's service is now a root of the incident: it
+    explains the roots it had (a cause found later), or it merged incidents."""
+    if placement.action == "reroot":
+        message = placement.reason
+    else:
+        message = f"{service} is now a root of this incident: {placement.reason}"
+    note(
+        job,
+        incident_id,
+        TimelineKind.REROOTED,
+        message,
+        data={"service": service, "fingerprint": alert.fingerprint, **placement.as_data()},
+    )
 
 
 def _roots_with(job: Job, incident: Incident, service: str) -> list[str]:
@@ -174,126 +208,30 @@ def _roots_with(job: Job, incident: Incident, service: str) -> list[str]:
     return sorted(set(kept))
 
 
-def merge_into(job: Job, target: Incident, source: Incident, why: str) -> None:
-    """Fold `source` into `target`: members, services, severity and what was paged move."""
-    target_id, source_id = _id(target), _id(source)
-    if source.status != IncidentStatus.OPEN or source_id == target_id:
-        return
-    moved = _move_members(job, source_id, target_id)
-    for service in source.services:
-        if service not in target.services:
-            job.new_services.append({"incident_id": target_id, "service": service, "open": True})
-    job.session.execute(
-        update(BY_SERVICE).where(BY_SERVICE.c.incident_id == source_id).values(open=False)
+def reopen_incident(session: Session, incident: Incident, now: datetime, *, pages: bool) -> None:
+    """A resolved incident opens again, triggered; what `pages` is paged again now. The
+    caller writes the "reopened" entry (who or what reopened it)."""
+    incident.status = IncidentStatus.OPEN.value
+    incident.state = IncidentState.TRIGGERED.value
+    incident.state_changed_at = now
+    incident.acknowledged_at = incident.acknowledged_by = None
+    incident.resolved_at = None
+    incident.updated_at = now
+    if pages:
+        incident.paged_severity, incident.paged_at = incident.severity, now
+    session.execute(
+        update(BY_SERVICE).where(BY_SERVICE.c.incident_id == id_of(incident)).values(open=True)
     )
-    job.index.merge(source_id, target_id)
-    target.services = sorted({*target.services, *source.services})
-    target.first_alert_at = min(target.first_alert_at, source.first_alert_at)
-    target.last_alert_at = max(target.last_alert_at, source.last_alert_at)
-    target.opened_at = min(target.opened_at, source.opened_at)
-    target.severity = worst(target.severity, source.severity) or target.severity
-    # Alerts paged at P0 before the merge were paged: the survivor's rise is no new page.
-    paging.merge_pages(job, target, source)
-    joined = job.joins.pop(source_id, [])
-    if joined:
-        job.joins.setdefault(target_id, []).extend(joined)
-    target.flapping = target.flapping or source.flapping
-    target.service_stats = _add_stats(target.service_stats, source.service_stats)
-    target.roots = job.rule.roots(target.service_stats)
-    target.updated_at = job.now
-    source.status = IncidentStatus.MERGED.value
-    source.state = IncidentState.RESOLVED.value
-    source.escalation_due_at = None
-    source.merged_into = target_id
-    source.updated_at = job.now
-    job.touched.add(target_id)
-    job.touched.discard(source_id)
-    absorbed = _fold_notes(job, source_id, target_id)
-    note(
-        job,
-        source_id,
-        TimelineKind.MERGED,
-        f"merged into incident {target_id}: {why}",
-        data={"into": target_id},
-    )
-    shown = ", ".join(m["name"] for m in moved[:10]) + (" ..." if len(moved) > 10 else "")
-    note(
-        job,
-        target_id,
-        TimelineKind.MERGED,
-        f"incident {source_id} merged into this one ({len(moved)} alerts moved: {shown}): {why}",
-        data={"from": source_id, "moved": moved[:100], "absorbed_entries": absorbed},
-    )
-
-
-def _move_members(job: Job, source_id: int, target_id: int) -> list[dict[str, Any]]:
-    """Re-point every membership of `source`, stored or still buffered in this job."""
-    moved: list[dict[str, Any]] = []
-    for row in job.new_links:
-        if row["incident_id"] == source_id:
-            row["incident_id"] = target_id
-            moved.append({"fingerprint": row["fingerprint"], "name": row["fingerprint"]})
-    job.session.flush()  # stored memberships this job changed must move as they are now
-    stored = job.session.scalars(
-        select(LINKS.c.fingerprint).where(LINKS.c.incident_id == source_id).order_by(LINKS.c.id)
-    ).all()
-    job.session.execute(
-        update(LINKS)
-        .where(LINKS.c.incident_id == source_id)
-        .values(incident_id=target_id)
-        .execution_options(synchronize_session="fetch")
-    )
-    moved = [{"fingerprint": fp, "name": fp} for fp in stored] + moved
-    shown = [m["fingerprint"] for m in moved[:100]]
-    for fingerprint, labels in job.session.execute(
-        select(ALERTS.c.fingerprint, ALERTS.c.labels).where(ALERTS.c.fingerprint.in_(shown))
-    ):
-        for m in moved[:100]:
-            if m["fingerprint"] == fingerprint:
-                m["name"] = labels.get("alertname", fingerprint)
-    return moved
-
-
-def _fold_notes(job: Job, source_id: int, target_id: int) -> list[dict[str, Any]]:
-    """The absorbed incident's entries, for the survivor's merge entry."""
-    entries: list[dict[str, Any]] = []
-    for row in job.notes:
-        if row["incident_id"] != source_id:
-            continue
-        entries.append(
-            {"at": row["at"].isoformat(), "kind": row["kind"], "message": row["message"]}
-        )
-    if source_id not in job.opened:
-        stored = job.session.execute(
-            select(TIMELINE.c.at, TIMELINE.c.kind, TIMELINE.c.message)
-            .where(TIMELINE.c.incident_id == source_id)
-            .order_by(TIMELINE.c.id)
-            .limit(50)
-        ).all()
-        entries = [
-            {"at": at.isoformat(), "kind": kind, "message": message} for at, kind, message in stored
-        ] + entries
-    return entries
 
 
 def reopen(job: Job, alert: Alert, link: Member, *, quiet: float, pages: bool) -> None:
     """An alert fired again soon after its incident resolved: the incident opens again."""
     incident = job.incident(link.incident_id)
-    incident_id = _id(incident)
-    incident.status = IncidentStatus.OPEN.value
-    incident.state = IncidentState.TRIGGERED.value
-    incident.state_changed_at = job.now
-    incident.acknowledged_at = incident.acknowledged_by = None
-    incident.resolved_at = None
-    incident.updated_at = job.now
+    incident_id = id_of(incident)
+    reopen_incident(job.session, incident, job.now, pages=pages)
     incident.last_alert_at = max(incident.last_alert_at, alert.starts_at)
-    if pages:
-        incident.paged_severity, incident.paged_at = incident.severity, job.now
     link.status = MemberStatus.FIRING.value
     job.open_links[alert.fingerprint] = link
-    job.session.execute(
-        update(BY_SERVICE).where(BY_SERVICE.c.incident_id == incident_id).values(open=True)
-    )
     job.index.add_link(IncidentLink(incident_id, link.service, link.starts_at))
     note(
         job,
@@ -322,7 +260,7 @@ def close(
 ) -> int:
     """Resolve an incident; resolving pages (people are told it is over). Returns the
     id of its "resolved" timeline entry."""
-    incident_id = _id(incident)
+    incident_id = id_of(incident)
     incident.status = IncidentStatus.RESOLVED.value
     incident.state = IncidentState.RESOLVED.value
     incident.state_changed_at = now
@@ -355,7 +293,7 @@ def firing_members(session: Session, incident_id: int) -> tuple[int, datetime | 
     return int(firing or 0), ended
 
 
-def _add_stats(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+def add_stats(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
     """Combine per-service stats: earliest first alert (and its name), worst severity."""
     out = dict(into)
     for service, new in more.items():
@@ -375,7 +313,7 @@ def _add_stats(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _id(incident: Incident) -> int:
+def id_of(incident: Incident) -> int:
     if incident.id is None:
         raise ValueError("an incident without an id was handed to the lifecycle")
     return incident.id

@@ -15,7 +15,7 @@ from incidents.correlation.rule import rule_for
 from incidents.correlation.store import current_graph
 from incidents.exceptions import Conflict, NotFound
 from incidents.models import INCIDENTS, Incident
-from incidents.pipeline import lifecycle
+from incidents.pipeline.absorb import merge_into
 from incidents.pipeline.actions import Actor, load
 from incidents.pipeline.finish import finish_job
 from incidents.pipeline.incident_state import Job
@@ -67,7 +67,7 @@ def merge(
     )
     why = f"merged by {actor}" + (f": {message}" if message else "")
     for source_id in dict.fromkeys(sources):
-        lifecycle.merge_into(job, target, found[source_id], why)
+        merge_into(job, target, found[source_id], why)
     events: list[IncidentEvent] = []
     finish_job(job, events, settings.correlation.max_new_incidents_per_minute)
     return events

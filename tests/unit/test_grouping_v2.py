@@ -119,7 +119,7 @@ def test_a_common_cause_merges_into_the_oldest(world: World) -> None:
     assert (placed.action, placed.target, placed.absorbed) == ("merge", 3, (7,))
     assert placed.becomes_root
     assert placed.reason == (
-        "feedback-service, notification-service all depend on database-postgres: the common "
+        "feedback-service and notification-service both depend on database-postgres: the common "
         "cause of incidents 3, 7"
     )
 
@@ -157,3 +157,46 @@ def test_a_service_outside_the_graph_only_meets_itself(world: World) -> None:
     world.add(1, "billing")
     assert world.place("billing").target == 1
     assert world.place("ledger").action == "open"
+
+
+def test_a_new_root_linked_to_the_roots_of_two_incidents_merges_them(world: World) -> None:
+    # feedback-service and ai-analysis-service are siblings but eleven minutes apart (more
+    # than the window): two incidents. user-service, between them in time, is linked to both.
+    world.add(1, "feedback-service")
+    world.add(2, "ai-analysis-service", at=T0 + timedelta(minutes=11))
+    placed = world.place("user-service", T0 + timedelta(minutes=5))
+    assert (placed.action, placed.target, placed.absorbed, placed.becomes_root) == (
+        "merge",
+        1,
+        (2,),
+        True,
+    )
+    assert placed.via == "database-postgres"
+    assert placed.reason == (
+        "user-service and feedback-service both depend on database-postgres (1 hop and "
+        "1 hop); user-service is linked to the roots ai-analysis-service and feedback-service of "
+        "incidents 1, 2: linked roots belong to one incident, so they merge"
+    )
+
+
+def test_a_cause_linked_to_another_incidents_root_merges_it_too(world: World) -> None:
+    # user-service explains notification-service (incident 3) and is a sibling of the
+    # roots of incident 5: it is a root where it lands, so both are one incident.
+    world.add(5, "feedback-service", "ai-analysis-service", at=T0 + timedelta(seconds=5))
+    world.add(3, "notification-service")
+    placed = world.place("user-service", T0 + timedelta(seconds=15))
+    assert (placed.action, placed.target, placed.absorbed) == ("merge", 3, (5,))
+    assert placed.reason.startswith(
+        "notification-service depends on user-service, and user-service and "
+    )
+    assert placed.reason.endswith("linked roots belong to one incident, so incidents 3, 5 merge")
+
+
+def test_a_symptom_linked_to_roots_of_several_incidents_merges_nothing(world: World) -> None:
+    # api-gateway is explained by user-service (incident 1) and is a sibling of nothing
+    # else's root it could merge: symptoms never merge incidents.
+    world.add(1, "user-service")
+    world.add(2, "cache-redis", at=T0 + timedelta(seconds=1))
+    placed = world.place("api-gateway", T0 + timedelta(seconds=2))
+    assert (placed.action, placed.absorbed) == ("join", ())
+    assert placed.possibly_related == (2,)
