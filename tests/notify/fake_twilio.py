@@ -171,6 +171,11 @@ class FakeTwilio:
         with self._state.lock:
             self._state.numbers[number] = code
 
+    def accept_number(self, number: str) -> None:
+        """Accept requests to this number again (after `fail_number`)."""
+        with self._state.lock:
+            self._state.numbers.pop(number, None)
+
     @property
     def requests(self) -> list[Recorded]:
         """Every request received, in order."""

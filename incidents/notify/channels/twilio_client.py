@@ -232,6 +232,7 @@ def classify_code(
             ok=False,
             retryable=False,
             target_unreachable=True,
+            error_code=code,
             error=f"{label}: {UNREACHABLE[code]} ({message})",
         )
     if status == 429 or (code is not None and code in RETRYABLE):
