@@ -9,8 +9,10 @@ the hold can still cancel them.
 
 Symptoms update, they do not post: alerts joining an incident, or a re-root, become one
 `updated` row per Slack target, and only while none is already waiting for that target,
-so a storm of joins is a handful of message edits. Digest receivers get no immediate
-rows: their events wait as `digest` rows for the daily email. No network call here.
+so a storm of joins is a handful of message edits; a later join's lines are folded into
+the waiting row (incidents.notify.update_fold), so the thread reply counts every alert.
+Digest receivers get no immediate rows: their events wait as `digest` rows for the daily
+email. No network call here.
 
 A playbook run waiting for approval (a PLAYBOOK_RUN event with `approval` in its data) is
 action-required: it becomes `approval` rows for the Slack, email and SMS targets
@@ -31,7 +33,7 @@ from incidents import timeline
 from incidents.config import Settings
 from incidents.correlation.store import current_graph
 from incidents.models import ALERTS, INCIDENTS, LINKS, Incident
-from incidents.notify import approval_note
+from incidents.notify import approval_note, update_fold
 from incidents.notify.models import NOTIFICATIONS
 from incidents.notify.routing import RoutingTree, graph_team_lookup, routing_labels
 from incidents.pipeline.stages import IncidentEvent, RunContext, TaskRef
@@ -84,7 +86,7 @@ class RoutingStage:
         incident_ids = sorted({e.incident_id for e in events})
         labels = self._labels(ctx.session, incident_ids, team_of)
         # Updates already waiting, kept current as this job adds more: one per target.
-        waiting = _updates_waiting(ctx.session, incident_ids)
+        waiting = update_fold.stored(ctx.session, incident_ids)
         rows: list[dict[str, Any]] = []
         for event in events:
             if event.incident_id not in labels:
@@ -96,6 +98,7 @@ class RoutingStage:
                 if receiver.escalation_policy and event.kind in ESCALATES and event.pages:
                     start_escalation(ctx, event, receiver.name, receiver.escalation_policy)
                 rows += self._rows(ctx, event, receiver.name, receiver.targets, waiting)
+        rows += update_fold.write_stored(ctx.session, waiting)
         # The P0 war room (incidents.warroom): its rows, whatever the routes say.
         rows += warroom.rows_for(ctx, events, self._warroom)
         if rows:
@@ -161,7 +164,7 @@ class RoutingStage:
         event: IncidentEvent,
         receiver: str,
         targets: Any,
-        waiting: set[tuple[int, str, str]],
+        waiting: dict[update_fold.Key, update_fold.Waiting],
     ) -> list[dict[str, Any]]:
         if approval_note.is_request(event):
             return approval_note.rows(ctx, event, receiver, targets)
@@ -177,27 +180,28 @@ class RoutingStage:
             if event.kind in STATE_CHANGES and channel not in STATE_CHANNELS:
                 continue
             for target in channel_targets:
+                row = {
+                    "incident_id": event.incident_id,
+                    "event_key": f"entry:{event.entry_id}",
+                    "event": kind,
+                    "receiver": receiver,
+                    "channel": channel,
+                    "target": target,
+                    "status": "pending",
+                    "attempts": 0,
+                    "not_before": not_before,
+                    "created_at": ctx.now,
+                    "updated_at": ctx.now,
+                    "details": _details(event),
+                }
                 key = (event.incident_id, channel, target)
                 if updating and key in waiting:
+                    # One update per target at a time: this one's lines join it.
+                    update_fold.add(waiting[key], row)
                     continue
                 if updating:
-                    waiting.add(key)
-                rows.append(
-                    {
-                        "incident_id": event.incident_id,
-                        "event_key": f"entry:{event.entry_id}",
-                        "event": kind,
-                        "receiver": receiver,
-                        "channel": channel,
-                        "target": target,
-                        "status": "pending",
-                        "attempts": 0,
-                        "not_before": not_before,
-                        "created_at": ctx.now,
-                        "updated_at": ctx.now,
-                        "details": _details(event),
-                    }
-                )
+                    waiting[key] = update_fold.Waiting.of(row)
+                rows.append(row)
         return rows
 
 
@@ -287,17 +291,6 @@ def _details(event: IncidentEvent) -> list[str]:
             said += f": now {data['to']}"
         return [said] + ([str(data["message"])] if data.get("message") else [])
     return []
-
-
-def _updates_waiting(session: Session, incident_ids: list[int]) -> set[tuple[int, str, str]]:
-    """(incident, channel, target) of the updates still waiting to be sent."""
-    n = NOTIFICATIONS.c
-    rows = session.execute(
-        select(n.incident_id, n.channel, n.target)
-        .where(n.incident_id.in_(incident_ids))
-        .where(n.event == "updated", n.status == "pending")
-    ).tuples()
-    return {(i, c, t) for i, c, t in rows}
 
 
 def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
