@@ -68,9 +68,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from incidents import timeline
 from incidents.db import rowcount, session_scope, utcnow
 from incidents.exceptions import NotFound, Unavailable
-from incidents.notify.channels.twilio_client import UNREACHABLE
 from incidents.notify.models import NOTIFICATIONS
 from incidents.notify.outbox import backoff
+from incidents.notify.twilio_codes import UNREACHABLE
 from incidents.notify.unreachable import learn as mark_target
 from incidents.vocab import TimelineKind
 

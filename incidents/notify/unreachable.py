@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session
 from incidents import timeline
 from incidents.acting import sms_store
 from incidents.acting.models import SMS_OPT_OUTS
-from incidents.notify.channels.twilio_client import UNREACHABLE
 from incidents.notify.models import NOTIFICATIONS, UNREACHABLE_TARGETS
+from incidents.notify.twilio_codes import UNREACHABLE
 from incidents.vocab import TimelineKind
 
 # Twilio's code for a number that replied STOP: an opt-out, not a mark.
