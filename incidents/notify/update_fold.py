@@ -86,7 +86,7 @@ def stored(session: Session, incident_ids: list[int]) -> dict[Key, Waiting]:
         .where(n.incident_id.in_(incident_ids))
         .where(n.event == "updated", n.status == "pending")
         .order_by(n.id)
-    ).tuples()
+    )
     return {(i, c, t): Waiting(stored_id=id_, details=list(d or [])) for id_, i, c, t, d in rows}
 
 
