@@ -130,6 +130,8 @@ def skip(session: Session, channel: str, rows: Sequence[Any], now: datetime) -> 
     """Of claimed rows, those whose target is not marked unreachable (or opted out); the
     others become `unreachable`, unsent, and the incident's timeline says so once per
     target ."""
+    if channel not in PHONE_CHANNELS:
+        return list(rows)  # only phone numbers are marked
     marks = marks_for(session, channel, {r.target for r in rows})
     if not marks:
         return list(rows)
