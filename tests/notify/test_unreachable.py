@@ -94,7 +94,7 @@ def test_a_number_that_sent_stop_is_not_texted_again_until_start(
     assert row(service.sessions, other).status == "sent"
 
     # START by reply clears it, as it clears a STOP sent by reply.
-    fake.accept_number(PHONE)
+    fake.fail_number(PHONE, None)
     reply(service, fake, "START")
     assert marks(service) == []
     _, restored = page(service)
@@ -145,7 +145,7 @@ def test_an_invalid_number_or_a_landline_is_marked_until_cleared(
     assert "1 sms notification(s) were skipped" in postmortem.text
 
     # The number is fixed: clearing the mark texts it again.
-    fake.accept_number(PHONE)
+    fake.fail_number(PHONE, None)
     url = f"{service.url}/api/v1/unreachable-targets/sms/{PHONE}"
     assert httpx.delete(url, headers=AUTH).status_code == 204
     assert marks(service) == []
