@@ -38,9 +38,10 @@ class NotificationOut(BaseModel):
         "pending", "sending", "sent", "failed", "cancelled", "bundled", "digest", "unreachable"
     ] = Field(
         description="`pending` (waiting for its time or a retry), `sending`, `sent`, `failed` "
-        "(gave up; the timeline says why), `cancelled` (folded into a merge), `bundled` (sent "
-        "as part of a summary or digest), `digest` (waiting for the daily digest email), "
-        "`unreachable` (skipped, never sent: the target is marked unreachable or opted out)."
+        "(gave up; the timeline says why), `cancelled` (folded into a merge, or into the "
+        "update waiting for the target), `bundled` (sent as part of a summary or digest), "
+        "`digest` (waiting for the daily digest email), `unreachable` (skipped, never sent: "
+        "the target is marked unreachable or opted out)."
     )
     attempts: int = Field(description="Sends tried so far.")
     not_before: datetime = Field(description="Not sent before this time (hold or backoff).")

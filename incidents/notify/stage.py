@@ -86,7 +86,8 @@ class RoutingStage:
         incident_ids = sorted({e.incident_id for e in events})
         labels = self._labels(ctx.session, incident_ids, team_of)
         # Updates already waiting, kept current as this job adds more: one per target.
-        waiting = update_fold.stored(ctx.session, incident_ids)
+        keys = [f"entry:{e.entry_id}" for e in events if e.kind in UPDATES]
+        updates = update_fold.Updates(ctx.session, incident_ids, keys)
         rows: list[dict[str, Any]] = []
         for event in events:
             if event.incident_id not in labels:
@@ -97,8 +98,8 @@ class RoutingStage:
                     continue
                 if receiver.escalation_policy and event.kind in ESCALATES and event.pages:
                     start_escalation(ctx, event, receiver.name, receiver.escalation_policy)
-                rows += self._rows(ctx, event, receiver.name, receiver.targets, waiting)
-        rows += update_fold.write_stored(ctx.session, waiting)
+                rows += self._rows(ctx, event, receiver.name, receiver.targets, updates)
+        updates.store(ctx.session)
         # The P0 war room (incidents.warroom): its rows, whatever the routes say.
         rows += warroom.rows_for(ctx, events, self._warroom)
         if rows:
@@ -164,7 +165,7 @@ class RoutingStage:
         event: IncidentEvent,
         receiver: str,
         targets: Any,
-        waiting: dict[update_fold.Key, update_fold.Waiting],
+        updates: update_fold.Updates,
     ) -> list[dict[str, Any]]:
         if approval_note.is_request(event):
             return approval_note.rows(ctx, event, receiver, targets)
@@ -194,13 +195,11 @@ class RoutingStage:
                     "updated_at": ctx.now,
                     "details": _details(event),
                 }
-                key = (event.incident_id, channel, target)
-                if updating and key in waiting:
-                    # One update per target at a time: this one's lines join it.
-                    update_fold.add(waiting[key], row)
-                    continue
                 if updating:
-                    waiting[key] = update_fold.Waiting.of(row)
+                    # One update per target at a time: a later one's lines join it.
+                    routed = updates.route(row)
+                    rows += [routed] if routed is not None else []
+                    continue
                 rows.append(row)
         return rows
 
