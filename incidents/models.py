@@ -342,7 +342,7 @@ TOTALS: Table = IncidentTotal.__table__  # type: ignore[attr-defined]
 # So are the SMS reply codes and opt-outs (incidents.acting).
 from incidents.acting.models import SMS_CODES, SMS_OPT_OUTS  # noqa: E402, F401
 from incidents.apikeys.models import API_KEYS  # noqa: E402, F401
-from incidents.notify.models import NOTIFICATIONS, THREADS  # noqa: E402, F401
+from incidents.notify.models import NOTIFICATIONS, THREADS, UNREACHABLE_TARGETS  # noqa: E402, F401
 from incidents.playbooks.models import RUNS, STEPS  # noqa: E402, F401
 
 

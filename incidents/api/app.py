@@ -49,6 +49,7 @@ from . import (
     silences,
     slack_events,
     twilio_status,
+    unreachable_targets,
     users,
     webhooks,
 )
@@ -188,6 +189,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(incidents.router)
     app.include_router(notifications.router)
+    app.include_router(unreachable_targets.router)
     app.include_router(services.router)
     app.include_router(silences.router)
     app.include_router(heartbeats.router)

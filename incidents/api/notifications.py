@@ -13,6 +13,7 @@ from incidents.api.queries import notifications as queries
 from incidents.apikeys.scopes import INCIDENTS_READ
 from incidents.exceptions import NotFound
 from incidents.models import Incident
+from incidents.notify import unreachable
 
 from .deps import check_token, db_session
 from .params import IncidentId, strict_params
@@ -33,12 +34,14 @@ class NotificationOut(BaseModel):
     receiver: str = Field(description="The routing receiver that asked for it.")
     channel: str = Field(description="slack, email, sms, voice, webhook or console.")
     target: str = Field(description="The channel, address, number or URL.")
-    status: Literal["pending", "sending", "sent", "failed", "cancelled", "bundled", "digest"] = (
-        Field(
-            description="`pending` (waiting for its time or a retry), `sending`, `sent`, `failed` "
-            "(gave up; the timeline says why), `cancelled` (folded into a merge), `bundled` (sent "
-            "as part of a summary or digest), `digest` (waiting for the daily digest email)."
-        )
+    status: Literal[
+        "pending", "sending", "sent", "failed", "cancelled", "bundled", "digest", "unreachable"
+    ] = Field(
+        description="`pending` (waiting for its time or a retry), `sending`, `sent`, `failed` "
+        "(gave up; the timeline says why), `cancelled` (folded into a merge, or into the "
+        "update waiting for the target), `bundled` (sent as part of a summary or digest), "
+        "`digest` (waiting for the daily digest email), `unreachable` (skipped, never sent: "
+        "the target is marked unreachable or opted out)."
     )
     attempts: int = Field(description="Sends tried so far.")
     not_before: datetime = Field(description="Not sent before this time (hold or backoff).")
@@ -52,6 +55,11 @@ class NotificationOut(BaseModel):
         "it reports.",
     )
     error: str | None = Field(description="The last error, if any.")
+    unreachable: bool = Field(
+        description="The target is marked unreachable now (an invalid number, a landline, an "
+        "SMS opt-out): notifications to it are skipped until the mark is cleared "
+        "(`/api/v1/unreachable-targets`)."
+    )
 
 
 @router.get(
@@ -65,7 +73,14 @@ def list_notifications(
     """Every notification routed for the incident, oldest first."""
     if session.get(Incident, incident_id) is None:
         raise NotFound(f"no incident {incident_id}", field="incident_id")
+    rows = queries.notifications_of(session, incident_id=incident_id)
+    marked: set[tuple[str, str]] = set()
+    for channel in sorted({row["channel"] for row in rows}):
+        targets = {row["target"] for row in rows if row["channel"] == channel}
+        marked |= {(channel, t) for t in unreachable.marks_for(session, channel, targets)}
     return [
-        NotificationOut.model_validate(row)
-        for row in queries.notifications_of(session, incident_id=incident_id)
+        NotificationOut.model_validate(
+            {**row, "unreachable": (row["channel"], row["target"]) in marked}
+        )
+        for row in rows
     ]

@@ -26,7 +26,7 @@ SCOPES: Final[dict[str, str]] = {
     INCIDENTS_WRITE: "act on incidents (acknowledge, resolve, notes, assign, merge, ...) "
     "and create or expire silences",
     CONFIG_WRITE: "replace the service graph, escalation policies, users, schedules "
-    "(and their overrides), heartbeats and playbooks",
+    "(and their overrides), heartbeats and playbooks; clear unreachable targets",
     ADMIN: "manage API keys; implies every other scope",
 }
 

@@ -63,6 +63,8 @@ class SendResult:
     error: str | None = None
     # The target cannot be reached at all (STOP, invalid number, a landline for SMS).
     target_unreachable: bool = False
+    # The provider's error code, when it gave one (Twilio's 21211, 30006, ...).
+    error_code: int | None = None
     # Thread information to keep for later sends about the same incident and target.
     thread: dict[str, str] = field(default_factory=dict)
     # The request may have reached the provider (a timeout, a reset connection, a

@@ -68,9 +68,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from incidents import timeline
 from incidents.db import rowcount, session_scope, utcnow
 from incidents.exceptions import NotFound, Unavailable
-from incidents.notify.channels.twilio_client import UNREACHABLE
 from incidents.notify.models import NOTIFICATIONS
 from incidents.notify.outbox import backoff
+from incidents.notify.twilio_codes import UNREACHABLE
+from incidents.notify.unreachable import learn as mark_target
 from incidents.vocab import TimelineKind
 
 log = logging.getLogger(__name__)
@@ -315,13 +316,19 @@ def _timeline_failure(
         what = f"failed after {row.attempts} attempt(s)"
     else:
         what = "failed"
+    marked = None
+    if unreachable:
+        marked = mark_target(
+            session, row.channel, row.target, report.error_code, row.incident_id, now
+        )
     timeline.write(
         session,
         [
             timeline.entry(
                 row.incident_id,
                 TimelineKind.NOTIFICATION_FAILED,
-                f"{row.channel} notification to {row.target} {what}: {error}",
+                f"{row.channel} notification to {row.target} {what}: {error}"
+                + (f"; {marked}" if marked else ""),
                 at=now,
                 data={
                     "notification": row.id,

@@ -39,7 +39,8 @@ class OutboundNotification(SQLModel, table=True):
     receiver: str = Field(sa_column=Column(String(255), nullable=False))
     channel: str = Field(sa_column=Column(String(16), nullable=False))
     target: str = Field(sa_column=Column(String(512), nullable=False))
-    # pending, sending, sent, failed, cancelled (folded into a merge), bundled (flood limit)
+    # pending, sending, sent, failed, cancelled (folded into a merge), bundled (flood limit),
+    # unreachable (skipped: the target is marked unreachable, incidents.notify.unreachable)
     status: str = Field(default="pending", sa_column=Column(String(16), nullable=False))
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     # Not before: the opening hold, or the backoff after a failed attempt.
@@ -82,5 +83,29 @@ class NotificationThread(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
 
 
+class UnreachableTarget(SQLModel, table=True):
+    """A target its provider said can never be reached this way (an invalid number, a
+    landline for SMS): notifications to it are skipped until someone clears the mark.
+    A number that said STOP (by reply, or Twilio's 21610) is an SMS opt-out instead
+    (incidents.acting.sms_store), which START clears."""
+
+    __tablename__ = "unreachable_targets"
+
+    channel: str = Field(sa_column=Column(String(16), primary_key=True))
+    target: str = Field(sa_column=Column(String(512), primary_key=True))
+    # The provider's error code (Twilio's 21211, 30006, ...), if it gave one.
+    code: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    since: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    # The incident whose notification taught us (kept if that incident is deleted).
+    incident_id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            Integer, sa.ForeignKey("incidents.id", ondelete="SET NULL"), nullable=True
+        ),
+    )
+
+
 NOTIFICATIONS: Table = OutboundNotification.__table__  # type: ignore[attr-defined]
 THREADS: Table = NotificationThread.__table__  # type: ignore[attr-defined]
+UNREACHABLE_TARGETS: Table = UnreachableTarget.__table__  # type: ignore[attr-defined]

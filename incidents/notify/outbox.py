@@ -31,6 +31,7 @@ from incidents import timeline
 from incidents.acting import sms_store
 from incidents.db import rowcount, session_scope, utcnow
 from incidents.models import INCIDENTS
+from incidents.notify import unreachable
 from incidents.notify.base import Notification, SendResult
 from incidents.notify.models import NOTIFICATIONS, THREADS
 from incidents.vocab import TimelineKind
@@ -134,6 +135,7 @@ def claim(
                 n.send_key,
             )
         ).all()
+        rows = unreachable.skip(session, channel, rows, now)
     return sorted(
         (
             Claimed(
@@ -260,6 +262,11 @@ def record(
             _keep_thread(session, item, result.thread, now)
         if values["status"] == "failed":
             why = "cannot be reached" if result.target_unreachable else "failed"
+            marked = None
+            if result.target_unreachable:
+                marked = unreachable.learn(
+                    session, item.channel, item.target, result.error_code, item.incident_id, now
+                )
             timeline.write(
                 session,
                 [
@@ -267,13 +274,15 @@ def record(
                         item.incident_id,
                         TimelineKind.NOTIFICATION_FAILED,
                         f"{item.channel} notification to {item.target} {why} after "
-                        f"{item.attempts} attempt(s): {result.error}",
+                        f"{item.attempts} attempt(s): {result.error}"
+                        + (f"; {marked}" if marked else ""),
                         at=now,
                         data={
                             "notification": item.id,
                             "channel": item.channel,
                             "target": item.target,
                             "unreachable": result.target_unreachable,
+                            "marked": marked is not None,
                         },
                     )
                 ],

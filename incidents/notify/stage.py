@@ -9,7 +9,8 @@ the hold can still cancel them.
 
 Symptoms update, they do not post: alerts joining an incident, or a re-root, become one
 `updated` row per Slack target, and only while none is already waiting for that target,
-so a storm of joins is a handful of message edits.
+so a storm of joins is a handful of message edits; a later join's lines are folded into
+the waiting row (incidents.notify.update_fold), so the thread reply counts every alert.
 
 A matched route's timings (incidents.notify.routing): `group_wait` holds the opening
 page for that long after the incident opened instead of `correlation.open_hold_seconds`,
@@ -38,7 +39,7 @@ from incidents import timeline
 from incidents.config import Settings
 from incidents.correlation.store import current_graph
 from incidents.models import ALERTS, INCIDENTS, LINKS, Incident
-from incidents.notify import approval_note
+from incidents.notify import approval_note, update_fold
 from incidents.notify.models import NOTIFICATIONS
 from incidents.notify.routing import RouteOptions, RoutingTree, graph_team_lookup, routing_labels
 from incidents.pipeline.stages import IncidentEvent, RunContext, TaskRef
@@ -93,7 +94,9 @@ class RoutingStage:
         labels = incident_labels(ctx.session, incident_ids, team_of)
         # Updates already waiting, kept current as this job adds more: one per target;
         # and when each target's last update was due (for group_interval).
-        waiting, last_update = _updates_waiting(ctx.session, incident_ids)
+        keys = [f"entry:{e.entry_id}" for e in events if e.kind in UPDATES]
+        updates = update_fold.Updates(ctx.session, incident_ids, keys)
+        last_update = _last_updates(ctx.session, incident_ids)
         rows: list[dict[str, Any]] = []
         for event in events:
             if event.incident_id not in labels:
@@ -105,10 +108,11 @@ class RoutingStage:
                 due = self._due(ctx, event, options)
                 if receiver.escalation_policy and event.kind in ESCALATES and event.pages:
                     start_escalation(ctx, event, receiver.name, receiver.escalation_policy, due)
-                new = self._rows(ctx, event, receiver.name, receiver.targets, waiting, due)
+                new = self._rows(ctx, event, receiver.name, receiver.targets, updates, due)
                 if options.group_interval is not None and event.kind in UPDATES:
                     _space_updates(new, last_update, options.group_interval)
                 rows += new
+        updates.store(ctx.session)
         # The P0 war room (incidents.warroom): its rows, whatever the routes say.
         rows += warroom.rows_for(ctx, events, self._warroom)
         if rows:
@@ -148,7 +152,7 @@ class RoutingStage:
         event: IncidentEvent,
         receiver: str,
         targets: Any,
-        waiting: set[tuple[int, str, str]],
+        updates: update_fold.Updates,
         not_before: datetime,
     ) -> list[dict[str, Any]]:
         if approval_note.is_request(event):
@@ -162,27 +166,26 @@ class RoutingStage:
             if event.kind in STATE_CHANGES and channel not in STATE_CHANNELS:
                 continue
             for target in channel_targets:
-                key = (event.incident_id, channel, target)
-                if updating and key in waiting:
-                    continue
+                row = {
+                    "incident_id": event.incident_id,
+                    "event_key": f"entry:{event.entry_id}",
+                    "event": kind,
+                    "receiver": receiver,
+                    "channel": channel,
+                    "target": target,
+                    "status": "pending",
+                    "attempts": 0,
+                    "not_before": not_before,
+                    "created_at": ctx.now,
+                    "updated_at": ctx.now,
+                    "details": _details(event),
+                }
                 if updating:
-                    waiting.add(key)
-                rows.append(
-                    {
-                        "incident_id": event.incident_id,
-                        "event_key": f"entry:{event.entry_id}",
-                        "event": kind,
-                        "receiver": receiver,
-                        "channel": channel,
-                        "target": target,
-                        "status": "pending",
-                        "attempts": 0,
-                        "not_before": not_before,
-                        "created_at": ctx.now,
-                        "updated_at": ctx.now,
-                        "details": _details(event),
-                    }
-                )
+                    # One update per target at a time: a later one's lines join it.
+                    routed = updates.route(row)
+                    rows += [routed] if routed is not None else []
+                    continue
+                rows.append(row)
         return rows
 
 
@@ -313,25 +316,16 @@ def _details(event: IncidentEvent) -> list[str]:
 Key = tuple[int, str, str]
 
 
-def _updates_waiting(
-    session: Session, incident_ids: list[int]
-) -> tuple[set[Key], dict[Key, datetime]]:
-    """(incident, channel, target) of the updates still waiting to be sent, and when the
-    latest update of each was due (sent or not)."""
+def _last_updates(session: Session, incident_ids: list[int]) -> dict[Key, datetime]:
+    """When the latest update to each (incident, channel, target) was due, sent or not."""
     n = NOTIFICATIONS.c
     rows = session.execute(
-        select(n.incident_id, n.channel, n.target, n.status, func.max(n.not_before))
+        select(n.incident_id, n.channel, n.target, func.max(n.not_before))
         .where(n.incident_id.in_(incident_ids))
         .where(n.event == "updated", n.status.in_(("pending", "sending", "sent")))
-        .group_by(n.incident_id, n.channel, n.target, n.status)
+        .group_by(n.incident_id, n.channel, n.target)
     ).tuples()
-    waiting: set[Key] = set()
-    last: dict[Key, datetime] = {}
-    for i, c, t, status, due in rows:
-        if status == "pending":
-            waiting.add((i, c, t))
-        last[(i, c, t)] = max(due, last.get((i, c, t), due))
-    return waiting, last
+    return {(i, c, t): due for i, c, t, due in rows}
 
 
 def _space_updates(
@@ -339,8 +333,8 @@ def _space_updates(
 ) -> None:
     """Hold new update rows until `interval` after the target's previous update."""
     for row in rows:
-        if row["event"] != "updated":
-            continue
+        if row["event"] != "updated" or row["status"] != "pending":
+            continue  # a folded row goes out with the update it was folded into
         key = (row["incident_id"], row["channel"], row["target"])
         if key in last:
             row["not_before"] = max(row["not_before"], last[key] + interval)

@@ -91,7 +91,7 @@ def _well(
     if tta is not None and tta <= SLOW_ACK_SECONDS:
         lines.append(f"Acknowledged {duration_text(tta)} after detection.")
     sent = sum(c.counts.get("sent", 0) for c in channels)
-    failed = sum(c.counts.get("failed", 0) for c in channels)
+    failed = sum(c.counts.get("failed", 0) + c.counts.get("unreachable", 0) for c in channels)
     if sent and not failed:
         lines.append(f"All {sent} notification(s) sent were delivered to their provider.")
     ok_runs = [r for r in runs if r.status in ("succeeded", "success", "done")]
@@ -116,6 +116,12 @@ def _badly(
         failed = channel.counts.get("failed", 0)
         if failed:
             lines.append(f"{failed} {channel.channel} notification(s) failed.")
+        skipped = channel.counts.get("unreachable", 0)
+        if skipped:
+            lines.append(
+                f"{skipped} {channel.channel} notification(s) were skipped: their target is "
+                "marked unreachable or opted out."
+            )
     climbed = max((s.level for s in steps), default=0)
     if climbed > 1:
         lines.append(f"Escalation climbed to level {climbed} before anyone acknowledged.")

@@ -114,13 +114,14 @@ def test_stop_then_start(stage: Stage) -> None:
     iid = stage.page("database-postgres")
     stage.wait_texts(BOB, 1)
 
-    def alice_failed() -> bool:
+    def alice_skipped() -> bool:
         mine = [n for n in notifications(stage.pipe, iid) if n["target"] == ALICE]
-        return bool(mine) and mine[0]["status"] == "failed"
+        return bool(mine) and mine[0]["status"] == "unreachable"
 
-    wait_until("alice's text to fail", alice_failed)
+    wait_until("alice's text to be skipped", alice_skipped)
     [mine] = [n for n in notifications(stage.pipe, iid) if n["target"] == ALICE]
-    assert "21610" in mine["error"] and "STOP" in mine["error"]
+    assert "opted out of SMS" in mine["error"] and "replied STOP" in mine["error"]
+    assert mine["unreachable"] and mine["attempts"] == 0
     assert stage.texts(ALICE) == []
     kinds = [e["kind"] for e in stage.state(iid)["timeline"]]
     assert "notification_failed" in kinds

@@ -99,7 +99,7 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     requests: list[Recorded] = field(default_factory=list)
     faults: list[_Fault] = field(default_factory=list)
-    numbers: dict[str, int] = field(default_factory=dict)
+    numbers: dict[str, int | None] = field(default_factory=dict)
     listed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     created: dict[str, Created] = field(default_factory=dict)
 
@@ -166,8 +166,8 @@ class FakeTwilio:
             fault = _Fault(status, code, retry_after, problem)
             self._state.faults.extend(fault for _ in range(count))
 
-    def fail_number(self, number: str, code: int) -> None:
-        """Answer every request to this number with a Twilio error code."""
+    def fail_number(self, number: str, code: int | None) -> None:
+        """Answer every request to this number with a Twilio error code (None: accept)."""
         with self._state.lock:
             self._state.numbers[number] = code
 

@@ -3,7 +3,8 @@
 The text names the incident and how to answer it by reply: `<code>a` acknowledges and
 `<code>c` closes, where the code is the recipient's own short number for the incident
 (incidents.acting.sms_store; the inbound SMS webhook reads these). A number that replied
-STOP is sent nothing: its notification fails at once as unreachable. A long title is
+STOP is sent nothing: the worker's claim skips its notifications as unreachable
+(incidents.notify.unreachable), and one that opted out meanwhile fails here at once. A long title is
 shortened with an ellipsis so the whole text stays within two segments; a phone shows a
 longer message in pieces, and every segment is billed.
 

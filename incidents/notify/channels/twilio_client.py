@@ -25,6 +25,7 @@ from twilio.rest import Client
 
 from incidents.notify.base import SendResult
 from incidents.notify.channels.webhook import retry_after_seconds
+from incidents.notify.twilio_codes import UNREACHABLE
 
 log = logging.getLogger(__name__)
 
@@ -179,13 +180,6 @@ def missing_settings(settings: TwilioSettings) -> list[str]:
     return [name for name in needed if not getattr(settings, name)]
 
 
-# Codes that say the target can never be reached this way: retrying only annoys Twilio.
-UNREACHABLE: dict[int, str] = {
-    21610: "the recipient replied STOP and has unsubscribed",
-    21211: "the 'To' number is not a valid phone number",
-    21614: "the 'To' number is not a mobile number (a landline?)",
-    30006: "landline or unreachable carrier",
-}
 # Codes worth another attempt later.
 RETRYABLE: dict[int, str] = {
     20429: "too many requests",
@@ -232,6 +226,7 @@ def classify_code(
             ok=False,
             retryable=False,
             target_unreachable=True,
+            error_code=code,
             error=f"{label}: {UNREACHABLE[code]} ({message})",
         )
     if status == 429 or (code is not None and code in RETRYABLE):
