@@ -1,7 +1,8 @@
 """PostgreSQL advisory locks that keep correlation correct across processes.
 
-- The graph lock: every incident-stage job holds it shared; replacing the service graph
-  and the flapping upkeep hold it exclusively. Partitions are computed from the graph, so
+- The graph lock: every incident-stage job (and the upkeep closing quiet incidents) holds
+  it shared; replacing the service graph and people's resolve/reopen/merge hold it
+  exclusively. Partitions are computed from the graph, so
   no job may run while the graph (and with it the partitions) changes.
 - Partition locks: one per weakly connected component of the graph (hashed into a fixed
   number of slots). Rule v2 only ever relates services of one component, so jobs whose
