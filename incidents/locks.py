@@ -11,12 +11,16 @@
 - A job that spans more slots than MAX_SLOTS_PER_JOB takes the graph lock exclusively
   instead: a storm that touches much of the graph runs alone rather than filling
   PostgreSQL's shared lock table.
+- Storm-cap reservations: each opening page a running job takes from the minute's
+  budget is one lock of its own, which other jobs count in `pg_locks` before that job
+  commits (see `pipeline.storm`). They are only ever tried, never waited for.
 
 All are transaction-scoped. SQLite has one writer at a time and needs none of them.
 """
 
 from __future__ import annotations
 
+import secrets
 import zlib
 from collections.abc import Iterable
 from enum import IntEnum
@@ -38,6 +42,9 @@ class LockKey(IntEnum):
     PARTITION = 0x1C1DE276
     # The namespace of playbook slots (two-key form): a playbook's run limits.
     PLAYBOOK = 0x1C1DE277
+    # The storm cap (two-key form): 0 while a job writes the storm page; any other key is
+    # one opening page a running job has taken from the minute's budget.
+    STORM = 0x1C1DE278
 
 
 def _postgres(session: Session) -> bool:
@@ -93,3 +100,44 @@ def lock_playbook(session: Session, playbook_id: str) -> None:
             text("SELECT pg_advisory_xact_lock(:space, :slot)"),
             {"space": int(LockKey.PLAYBOOK), "slot": zlib.crc32(playbook_id.encode()) % 2**31},
         )
+
+
+def reserve_page(session: Session) -> bool:
+    """Take one opening page from the storm budget until the transaction ends: a lock of
+    its own, seen by every other job at once. False on SQLite (nothing to reserve)."""
+    if not _postgres(session):
+        return False
+    while True:  # a random key taken by another job (one in two billion): draw again
+        key = 1 + secrets.randbelow(2**31 - 1)
+        if session.scalar(
+            text("SELECT pg_try_advisory_xact_lock(:space, :key)"),
+            {"space": int(LockKey.STORM), "key": key},
+        ):
+            return True
+
+
+def reserved_pages(session: Session) -> int:
+    """Opening pages reserved by the running jobs of this database (this one's included)."""
+    return int(
+        session.scalar(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                " AND classid = CAST(:space AS oid) AND objsubid = 2 AND objid <> 0"
+            ),
+            {"space": int(LockKey.STORM)},
+        )
+        or 0
+    )
+
+
+def write_storm_page(session: Session) -> bool:
+    """Whether this job may write the paging storm entry: False while another running job
+    holds that right (it pages for both). Always True on SQLite."""
+    if not _postgres(session):
+        return True
+    return bool(
+        session.scalar(
+            text("SELECT pg_try_advisory_xact_lock(:space, 0)"), {"space": int(LockKey.STORM)}
+        )
+    )
