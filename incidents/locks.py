@@ -79,7 +79,14 @@ def lock_partitions(session: Session, partitions: Iterable[str]) -> bool:
 
 def lock_more_partitions(session: Session, partitions: Iterable[str]) -> None:
     """Also lock these partitions' slots, in a job that already holds the graph lock (a
-    muted alert whose inhibitor's incident lies in another part of the graph)."""
+    muted alert whose inhibitor's incident lies in another part of the graph, or a graph
+    replaced while the job waited for its first slots).
+
+    These come after the job's first slots, so they may lie below one it holds, outside
+    the global order: two such jobs waiting for each other's slots deadlock, PostgreSQL
+    aborts one (after `deadlock_timeout`) and the runner retries its job. Which slots a
+    job needs here is only known under its first locks (an inhibitor that fired
+    meanwhile, a new graph), so they cannot all be taken up front; such jobs are rare."""
     if _postgres(session):
         _lock_slots(session, sorted({slot_of(p) for p in partitions}))
 
