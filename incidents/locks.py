@@ -82,11 +82,12 @@ def lock_more_partitions(session: Session, partitions: Iterable[str]) -> None:
     muted alert whose inhibitor's incident lies in another part of the graph, or a graph
     replaced while the job waited for its first slots).
 
-    These come after the job's first slots, so they may lie below one it holds, outside
-    the global order: two such jobs waiting for each other's slots deadlock, PostgreSQL
-    aborts one (after `deadlock_timeout`) and the runner retries its job. Which slots a
-    job needs here is only known under its first locks (an inhibitor that fired
-    meanwhile, a new graph), so they cannot all be taken up front; such jobs are rare."""
+    The incident stage takes its inhibitors' partitions with its first slots, in the one
+    global order; slots still missing here are those of an inhibitor that fired after
+    that read, or of a graph replaced meanwhile. They come after slots the job holds, so
+    they may lie below one of them: two such jobs waiting for each other deadlock,
+    PostgreSQL aborts one (after `deadlock_timeout`) and the runner retries its job. Such
+    races are rare, and what to lock is only known under the first locks."""
     if _postgres(session):
         _lock_slots(session, sorted({slot_of(p) for p in partitions}))
 
