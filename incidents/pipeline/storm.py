@@ -11,7 +11,9 @@ the pages committed in the last minute plus the reservations held by every runni
 A reservation is visible to the others before its job commits; the count comes after the
 reservation and reads the lock table before the incidents, so two jobs can never both
 miss each other (at worst both count both, and the budget is under-spent by one for the
-few milliseconds they overlap). The storm page itself is written by one job at a time.
+few milliseconds they overlap). Each reserved page is one lock, so a job holds at most
+cap + 1 of them (31 with the default cap). The storm page itself is decided by one job
+at a time.
 """
 
 from __future__ import annotations
