@@ -218,6 +218,7 @@ class Job:
     # Incidents in which a resolved member fired again in this job.
     refired: set[int] = field(default_factory=set)
     storm_budget: int | None = None
+    storm_reserved: int = 0  # opening pages this job reserved (PostgreSQL)
     storm_folded: list[int] = field(default_factory=list)
 
     def incident(self, incident_id: int) -> Incident:

@@ -75,6 +75,9 @@ class IncidentStage:
                 )
             )
         ]
+        # And where its muted alerts' inhibitors stand, when a rule reaches across services.
+        across = self._inhibitor.inhibitor_columns(session, ctx.fingerprints)
+        nodes += [service_node(*columns) for columns in across]
         self._lock(session, nodes)
         # Read under the lock: another job may have stored a newer state meanwhile.
         fresh = list(

@@ -11,10 +11,13 @@
   through the ingest path (see `incidents.heartbeats`). This runs first, and on its own
   transaction, so a failure of the other checks cannot hold it back.
 
-Only the flapping, quiet-period and stale checks take the correlation lock, and briefly.
-The muted-alert check reads without it, in bounded batches that rotate through the muted
-alerts from one upkeep to the next: it only queues a pipeline job, which re-checks under
-the lock.
+No check locks the whole graph. Closing quiet incidents (flapping ones, ended quiet
+periods) picks a bounded batch without a lock, then locks only the partitions those
+incidents stand on, as a pipeline job does, and closes them in a fixed number of
+statements (see `settling`). Stale alerts get their timeline entries under a lock of
+their own (see `stale`). The muted-alert check reads without a lock, in bounded
+batches that rotate through the muted alerts from one upkeep to the next: it only queues
+a pipeline job, which re-checks under the lock.
 """
 
 from __future__ import annotations
@@ -31,9 +34,7 @@ from incidents.db import session_scope, utcnow
 from incidents.heartbeats import clock
 from incidents.heartbeats.monitor import expire_due
 from incidents.models import ALERTS, JOBS, STATES, Alert
-from incidents.pipeline import quiet, stale
-from incidents.pipeline.flapping import settle_flapping
-from incidents.pipeline.incident_state import lock_correlation
+from incidents.pipeline import settling, stale
 from incidents.pipeline.mute import Inhibitor, active_silences, match_labels
 from incidents.pipeline.runner import route_events
 from incidents.vocab import AlertStatus, JobStatus
@@ -102,13 +103,12 @@ def maintain(
     if not settings.correlation.enabled:
         return jobs
     with session_scope(factory) as session:
-        lock_correlation(session)
         now = now or utcnow()
-        settled = settle_flapping(session, settings.correlation, now)
-        settled += quiet.settle(session, now)
+        settled = settling.settle(session, settings.correlation, now)
         # Their resolves notify like any other; the notify sweep sends them.
         route_events(session, settings, settled, now)
-        # Under the same lock, so two upkeeps never write one staleness twice.
+    with session_scope(factory) as session:
+        # Under a lock of its own, so two upkeeps never write one staleness twice.
         marked = stale.mark(session, settings.correlation.stale_after_seconds, now)
     if settled:
         log.info("resolved %d incident(s) that stayed quiet", len(settled))

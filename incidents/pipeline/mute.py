@@ -132,6 +132,37 @@ class Inhibitor:
             found.update(fp for fp, _ in sources if fp != alert.fingerprint)
         return sorted(found)
 
+    def inhibitor_columns(
+        self, session: Session, fingerprints: Sequence[str]
+    ) -> list[tuple[str | None, dict[str, str], str]]:
+        """Service, labels and fingerprint of the alerts inhibiting these firing ones now,
+        under rules that may reach another service; none under rules within one service
+        (the default), whose inhibitors stand where their targets do.
+
+        Read before the incident stage locks its partitions, so that it locks those of the
+        incidents its muted alerts will join too, in the one global order, rather than
+        after its first locks (where two such jobs could deadlock)."""
+        if all("__service__" in equal for _, _, equal in self._rules):
+            return []
+        cache: dict[tuple[Any, ...], list[tuple[str, dict[str, str]]]] = {}
+        found: set[str] = set()
+        for alert in session.scalars(
+            select(Alert)
+            .where(ALERTS.c.fingerprint.in_(fingerprints))
+            .where(ALERTS.c.status == AlertStatus.FIRING)
+        ):
+            found.update(self.inhibitors(session, alert, match_labels(alert), cache))
+        if not found:
+            return []
+        return [
+            (service, labels, fingerprint)
+            for service, labels, fingerprint in session.execute(
+                select(ALERTS.c.service, ALERTS.c.labels, ALERTS.c.fingerprint).where(
+                    ALERTS.c.fingerprint.in_(sorted(found))
+                )
+            )
+        ]
+
     def warm(
         self,
         session: Session,

@@ -10,23 +10,24 @@ incident back instead of opening (and paging) a new one.
   Back to `triggered`, nobody having acknowledged, its escalation carries on where it
   stopped: the next level is due when it was due before the quiet period, or at once if
   that time went by meanwhile.
-- `settle`, in the upkeep: periods that ended quietly resolve their incidents, and that
-  resolve pages like any other (people are told it is over).
+- `due` and `taken_back`, in the upkeep: periods that ended quietly resolve their
+  incidents (see `settling`), and that resolve pages like any other (people are told it
+  is over).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from incidents.models import INCIDENTS, Incident
+from incidents.models import INCIDENTS, LINKS, Incident
 from incidents.notify import outbox
 from incidents.pipeline import lifecycle
 from incidents.pipeline.incident_state import Job, note
-from incidents.pipeline.stages import IncidentEvent
-from incidents.vocab import IncidentState, IncidentStatus, TimelineKind
+from incidents.vocab import IncidentState, IncidentStatus, MemberStatus, TimelineKind
 
 # Incidents settled per upkeep at most: the rest wait for the next one.
 SETTLE_BATCH = 500
@@ -103,32 +104,38 @@ def resume_escalation(incident: Incident, now: datetime) -> str:
     return f"; escalation resumes, its next level due at {due:%H:%M:%S} UTC"
 
 
-def settle(session: Session, now: datetime) -> list[IncidentEvent]:
-    """Resolve the incidents whose quiet period ended with no alert firing."""
-    due = session.scalars(
-        select(Incident)
+def due(session: Session, now: datetime, *, among: Collection[int] | None = None) -> list[int]:
+    """Open incidents whose quiet period has ended (one batch, longest ended first); the
+    upkeep resolves them (see `settling`)."""
+    if among is not None and not among:
+        return []
+    pick = (
+        select(INCIDENTS.c.id)
         .where(INCIDENTS.c.quiet_until <= now)
         .where(INCIDENTS.c.status == IncidentStatus.OPEN)
-        .order_by(INCIDENTS.c.quiet_until)
+        .order_by(INCIDENTS.c.quiet_until, INCIDENTS.c.id)
         .limit(SETTLE_BATCH)
-    ).all()
-    events: list[IncidentEvent] = []
-    for incident in due:
-        incident_id = int(incident.id or 0)
-        firing, ended = lifecycle.firing_members(session, incident_id)
-        if firing:  # a job took it back and has not finished yet: leave it to that job
-            incident.quiet_until = None
-            continue
-        entry_id = lifecycle.close(
-            session,
-            incident,
-            ended or now,
-            now,
-            "all alerts resolved and none fired again during the quiet period",
+    )
+    if among is not None:
+        pick = pick.where(INCIDENTS.c.id.in_(sorted(among)))
+    return [int(i) for i in session.scalars(pick)]
+
+
+def taken_back(session: Session, incident_ids: list[int]) -> set[int]:
+    """Of these ended periods, the incidents with a member firing again: a job took them
+    back and has not finished yet, so they stay open (left to that job); one statement."""
+    if not incident_ids:
+        return set()
+    firing = set(
+        session.scalars(
+            select(LINKS.c.incident_id)
+            .where(LINKS.c.incident_id.in_(incident_ids))
+            .where(LINKS.c.status == MemberStatus.FIRING)
+            .distinct()
         )
-        events.append(
-            IncidentEvent(
-                incident_id, TimelineKind.RESOLVED, incident.severity, pages=True, entry_id=entry_id
-            )
+    )
+    if firing:
+        session.execute(
+            update(INCIDENTS).where(INCIDENTS.c.id.in_(sorted(firing))).values(quiet_until=None)
         )
-    return events
+    return {int(i) for i in firing}

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from incidents import timeline
+from incidents.locks import try_lock_stale
 from incidents.models import ALERTS, INCIDENTS, LINKS, TIMELINE
 from incidents.vocab import IncidentStatus, MemberStatus, TimelineKind
 
@@ -28,8 +29,8 @@ BATCH = 500
 def mark(session: Session, stale_after_seconds: float, now: datetime) -> int:
     """Write an `alert_stale` entry for each firing alert of an open incident that went
     stale and has none yet for this staleness; return how many were written."""
-    if not stale_after_seconds:
-        return 0
+    if not stale_after_seconds or not try_lock_stale(session):
+        return 0  # off, or another upkeep is writing them: two never write one twice
     before = now - timedelta(seconds=stale_after_seconds)
     found = session.execute(
         select(

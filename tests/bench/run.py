@@ -312,6 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nA new P0 with 10,000 muted alerts stored")
         for line in scaling.muted_latency():
             print(f"  {line}", flush=True)
+        print("\nA new P0 while the upkeep closes 2,000 quiet flapping incidents")
+        for line in scaling.muted_latency(muted=0, flapping=2_000):
+            print(f"  {line}", flush=True)
     if not args.no_notify:
         print("\nNotifications to a fake Slack, production shape (tests/bench/notify.py)")
         for line in notify.run():

@@ -13,7 +13,8 @@ processes share the cores with PostgreSQL, so 4 workers cannot be twice 2.
 Muted: a server with its embedded worker holds 10,000 inhibited alerts (a P0 and 10,000
 P2 alerts on one service, which the default rule mutes); then a new P0 on another service
 every 2 s, for long enough that upkeep runs several times, and the time from its webhook
-to its incident.
+to its incident. The same again with 2,000 quiet flapping incidents on one service
+instead, which the upkeep closes 200 at a time while the probes run.
 """
 
 from __future__ import annotations
@@ -171,14 +172,46 @@ def _incident_for(port: int, service: str) -> bool:
         conn.close()
 
 
-def muted_latency(muted: int = 10_000, probes: int = 20) -> list[str]:
-    """Seconds from a P0's webhook to its incident, with `muted` inhibited alerts stored."""
+# Open flapping incidents on one service, 5 resolved members each, quiet for an hour: the
+# upkeep closes them a batch at a time while the probes run.
+FLAPPING_SQL = (
+    """
+    INSERT INTO incidents (id, status, severity, title, opened_at, updated_at, first_alert_at,
+        last_alert_at, services, root_cause_candidates, blast_radius, flapping)
+    SELECT 1000000 + g, 'open', 'P2', 'flapping ' || g, now() - interval '2 hours', now(),
+        now() - interval '2 hours', now() - interval '2 hours', '["flappy"]', '[]', '[]', true
+    FROM generate_series(1, %(n)s) g
+    """,
+    """
+    INSERT INTO incident_alerts (incident_id, fingerprint, service, severity, starts_at,
+        status, joined_at, joined_because)
+    SELECT 1000000 + i, 'flap' || i || '-' || j, 'flappy', 'P2', now() - interval '2 hours',
+        'resolved', now() - interval '2 hours', '{}'
+    FROM generate_series(1, %(n)s) i, generate_series(1, 5) j
+    """,
+    """
+    INSERT INTO alert_states (fingerprint, last_status, last_state_at, updated_at, flapping,
+        transitions, silenced_by, inhibited_by)
+    SELECT 'flap' || i || '-' || j, 'resolved', now() - interval '1 hour', now(), true,
+        '[]', '[]', '[]'
+    FROM generate_series(1, %(n)s) i, generate_series(1, 5) j
+    """,
+)
+
+
+def muted_latency(muted: int = 10_000, probes: int = 20, flapping: int = 0) -> list[str]:
+    """Seconds from a P0's webhook to its incident, with `muted` inhibited alerts stored
+    and `flapping` quiet flapping incidents for the upkeep to close."""
     from tests.factories import am_alert
 
     with throwaway_database("muted") as url:
         server = Server(url, "WARNING")
         try:
             server.start()
+            if flapping:
+                with psycopg.connect(url) as conn:
+                    for statement in FLAPPING_SQL:
+                        conn.execute(statement, {"n": flapping})
             critical = {"alertname": "DatabaseDown", "service": "db", "severity": "critical"}
             _post(server.port, [am_alert(critical)])
             for start in range(0, muted, 500):
@@ -199,6 +232,7 @@ def muted_latency(muted: int = 10_000, probes: int = 20) -> list[str]:
                     time.sleep(0.5)
                 held = row[0] if row else 0
             timings = []
+            settled = 0
             for n in range(probes):
                 service = f"probe-{n}"
                 labels = {"alertname": "Down", "service": service, "severity": "critical"}
@@ -208,11 +242,20 @@ def muted_latency(muted: int = 10_000, probes: int = 20) -> list[str]:
                     time.sleep(0.01)
                 timings.append(time.perf_counter() - started)
                 time.sleep(2)
+            if flapping:
+                with psycopg.connect(url) as conn:
+                    row = conn.execute(
+                        "SELECT count(*) FROM incidents WHERE flapping AND status = 'resolved'"
+                    ).fetchone()
+                    settled = row[0] if row else 0
         finally:
             server.close()
     ordered = sorted(timings)
+    present = f"{held:,} muted alerts stored"
+    if flapping:
+        present += f" and {flapping:,} quiet flapping incidents ({settled:,} closed meanwhile)"
     return [
-        f"P0 webhook to incident with {held:,} muted alerts stored ({probes} probes over "
+        f"P0 webhook to incident with {present} ({probes} probes over "
         f"{probes * 2} s, upkeep every 15 s): p50 {statistics.median(ordered) * 1000:.0f} ms, "
         f"max {ordered[-1] * 1000:.0f} ms"
     ]
@@ -229,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line, flush=True)
     if not args.no_muted:
         for line in muted_latency():
+            print(line, flush=True)
+        for line in muted_latency(muted=0, flapping=2_000):
             print(line, flush=True)
     return 0
 

@@ -1,12 +1,16 @@
-"""Package layering: `incidents` never imports `workers` (workers depend on incidents)."""
+"""Package layering: `incidents` never imports `workers` (workers depend on incidents); the
+structural rules: no module over 400 lines, networkx only in the graph module, no network
+client in a pipeline stage."""
 
 from __future__ import annotations
 
 import ast
+import inspect
 import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 from tests.conftest import ROOT
 
@@ -103,3 +107,104 @@ def test_routers_leave_their_reads_to_the_query_modules() -> None:
                 and node.func.attr in SESSION_READS
             ):
                 raise AssertionError(f"{name}.py:{node.lineno} reads the database itself")
+
+
+# -- structural rules ------------------------------------------------------------------------
+
+MAX_MODULE_LINES = 400
+# Network clients no pipeline stage may import: stages run inside the job's transaction,
+# some under a correlation lock, so the sending is left to the workers that drain outboxes.
+NETWORK_CLIENTS = (
+    "httpx",
+    "requests",
+    "slack_sdk",
+    "twilio",
+    "aiosmtplib",
+    "smtplib",
+    "kubernetes",
+    "urllib.request",
+    "socket",
+)
+STAGE_MODULES = (
+    *sorted(str(path.relative_to(ROOT)) for path in (ROOT / "incidents" / "pipeline").glob("*.py")),
+    "incidents/notify/stage.py",
+    "incidents/playbooks/stage.py",
+    "incidents/escalation/engine.py",
+)
+
+
+def _python_files(*packages: str) -> list[Path]:
+    return sorted(path for package in packages for path in (ROOT / package).rglob("*.py"))
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module the file imports, at any depth of its code (lazy imports too)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _imports_any(imported: set[str], modules: tuple[str, ...]) -> list[str]:
+    return sorted(
+        name
+        for name in imported
+        for module in modules
+        if name == module or name.startswith(f"{module}.")
+    )
+
+
+def test_no_module_is_over_the_size_limit() -> None:
+    files = _python_files("incidents", "workers")
+    assert len(files) > 100  # the walk found the code
+    too_long = {
+        str(path.relative_to(ROOT)): lines
+        for path in files
+        if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert too_long == {}, f"over {MAX_MODULE_LINES} lines: {too_long}"
+
+
+def test_only_the_graph_module_imports_networkx() -> None:
+    importers = {
+        str(path.relative_to(ROOT))
+        for path in _python_files("incidents", "workers")
+        if _imports_any(_imports(path), ("networkx",))
+    }
+    assert importers == {"incidents/correlation/graph.py"}
+
+
+def test_the_pipeline_stages_are_the_modules_checked_for_network_clients() -> None:
+    from incidents.pipeline.runner import build_stages
+    from tests.conftest import make_settings
+
+    stages = build_stages(make_settings("sqlite://"))
+    assert len(stages) >= 3
+    for stage in stages:
+        source = Path(inspect.getfile(type(stage))).resolve().relative_to(ROOT.resolve())
+        assert str(source) in STAGE_MODULES, f"{source} runs as a stage; add it to the list"
+
+
+def test_no_pipeline_stage_imports_a_network_client() -> None:
+    offenders = {
+        module: found
+        for module in STAGE_MODULES
+        if (found := _imports_any(_imports(ROOT / module), NETWORK_CLIENTS))
+    }
+    assert offenders == {}
+
+
+def test_the_import_checks_see_lazy_and_dotted_imports(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from urllib import request\n"
+        "def send():\n"
+        "    import slack_sdk.web\n"
+        "    from twilio.rest import Client\n"
+    )
+    found = _imports_any(_imports(probe), NETWORK_CLIENTS)
+    assert found == ["slack_sdk.web", "twilio.rest", "twilio.rest.Client", "urllib.request"]

@@ -129,3 +129,71 @@ def test_a_graph_replacement_waits_for_running_correlation(
     running.join(20)
     replacing.join(20)
     assert running_out == ["done"] and replaced == ["replaced"]
+
+
+def queue_alert(sessions: sessionmaker[Session], service: str, severity: str, cluster: str) -> int:
+    """One firing alert with a cluster label, and its pipeline job; return the job id."""
+    now = utcnow()
+    labels = {"alertname": f"Trouble-{severity}", "service": service, "cluster": cluster}
+    with sessions.begin() as session:
+        session.add(
+            stored_alert(
+                labels,
+                service=service,
+                severity=severity,
+                starts_at=now - timedelta(seconds=5),
+                received=now,
+            )
+        )
+        job = PipelineJob(created_at=now, fingerprints=[label_fingerprint(labels)])
+        session.add(job)
+        session.flush()
+        assert job.id is not None
+        return job.id
+
+
+def test_muted_alerts_whose_inhibitors_sit_in_each_others_partitions_do_not_deadlock(
+    pg_url: str, sessions: sessionmaker[Session]
+) -> None:
+    # A rule across services: a P0 mutes the P2s of its cluster wherever they stand.
+    rule = {"source_matchers": ['__severity__="P0"'], "target_matchers": ['__severity__="P2"']}
+    settings = make_settings(
+        pg_url,
+        pipeline={"max_jobs_per_run": 1},
+        correlation={"inhibit_rules": [{**rule, "equal": ["cluster"]}]},
+    )
+    example, billing = EXAMPLE_GRAPH.partition_of("user-service"), "billing"
+    assert slot_of(example) != slot_of(billing)
+    # Each part of the graph has a P0 in its incident, inhibiting a P2 in the other part.
+    for service, cluster in (("billing", "east"), ("database-postgres", "west")):
+        assert run_job(sessions, queue_alert(sessions, service, "P0", cluster), settings) == "done"
+    west = queue_alert(sessions, "billing", "P2", "west")  # muted by database-postgres
+    east = queue_alert(sessions, "user-service", "P2", "east")  # muted by billing
+    # Both jobs wait for their first slot, then start at the same moment.
+    holder = hold_slot(pg_url, example)
+    holder.execute("SELECT pg_advisory_lock(%s, %s)", (int(LockKey.PARTITION), slot_of(billing)))
+    try:
+        first, first_out = in_thread(lambda: run_job(sessions, west, settings))
+        second, second_out = in_thread(lambda: run_job(sessions, east, settings))
+        time.sleep(0.5)
+        assert first.is_alive() and second.is_alive()
+    finally:
+        holder.close()
+    first.join(30)
+    second.join(30)
+    # Neither was aborted as a deadlock (and left for a retry).
+    assert (first_out, second_out) == (["done"], ["done"])
+    with sessions() as session:
+        members = session.execute(
+            sa.text(
+                "SELECT a.service, a.status, i.services FROM incident_alerts a "
+                "JOIN incidents i ON i.id = a.incident_id ORDER BY a.id"
+            )
+        ).all()
+    # Whichever went first, each muted P2 is a member of its inhibitor's incident.
+    assert sorted((service, status, services) for service, status, services in members) == [
+        ("billing", "firing", ["billing"]),
+        ("billing", "muted", ["database-postgres"]),
+        ("database-postgres", "firing", ["database-postgres"]),
+        ("user-service", "muted", ["billing"]),
+    ]
