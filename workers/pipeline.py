@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from incidents.config import get_settings
-from incidents.escalation.engine import run_due
+from incidents.escalation.engine import run_for
 from incidents.pipeline.maintenance import maintain
 from incidents.pipeline.runner import due_jobs, run_job
 from incidents.pipeline.stages import TaskRef
@@ -57,7 +57,7 @@ def upkeep() -> int:
 
 @celery_app.task(name=ESCALATE_TASK)  # type: ignore[untyped-decorator]
 def escalate() -> int:
-    """Run the escalation steps that are due; wake the channels they page."""
-    done = run_due(session_factory())
-    hand_on(done.tasks or [])
-    return done.steps
+    """Run the escalation steps that are due; wake the channels they page. While more
+    are due than one sweep call's time budget, sweep again at once, for up to one beat
+    interval."""
+    return run_for(session_factory(), get_settings().pipeline.escalation_sweep_seconds, hand_on)

@@ -24,10 +24,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from incidents import timeline
+from incidents import bulk, timeline
 from incidents.config import Settings
 from incidents.correlation.store import current_graph
 from incidents.models import ALERTS, INCIDENTS, LINKS, Incident
@@ -302,6 +301,4 @@ def _updates_waiting(session: Session, incident_ids: list[int]) -> set[tuple[int
 
 def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert, skipping rows whose (incident, event, channel, target) already exists."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert(NOTIFICATIONS).on_conflict_do_nothing(), list(rows))
+    bulk.insert(session, NOTIFICATIONS, rows, skip_conflicts=True)
