@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from incidents import bulk
 from incidents.models import TIMELINE
 from incidents.pipeline.totals import count_events
 from incidents.vocab import TimelineKind
@@ -36,13 +37,17 @@ def entry(
     }
 
 
-def write(session: Session, entries: Iterable[dict[str, Any]]) -> list[int]:
+def write(session: Session, entries: Iterable[dict[str, Any]], *, ids: bool = True) -> list[int]:
     """Insert entries in one statement, count the counted kinds in the totals; return
-    the new rows' ids, in the order given (later stages key their work on them)."""
+    the new rows' ids, in the order given (later stages key their work on them), or
+    none when `ids` is False (cheaper, for writers that need no ids)."""
     rows = list(entries)
     if not rows:
         return []
     count_events(session, (row["kind"] for row in rows))
+    if not ids:
+        bulk.insert(session, TIMELINE, rows, skip_conflicts=False)
+        return []
     result = session.execute(
         insert(TIMELINE).returning(TIMELINE.c.id, sort_by_parameter_order=True), rows
     )

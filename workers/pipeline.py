@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from incidents.config import get_settings
-from incidents.escalation.engine import run_due
+from incidents.escalation.engine import run_for
 from incidents.notify.reminders import run_reminders
 from incidents.notify.routing import RoutingTree
 from incidents.pipeline.maintenance import maintain
@@ -59,10 +59,10 @@ def upkeep() -> int:
 
 @celery_app.task(name=ESCALATE_TASK)  # type: ignore[untyped-decorator]
 def escalate() -> int:
-    """Run the escalation steps that are due, then the reminders (a route's
-    repeat_interval); wake the channels they page."""
-    done = run_due(session_factory())
-    hand_on(done.tasks or [])
-    tree = RoutingTree.from_settings(get_settings().routing)
-    hand_on(run_reminders(session_factory(), tree))
-    return done.steps
+    """Run the escalation steps that are due (while more are due than one sweep call's
+    time budget, sweep again at once, for up to one beat interval), then the reminders
+    (a route's repeat_interval); wake the channels they page."""
+    settings = get_settings()
+    steps = run_for(session_factory(), settings.pipeline.escalation_sweep_seconds, hand_on)
+    hand_on(run_reminders(session_factory(), RoutingTree.from_settings(settings.routing)))
+    return steps

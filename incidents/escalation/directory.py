@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
 from incidents.correlation.store import current_graph
 from incidents.escalation.policy import Policy, Target
-from incidents.models import Incident
 from incidents.notify.routing import graph_team_lookup
 from incidents.oncall.lookup import User, directory
 
@@ -87,16 +86,38 @@ def user_pages(user: User) -> list[Page]:
     ]
 
 
+class Escalating(Protocol):
+    """What resolving a target reads of an incident (a stored one, or a sweep's row)."""
+
+    @property
+    def root_cause_candidates(self) -> list[str]: ...
+
+
 class Directory:
-    """Resolves targets against the stored users, schedules and graph."""
+    """Resolves targets against the stored users, schedules and graph, as they are when
+    it is made. Answers are remembered per (target, time): a sweep asks the same few
+    questions, at one time, for every incident of its batch."""
 
     def __init__(self, session: Session) -> None:
-        self._session = session
         self._people = directory(session)
         self._team_of = graph_team_lookup(current_graph(session))
+        self._known: dict[tuple[Any, ...], tuple[list[Page], str]] = {}
 
-    def resolve(self, target: Target, incident: Incident, at: datetime) -> tuple[list[Page], str]:
+    def resolve(self, target: Target, incident: Escalating, at: datetime) -> tuple[list[Page], str]:
         """The pages for one target at `at`, and how the timeline says it."""
+        team = target.team
+        if target.root_team_oncall:
+            roots = list(incident.root_cause_candidates or [])
+            team = self._team_of(roots[0]) if roots else None
+            if not team:
+                return [], "the root-cause team's on-call (the root cause has no team)"
+        key = (target.slack_channel, target.user, target.schedule, team, at)
+        known = self._known.get(key)
+        if known is None:
+            known = self._known[key] = self._resolve(target, team, at)
+        return list(known[0]), known[1]
+
+    def _resolve(self, target: Target, team: str | None, at: datetime) -> tuple[list[Page], str]:
         if target.slack_channel is not None:
             return [Page("slack", target.slack_channel, timedelta(0), target.slack_channel)], (
                 f"Slack {target.slack_channel}"
@@ -111,14 +132,11 @@ class Directory:
                 return [], f"schedule {target.schedule} (no longer defined)"
             users = self._people.oncall(target.schedule, at).users
             return self._users(users), f"schedule {target.schedule} ({self._names(users)})"
-        team = self._team(target, incident)
-        if not team:
-            return [], "the root-cause team's on-call (the root cause has no team)"
-        users = self._people.team_oncall(team, at)
+        users = self._people.team_oncall(str(team), at)
         return self._users(users), f"team {team}'s on-call ({self._names(users)})"
 
     def cover_gap(
-        self, target: Target, policy: Policy, incident: Incident, at: datetime
+        self, target: Target, policy: Policy, incident: Escalating, at: datetime
     ) -> tuple[list[Page], str, str]:
         """Whom to page when `target` (a schedule or team) has nobody on call: the pages,
         how the timeline says it, and which rule chose them (`fallback`, `rotation`,
@@ -150,13 +168,13 @@ class Directory:
             return self._users(anyone), said, "anyone_on_call"
         return [], f"{none}, and there is nobody to page at all: NOBODY WAS PAGED", "none"
 
-    def _team(self, target: Target, incident: Incident) -> str | None:
+    def _team(self, target: Target, incident: Escalating) -> str | None:
         if target.team is not None:
             return target.team
         roots = list(incident.root_cause_candidates or [])
         return self._team_of(roots[0]) if roots else None
 
-    def _rotation_users(self, target: Target, incident: Incident) -> list[User]:
+    def _rotation_users(self, target: Target, incident: Escalating) -> list[User]:
         """Everyone in the layers of the target's schedules, each once, in order."""
         if target.schedule is not None:
             found = self._people.schedule(target.schedule)

@@ -4,12 +4,15 @@ steps that are due.
 When an incident first pages through a route that names a policy, the policy is copied
 onto the incident (`incidents.escalation`, frozen: editing the policy later changes no
 escalation already running) and `escalation_due_at` is set to when level 1 pages. The
-sweep, every `escalation.sweep_interval_seconds` on beat (or the embedded worker), picks
-due incidents with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several workers share the
+sweep, every `pipeline.escalation_sweep_seconds` on beat (or the embedded worker), picks
+due incidents with `FOR NO KEY UPDATE SKIP LOCKED` on PostgreSQL, so several workers share the
 work and never take the same incident; for each it writes the level's notifications,
-one timeline entry, and the next deadline, in one transaction. A worker killed mid-step
-commits nothing, so the step runs once, at the next sweep. No Celery countdowns: with
-Redis a countdown longer than the visibility timeout runs twice.
+one timeline entry, and the next deadline, in one transaction per batch of up to
+`BATCH` incidents (one statement each for the pick, the incidents, the entries and the
+notifications). A worker killed mid-step commits nothing, so the step runs once, at the
+next sweep. One `run_due` call stops after about `BUDGET_SECONDS` and says whether more
+is due; its callers then sweep again at once instead of waiting an interval. No Celery
+countdowns: with Redis a countdown longer than the visibility timeout runs twice.
 
 Acknowledging or resolving clears the deadline and cancels notifications a level
 scheduled for later (personal rules such as "call me after 5 minutes").
@@ -18,14 +21,17 @@ scheduled for later (personal rules such as "call me after 5 minutes").
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+import orjson
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from incidents import timeline
+from incidents import bulk, timeline
 from incidents.db import session_scope, utcnow
 from incidents.escalation.directory import Directory, Page
 from incidents.escalation.policy import Policy
@@ -38,7 +44,15 @@ from incidents.vocab import IncidentState, IncidentStatus, TimelineKind
 log = logging.getLogger(__name__)
 KEY_PREFIX = lifecycle.ESCALATION_KEYS
 # Incidents stepped per transaction: the batch is locked, stepped and committed together.
-BATCH = 100
+BATCH = 500
+# A run_due call stops starting batches after this long and says more is due, so that
+# its caller (the embedded worker has other duties) sweeps again soon instead.
+BUDGET_SECONDS = 1.0
+# Parsed frozen policies by their JSON: thousands of incidents share a handful.
+POLICY_CACHE = 256
+_policies: dict[bytes, Policy] = {}
+
+_C = INCIDENTS.c
 
 
 def freeze(incident: Incident, policy: Policy, receiver: str, first_at: datetime) -> bool:
@@ -70,52 +84,128 @@ class Sweep:
     tasks: list[TaskRef] | None = None
     # Seconds between each step's deadline and when it ran.
     delays: list[float] | None = None
+    # Due incidents taken (stepped, or dropped as no longer escalating).
+    picked: int = 0
+    # run_due stopped at its time budget with a full batch: sweep again at once.
+    more: bool = False
+
+
+@dataclass(slots=True)
+class Due:
+    """The columns of a due incident that a step reads and writes."""
+
+    id: int
+    severity: str
+    root_cause_candidates: list[str]
+    escalation: dict[str, Any] | None
+    escalation_due_at: datetime | None
+    updated_at: datetime | None = None
+
+
+def frozen_policy(document: dict[str, Any]) -> Policy:
+    """The policy frozen on an incident, parsed once per distinct document."""
+    key = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    policy = _policies.get(key)
+    if policy is None:
+        policy = Policy.model_validate(document)
+        if len(_policies) >= POLICY_CACHE:
+            _policies.clear()
+        _policies[key] = policy
+    return policy
 
 
 def sweep(session: Session, directory: Directory, now: datetime, limit: int = BATCH) -> Sweep:
-    """Run every due step (up to `limit`) in the caller's transaction."""
+    """Run every due step (up to `limit`) in the caller's transaction: one statement
+    picks the batch, and one each saves the incidents, the timeline entries and the
+    notifications."""
     pick = (
-        select(Incident)
-        .where(INCIDENTS.c.escalation_due_at <= now)
-        .order_by(INCIDENTS.c.escalation_due_at)
+        select(
+            _C.id,
+            _C.status,
+            _C.state,
+            _C.severity,
+            _C.root_cause_candidates,
+            _C.escalation,
+            _C.escalation_due_at,
+        )
+        .where(_C.escalation_due_at <= now)
+        .order_by(_C.escalation_due_at)
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True, of=INCIDENTS)
+        # FOR NO KEY UPDATE: two sweepers still exclude each other, but a transaction
+        # inserting a row that refers to the incident (a notification, a timeline entry;
+        # its foreign-key check takes KEY SHARE) no longer makes the sweep pass it by.
+        pick = pick.with_for_update(skip_locked=True, of=INCIDENTS, key_share=True)
     done = Sweep(tasks=[], delays=[])
+    assert done.delays is not None
+    over: list[int] = []  # someone has it, or it is over
+    stepped: list[Due] = []
     rows: list[dict[str, Any]] = []
     entries: list[dict[str, Any]] = []
-    ctx = RunContext(session=session, now=now, fingerprints=[])
-    for incident in session.scalars(pick):
-        due = incident.escalation_due_at
+    for found in session.execute(pick).all():
+        done.picked += 1
         if (
-            incident.status != IncidentStatus.OPEN
-            or incident.state != IncidentState.TRIGGERED
-            or not incident.escalation
+            found.status != IncidentStatus.OPEN
+            or found.state != IncidentState.TRIGGERED
+            or not found.escalation
         ):
-            incident.escalation_due_at = None  # someone has it, or it is over
+            over.append(found.id)
             continue
-        assert done.delays is not None and due is not None
-        done.delays.append((now - due).total_seconds())
+        incident = Due(
+            found.id,
+            found.severity,
+            list(found.root_cause_candidates or []),
+            found.escalation,
+            found.escalation_due_at,
+        )
+        done.delays.append((now - found.escalation_due_at).total_seconds())
         made, entry = step(incident, directory, now)
         rows += made
         entries.append(entry)
-        done.steps += 1
-    # One statement each for the batch's timeline entries and notifications.
-    timeline.write(session, entries)
+        stepped.append(incident)
+    done.steps = len(stepped)
+    if over:
+        session.execute(update(INCIDENTS).where(_C.id.in_(over)).values(escalation_due_at=None))
+    if stepped:
+        _save(session, stepped, now)
+    timeline.write(session, entries, ids=False)
     if rows:
         insert_rows(session, rows)
-        done.tasks = wake_ups(ctx, rows)
+        done.tasks = wake_ups(RunContext(session=session, now=now, fingerprints=[]), rows)
     return done
 
 
+def _save(session: Session, stepped: list[Due], now: datetime) -> None:
+    """Write the stepped incidents' escalation state and next deadline."""
+    bulk.update(
+        session,
+        INCIDENTS,
+        [
+            {
+                "id": i.id,
+                "escalation": i.escalation,
+                "escalation_due_at": i.escalation_due_at,
+                "updated_at": now,
+            }
+            for i in stepped
+        ],
+    )
+
+
+def page_key(state: dict[str, Any]) -> str:
+    """The event key of the notifications of the step `state` stands at: run (each
+    start of the ladder, see `freeze`), round and level."""
+    return f"{KEY_PREFIX}{int(state.get('run', 0))}:{int(state['round'])}:{int(state['level'])}"
+
+
 def step(
-    incident: Incident, directory: Directory, now: datetime
+    incident: Incident | Due, directory: Directory, now: datetime
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Page the current level of the incident's frozen policy, and set the next deadline;
     return the notification rows and the timeline entry to write."""
     state = dict(incident.escalation or {})
-    policy = Policy.model_validate(state["policy"])
+    policy = frozen_policy(state["policy"])
     level_no, round_no = int(state["level"]), int(state["round"])
     level = policy.levels[level_no]
     incident_id = int(incident.id or 0)
@@ -133,7 +223,7 @@ def step(
         said.append(text)
     first = (level_no, round_no) == (0, 0)
     event = "opened" if first else "escalated"
-    key = f"{KEY_PREFIX}{int(state.get('run', 0))}:{round_no}:{level_no}"
+    key = page_key(state)
     rows = [page.row(incident_id, key, event, f"policy:{policy.name}", now) for page in pages]
     wait = level.wait_for(incident.severity)
     last = level_no + 1 >= len(policy.levels)
@@ -173,19 +263,47 @@ def step(
 
 
 def run_due(
-    factory: sessionmaker[Session], now: datetime | None = None, *, max_batches: int = 50
+    factory: sessionmaker[Session],
+    now: datetime | None = None,
+    *,
+    budget: float | None = None,
+    batch: int | None = None,
 ) -> Sweep:
-    """Sweep in batches, each its own transaction, until nothing due is left (or the
-    bound): what the beat task and the embedded worker call."""
+    """Sweep in batches, each its own transaction, until nothing due is left or `budget`
+    seconds have gone; `more` then says a full batch was found last, so the caller
+    sweeps again at once rather than after its interval. What the beat task and the
+    embedded worker call."""
+    budget = BUDGET_SECONDS if budget is None else budget
+    batch = batch or BATCH
     total = Sweep(tasks=[], delays=[])
-    for _ in range(max_batches):
+    assert total.tasks is not None and total.delays is not None
+    started = time.monotonic()
+    while True:
         with session_scope(factory) as session:
             at = now or utcnow()
-            done = sweep(session, Directory(session), at)
+            done = sweep(session, Directory(session), at, batch)
         total.steps += done.steps
-        assert total.tasks is not None and total.delays is not None
+        total.picked += done.picked
         total.tasks += done.tasks or []
         total.delays += done.delays or []
-        if done.steps < BATCH:
-            break
-    return total
+        if done.picked < batch:
+            return total
+        if time.monotonic() - started >= budget:
+            total.more = True
+            return total
+
+
+def run_for(
+    factory: sessionmaker[Session], seconds: float, hand_on: Callable[[list[TaskRef]], None]
+) -> int:
+    """run_due again at once while more is due, for up to `seconds`, handing on each
+    call's tasks as it commits; the steps run. What the beat task does: its next run
+    (queued meanwhile) carries on from there."""
+    started = time.monotonic()
+    steps = 0
+    while True:
+        done = run_due(factory)
+        hand_on(done.tasks or [])
+        steps += done.steps
+        if not done.more or time.monotonic() - started >= seconds:
+            return steps

@@ -32,10 +32,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from incidents import timeline
+from incidents import bulk, timeline
 from incidents.config import Settings
 from incidents.correlation.store import current_graph
 from incidents.models import ALERTS, INCIDENTS, LINKS, Incident
@@ -343,6 +342,4 @@ def _space_updates(
 
 def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert, skipping rows whose (incident, event, channel, target) already exists."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert(NOTIFICATIONS).on_conflict_do_nothing(), list(rows))
+    bulk.insert(session, NOTIFICATIONS, rows, skip_conflicts=True)

@@ -96,8 +96,12 @@ class EmbeddedWorker:
                 self._upkeep()
                 next_upkeep = time.monotonic() + pipeline.upkeep_interval_seconds
             if now >= next_escalation:
-                self._escalate()
-                next_escalation = time.monotonic() + pipeline.escalation_sweep_seconds
+                # More due than one call's time budget: again at once (a queued job
+                # runs first), not after a whole interval.
+                more = self._escalate()
+                next_escalation = time.monotonic() + (
+                    0.0 if more else pipeline.escalation_sweep_seconds
+                )
             if now >= next_sweep:
                 self._sweep()
                 next_sweep = time.monotonic() + pipeline.sweep_interval_seconds
@@ -128,20 +132,25 @@ class EmbeddedWorker:
         except Exception:
             log.exception("pipeline upkeep failed")
 
-    def _escalate(self) -> None:
+    def _escalate(self) -> bool:
+        """Run the due escalation steps (about a second's worth at most); True when
+        more are due."""
         from incidents.escalation.engine import run_due
         from incidents.notify.reminders import run_reminders
         from incidents.notify.routing import RoutingTree
 
         try:
-            self.hand_on(run_due(self._factory).tasks or [])
+            done = run_due(self._factory)
+            self.hand_on(done.tasks or [])
         except Exception:
             log.exception("escalation sweep failed")
+            return False
         try:
             tree = RoutingTree.from_settings(self._settings.routing)
             self.hand_on(run_reminders(self._factory, tree))
         except Exception:
             log.exception("reminder sweep failed")
+        return done.more
 
     def _sweep(self) -> None:
         try:

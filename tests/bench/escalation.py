@@ -15,8 +15,9 @@ overlap: up to 9 x incidents / spread steps a second (750/s by default) once eve
 is in flight, more than one sweeper process manages on a 2-core machine.
 
 The sweepers run as the embedded worker does: `run_due(factory)` with the real clock,
-then sleep the sweep interval (measured from the end of the call), in 1 or 2 processes
-at once (spawned; they share the due incidents through `FOR UPDATE SKIP LOCKED`). A
+then sleep the sweep interval (measured from the end of the call), or not at all when
+the call stopped at its time budget with more due, in 1 or 2 processes at once
+(spawned; they share the due incidents through `FOR UPDATE SKIP LOCKED`). A
 phase ends when no incident has a deadline left, or after --duration seconds. Figures:
 wall time per `run_due` call (p50/p99/max) and steps per call, steps per second
 (overall, and per second of sweeping), the delay from each step's deadline to its run
@@ -167,7 +168,7 @@ def _sweeper(url: str, interval: float, ready: Any, stop: Any, out: Any) -> None
         done = run_due(factory)
         calls.append((started, time.time() - started, done.steps))
         delays += done.delays or []
-        stop.wait(interval)
+        stop.wait(0 if done.more else interval)
     engine.dispose()
     out.put((calls, delays))
 
