@@ -89,6 +89,20 @@ def has_due(factory: sessionmaker[Session], channel: str) -> bool:
         return session.scalar(pick) is not None
 
 
+def next_due_in(factory: sessionmaker[Session], channel: str) -> float | None:
+    """Seconds until `channel`'s next pending notification is due (0 if one is due now);
+    None if none is pending."""
+    n = NOTIFICATIONS.c
+    with session_scope(factory) as session:
+        pending = and_(n.channel == channel, n.status == "pending")
+        first: datetime | None = session.scalar(
+            select(n.not_before).where(pending).order_by(n.not_before).limit(1)
+        )
+    if first is None:
+        return None
+    return max(0.0, (first - utcnow()).total_seconds())
+
+
 def claim(
     factory: sessionmaker[Session],
     channel: str,

@@ -4,9 +4,12 @@ each from the incident as it is now, sends it once, and records the outcome.
 
 Per target, sends are spaced by the channel's minimum interval (Slack: one post a second
 per channel): a burst is queued in the outbox and sent in order, never dropped. Slack's
-edits have a budget of their own (chat.update, about 50 a minute): an edit without a
-slot goes back to the outbox until it has one, and posts go on meanwhile. Slots come
-from a pacer, shared in Redis when several workers send.
+edits have a budget of their own (chat.update, about 50 a minute). The sender never
+waits for a slot: a notification whose slot is not free goes back to the outbox, due
+when it is, and the sender goes on with other targets, so a busy Slack channel never
+delays a page to another. A 429's Retry-After holds only the budget Slack answered for
+(the channel's posts, or the workspace's edits). Slots come from a pacer, shared in
+Redis when several workers send.
 """
 
 from __future__ import annotations
@@ -143,19 +146,8 @@ class NotifyWorker:
             # shows the incident as it is then.
             outbox.supersede(self._factory, item, "no message to update yet")
             return
-        if channel == "slack" and notification.thread:
-            reserved, wait = self._pacer.take(
-                "slack:update", SLACK_UPDATE_INTERVAL, reserve_later=False
-            )
-            if not reserved:
-                flood.hold(
-                    self._factory,
-                    item,
-                    utcnow() + timedelta(seconds=wait),
-                    "waiting for Slack's edit budget (chat.update)",
-                )
-                return
-        self._space(channel, item.target)
+        if not self._paced(channel, [item], edit=bool(notification.thread)):
+            return
         outcome = self._deliver(channel, item, notification)
         if outcome is not None:
             self._finish(channel, item, outcome, started)
@@ -201,7 +193,8 @@ class NotifyWorker:
             severity=min((n.severity for n in rendered), default=rendered[0].severity),
             details=details,
         )
-        self._space(channel, carrier.target)
+        if not self._paced(channel, bundle, edit=False):
+            return
         started = time.monotonic()
         result = self._deliver(channel, carrier, note)
         if result is None:
@@ -217,11 +210,12 @@ class NotifyWorker:
         self, channel: str, item: outbox.Claimed, result: SendResult, started: float
     ) -> None:
         if channel == "slack" and result.retry_after:
-            # Slack's 429 is about the channel (posts) or the workspace (edits), not this
-            # one notification: hold both budgets for Retry-After, so the next sends wait
-            # too rather than each earn a 429 of its own.
-            for key in (f"slack:post:{item.target}", "slack:update"):
-                self._pacer.take(key, result.retry_after)
+            # Slack's 429 is about a method's budget, not this one notification: hold
+            # that budget for Retry-After, so the next sends wait too rather than each
+            # earn a 429 of their own. chat.update's is the workspace's; a post's (or a
+            # thread reply's) is its channel's, and other channels go on.
+            key = "slack:update" if result.limited == "chat.update" else f"slack:post:{item.target}"
+            self._pacer.hold(key, result.retry_after)
         status = outbox.record(self._factory, item, result, max_attempts=self._max_attempts)
         log.info(
             "notification %s via %s to %s: %s in %.0f ms%s",
@@ -233,12 +227,32 @@ class NotifyWorker:
             f" ({result.error})" if result.error else "",
         )
 
-    def _space(self, channel: str, target: str) -> None:
+    def _paced(self, channel: str, items: list[outbox.Claimed], *, edit: bool) -> bool:
+        """Take the slots a send needs if they are all free now; otherwise put its rows
+        back, due when the slots are, and answer False (the sender goes on with others).
+
+        Every send takes its target's post slot (an edit posts a thread reply too); a
+        Slack edit also takes the workspace's edit budget.
+        """
+        target = items[0].target
         interval = MIN_INTERVAL.get(channel, 0.0)
-        if interval:
-            _, wait = self._pacer.take(f"{channel}:post:{target}", interval)
-            if wait > 0:
-                self._stop.wait(wait)
+        slots = [(f"{channel}:post:{target}", interval)] if interval else []
+        if channel == "slack" and edit:
+            slots.append(("slack:update", SLACK_UPDATE_INTERVAL))
+        if not slots:
+            return True
+        reserved, wait = self._pacer.take_now(slots)
+        if reserved:
+            return True
+        why = (
+            f"waiting for Slack's edit budget (chat.update) and 1 post/s in {target}"
+            if edit
+            else f"waiting for {channel}'s pace in {target} (1 post/s)"
+        )
+        due = utcnow() + timedelta(seconds=wait)
+        for item in items:
+            flood.hold(self._factory, item, due, why)
+        return False
 
     def _loop(self, channel: str) -> None:
         next_digest = 0.0
