@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -109,12 +110,20 @@ def claim(
     *,
     limit: int = 20,
     lease: timedelta = timedelta(seconds=60),
+    skip_targets: Sequence[str] = (),
+    skip_updates: bool = False,
 ) -> list[Claimed]:
-    """Take up to `limit` due notifications of one channel, oldest due first."""
+    """Take up to `limit` due notifications of one channel, oldest due first; none for
+    `skip_targets`, nor edits (`updated`) with `skip_updates` (their provider's slot is
+    taken: they stay queued, in order, rather than be claimed and put back)."""
     now = utcnow()
     token = uuid.uuid4().hex
     n = NOTIFICATIONS.c
     due = _due(n.channel == channel, now)
+    if skip_targets:
+        due = and_(due, n.target.not_in(list(skip_targets)))
+    if skip_updates:
+        due = and_(due, n.event != "updated")
     with session_scope(factory) as session:
         pick = select(n.id).where(due).order_by(n.not_before, n.id).limit(limit)
         if session.get_bind().dialect.name == "postgresql":

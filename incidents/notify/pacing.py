@@ -13,6 +13,7 @@ notify workers share them in Redis, on Redis's clock.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
@@ -184,3 +185,58 @@ class RedisPacer:
             raise exc
         log.warning("pacing in memory: Redis is unavailable (%s)", exc)
         self._down_until = time.monotonic() + self.DOWN_PAUSE_SECONDS
+
+
+class Taken:
+    """What one sender knows of its own slots, so that a queue for a busy target is not
+    claimed only to be put back (that would read and write every queued row each second).
+
+    Keys are pacer keys ("slack:post:#a", "slack:update"), each until when (monotonic) it
+    is taken; and per channel, when the rows this sender put back fall due. It is a hint:
+    the pacer stays the authority on every slot.
+    """
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+        self._held: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def mark(self, key: str, seconds: float) -> None:
+        """`key` is taken for `seconds` from now."""
+        with self._lock:
+            until = time.monotonic() + seconds
+            self._until[key] = max(until, self._until.get(key, 0.0))
+
+    def left(self, keys: Sequence[str]) -> float:
+        """Seconds until every key is free, as far as this sender knows (0: free)."""
+        now = time.monotonic()
+        with self._lock:
+            return max((self._until.get(k, now) - now for k in keys), default=0.0)
+
+    def held(self, channel: str, seconds: float) -> None:
+        """A row of `channel` was put back, due in `seconds`."""
+        with self._lock:
+            heapq.heappush(self._held.setdefault(channel, []), time.monotonic() + seconds)
+
+    def busy(self, channel: str) -> list[str]:
+        """The channel's keys taken now; forgets what is free again and what is due."""
+        now = time.monotonic()
+        with self._lock:
+            for key in [k for k, until in self._until.items() if until <= now]:
+                del self._until[key]
+            due = self._held.setdefault(channel, [])
+            while due and due[0] <= now:
+                heapq.heappop(due)
+            return [k for k in self._until if k.startswith(f"{channel}:")]
+
+    def waits(self, channel: str) -> tuple[float | None, float | None]:
+        """Seconds until the channel's next put-back row is due, and until its next taken
+        key is free (None: nothing of the kind)."""
+        now = time.monotonic()
+        with self._lock:
+            due = self._held.get(channel) or []
+            ends = [u for k, u in self._until.items() if k.startswith(f"{channel}:")]
+        return (
+            max(0.0, due[0] - now) if due else None,
+            max(0.0, min(ends) - now) if ends else None,
+        )

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from incidents.db import utcnow
 from incidents.notify import digest, flood, outbox
 from incidents.notify.base import Notification, Notifier, Reconciler, SendResult
-from incidents.notify.pacing import LocalPacer, Pacer
+from incidents.notify.pacing import LocalPacer, Pacer, Taken
 from incidents.pipeline.stages import TaskRef
 from incidents.tasks import NOTIFY_TASK
 
@@ -68,6 +68,9 @@ class NotifyWorker:
         self._threads: list[threading.Thread] = []
         self._pacer = pacer or LocalPacer()
         self._wakes = {name: threading.Event() for name in self._channels}
+        # The slots this worker took, and when the rows it put back fall due: a queue for
+        # a busy target is left in the outbox, and a sender looks again when it frees.
+        self._taken = Taken()
 
     def start(self) -> None:
         """Start one thread per channel."""
@@ -99,6 +102,15 @@ class NotifyWorker:
             thread.join(timeout)
         self._threads = []
 
+    def pace_wait(self, channel: str) -> float | None:
+        """Seconds until a row waiting for a provider's pace can go: one this worker put
+        back falls due, or a slot frees that due rows wait for; None if none waits."""
+        held, busy = self._taken.waits(channel)
+        if busy is not None and not outbox.has_due(self._factory, channel):
+            busy = None  # nothing waits for the slot
+        waits = [w for w in (held, busy) if w is not None]
+        return min(waits) if waits else None
+
     def has_due(self, channel: str) -> bool:
         """Whether the channel has a notification due now."""
         return outbox.has_due(self._factory, channel)
@@ -116,7 +128,14 @@ class NotifyWorker:
 
     def run_once(self, channel: str) -> int:
         """Send what is due on one channel now; return how many were handled."""
-        items = outbox.claim(self._factory, channel, lease=self._lease)
+        busy = self._taken.busy(channel)
+        items = outbox.claim(
+            self._factory,
+            channel,
+            lease=self._lease,
+            skip_targets=[k.split(":post:", 1)[1] for k in busy if ":post:" in k],
+            skip_updates=f"{channel}:update" in busy,
+        )
         plan = flood.plan(self._factory, channel, items)
         for item, until in plan.held:
             flood.hold(self._factory, item, until)
@@ -216,6 +235,7 @@ class NotifyWorker:
             # thread reply's) is its channel's, and other channels go on.
             key = "slack:update" if result.limited == "chat.update" else f"slack:post:{item.target}"
             self._pacer.hold(key, result.retry_after)
+            self._taken.mark(key, result.retry_after)
         status = outbox.record(self._factory, item, result, max_attempts=self._max_attempts)
         log.info(
             "notification %s via %s to %s: %s in %.0f ms%s",
@@ -241,17 +261,31 @@ class NotifyWorker:
             slots.append(("slack:update", SLACK_UPDATE_INTERVAL))
         if not slots:
             return True
-        reserved, wait = self._pacer.take_now(slots)
-        if reserved:
-            return True
         why = (
             f"waiting for Slack's edit budget (chat.update) and 1 post/s in {target}"
             if edit
             else f"waiting for {channel}'s pace in {target} (1 post/s)"
         )
+        left = self._taken.left([key for key, _ in slots])
+        if left > 0:
+            # Taken by this worker's own last send. While the target's slot is, the row
+            # is not claimed again: back in the queue in its place; else due when free.
+            keep = interval and self._taken.left([slots[0][0]]) > 0
+            for item in items:
+                until = item.due_at if keep else utcnow() + timedelta(seconds=left)
+                flood.hold(self._factory, item, until, why)
+            if not keep:
+                self._taken.held(channel, left)
+            return False
+        reserved, wait = self._pacer.take_now(slots)
+        if reserved:
+            for key, seconds in slots:
+                self._taken.mark(key, seconds)
+            return True
         due = utcnow() + timedelta(seconds=wait)
         for item in items:
             flood.hold(self._factory, item, due, why)
+        self._taken.held(channel, wait)
         return False
 
     def _loop(self, channel: str) -> None:
@@ -267,6 +301,7 @@ class NotifyWorker:
                 log.exception("notify worker for %s failed; retrying", channel)
                 handled = 0
             if not handled:
+                paced = self.pace_wait(channel)
                 wake = self._wakes[channel]
-                wake.wait(self._poll)
+                wake.wait(self._poll if paced is None else min(self._poll, paced))
                 wake.clear()

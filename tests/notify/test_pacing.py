@@ -339,3 +339,51 @@ def test_how_soon_a_channel_has_something_due(sessions: sessionmaker[Session]) -
     assert next_due_in(sessions, "email") is None
     queue(sessions, incident(sessions), "slack", "#b")
     assert next_due_in(sessions, "slack") == 0.0
+
+
+def test_a_drain_stays_for_paced_rows_and_takes_new_ones_meanwhile(
+    sessions: sessionmaker[Session], client: redis.Redis[bytes]
+) -> None:
+    with FakeSlack() as slack:
+        worker = _slack_worker(sessions, slack, LocalPacer())
+        for _ in range(3):
+            queue(sessions, incident(sessions), "slack", "#a")
+        queued: list[float] = []
+
+        def hand_on_later() -> None:  # its own hand-off would find the lock taken
+            time.sleep(0.5)
+            queue(sessions, incident(sessions), "slack", "#b")
+            queued.append(time.time())
+
+        later = threading.Thread(target=hand_on_later)
+        later.start()
+        started = time.monotonic()
+        handled = drain(worker, "slack", ChannelLock(client, "slack", 5), budget_seconds=10)
+        later.join()
+        posts = [(r.body["channel"], r.at) for r in slack.calls("chat.postMessage")]
+    # One drain sent the channel's whole queue, a second apart, not just its first post.
+    assert handled >= 4 and sorted(c for c, _ in posts) == ["#a"] * 3 + ["#b"]
+    assert time.monotonic() - started >= 2.0
+    assert next(at for c, at in posts if c == "#b") - queued[0] < 0.5
+
+
+def test_a_queue_for_a_busy_channel_stays_queued_in_order(
+    sessions: sessionmaker[Session],
+) -> None:
+    queued = [queue(sessions, incident(sessions), "slack", "#a") for _ in range(25)]
+    other = queue(sessions, incident(sessions), "slack", "#b")
+    due = {i: row(sessions, i).not_before for i in queued}
+    channel = Recording()
+    worker = NotifyWorker(sessions, {"slack": channel}, public_url="")
+
+    worker.run_once("slack")  # claims 20 of #a's queue: one goes, its slot is taken
+    # #a's queue is not claimed again while its slot is taken; #b's post is.
+    assert worker.run_once("slack") == 1
+    assert channel.sent == [queued[0], other]
+    waiting = [row(sessions, i) for i in queued[1:]]
+    assert {r.status for r in waiting} == {"pending"} and {r.attempts for r in waiting} == {0}
+    assert all(r.not_before == due[r.id] for r in waiting)  # in its place in the queue
+    assert worker.pace_wait("slack") == pytest.approx(1.05, abs=0.3)
+    time.sleep(worker.pace_wait("slack") or 0)
+    worker.run_once("slack")
+    assert channel.sent == [queued[0], other, queued[1]]
