@@ -47,9 +47,9 @@ def deliver(channel: str) -> int:
     lock = ChannelLock(_redis(), channel, ttl_seconds=lease)
     handled = drain(notifier(), channel, lock, min(DRAIN_BUDGET_SECONDS, lease / 2))
     if handled >= 0:
-        # What was put back for a provider's pace (Slack: 1 post/s per channel) is due
-        # within a second or so: look again then rather than at the next sweep.
-        wait = outbox.next_due_in(session_factory(), channel)
+        # Rows waiting for a provider's pace (Slack: 1 post/s per channel) can go within a
+        # second or so: look again then rather than at the next sweep.
+        wait = notifier().pace_wait(channel)
         if wait is not None and wait < settings.sweep_interval_seconds:
             deliver.apply_async(
                 kwargs={"channel": channel}, queue=NOTIFY_QUEUE, countdown=max(wait, 0.05)

@@ -82,26 +82,27 @@ def due_channels(factory: sessionmaker[Session]) -> list[str]:
         return sorted(found)
 
 
-def has_due(factory: sessionmaker[Session], channel: str) -> bool:
-    """Whether `channel` has a notification due now."""
+def has_due(
+    factory: sessionmaker[Session],
+    channel: str,
+    skip_targets: Sequence[str] = (),
+    skip_updates: bool = False,
+) -> bool:
+    """Whether `channel` has a notification due now (that `claim` would take, with the
+    same skips)."""
     n = NOTIFICATIONS.c
+    due = _skipping(_due(n.channel == channel, utcnow()), skip_targets, skip_updates)
     with session_scope(factory) as session:
-        pick = select(n.id).where(_due(n.channel == channel, utcnow())).limit(1)
-        return session.scalar(pick) is not None
+        return session.scalar(select(n.id).where(due).limit(1)) is not None
 
 
-def next_due_in(factory: sessionmaker[Session], channel: str) -> float | None:
-    """Seconds until `channel`'s next pending notification is due (0 if one is due now);
-    None if none is pending."""
+def _skipping(due: Any, skip_targets: Sequence[str], skip_updates: bool) -> Any:
     n = NOTIFICATIONS.c
-    with session_scope(factory) as session:
-        pending = and_(n.channel == channel, n.status == "pending")
-        first: datetime | None = session.scalar(
-            select(n.not_before).where(pending).order_by(n.not_before).limit(1)
-        )
-    if first is None:
-        return None
-    return max(0.0, (first - utcnow()).total_seconds())
+    if skip_targets:
+        due = and_(due, n.target.not_in(list(skip_targets)))
+    if skip_updates:
+        due = and_(due, n.event != "updated")
+    return due
 
 
 def claim(
@@ -119,11 +120,7 @@ def claim(
     now = utcnow()
     token = uuid.uuid4().hex
     n = NOTIFICATIONS.c
-    due = _due(n.channel == channel, now)
-    if skip_targets:
-        due = and_(due, n.target.not_in(list(skip_targets)))
-    if skip_updates:
-        due = and_(due, n.event != "updated")
+    due = _skipping(_due(n.channel == channel, now), skip_targets, skip_updates)
     with session_scope(factory) as session:
         pick = select(n.id).where(due).order_by(n.not_before, n.id).limit(limit)
         if session.get_bind().dialect.name == "postgresql":

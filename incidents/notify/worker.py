@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -112,8 +113,18 @@ class NotifyWorker:
         return min(waits) if waits else None
 
     def has_due(self, channel: str) -> bool:
-        """Whether the channel has a notification due now."""
-        return outbox.has_due(self._factory, channel)
+        """Whether the channel has a notification due now that is not waiting for a slot
+        this worker took."""
+        return outbox.has_due(self._factory, channel, **self._skips(channel))
+
+    def _skips(self, channel: str) -> dict[str, Any]:
+        """What not to claim: rows for targets whose slot is taken, and edits while the
+        edit budget is (see outbox.claim)."""
+        busy = self._taken.busy(channel)
+        return {
+            "skip_targets": [k.split(":post:", 1)[1] for k in busy if ":post:" in k],
+            "skip_updates": f"{channel}:update" in busy,
+        }
 
     def send_digests(self) -> int:
         """Send the daily digests that are due; return how many emails went out."""
@@ -128,14 +139,7 @@ class NotifyWorker:
 
     def run_once(self, channel: str) -> int:
         """Send what is due on one channel now; return how many were handled."""
-        busy = self._taken.busy(channel)
-        items = outbox.claim(
-            self._factory,
-            channel,
-            lease=self._lease,
-            skip_targets=[k.split(":post:", 1)[1] for k in busy if ":post:" in k],
-            skip_updates=f"{channel}:update" in busy,
-        )
+        items = outbox.claim(self._factory, channel, lease=self._lease, **self._skips(channel))
         plan = flood.plan(self._factory, channel, items)
         for item, until in plan.held:
             flood.hold(self._factory, item, until)
