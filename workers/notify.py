@@ -42,9 +42,19 @@ def notifier() -> NotifyWorker:
 @celery_app.task(name=NOTIFY_TASK)  # type: ignore[untyped-decorator]
 def deliver(channel: str) -> int:
     """Send the channel's due notifications (-1: another worker is at it)."""
-    lease = get_settings().notify.lease_seconds
+    settings = get_settings().notify
+    lease = settings.lease_seconds
     lock = ChannelLock(_redis(), channel, ttl_seconds=lease)
-    return drain(notifier(), channel, lock, min(DRAIN_BUDGET_SECONDS, lease / 2))
+    handled = drain(notifier(), channel, lock, min(DRAIN_BUDGET_SECONDS, lease / 2))
+    if handled >= 0:
+        # Rows waiting for a provider's pace (Slack: 1 post/s per channel) can go within a
+        # second or so: look again then rather than at the next sweep.
+        wait = notifier().pace_wait(channel)
+        if wait is not None and wait < settings.sweep_interval_seconds:
+            deliver.apply_async(
+                kwargs={"channel": channel}, queue=NOTIFY_QUEUE, countdown=max(wait, 0.05)
+            )
+    return handled
 
 
 @celery_app.task(name=NOTIFY_SWEEP_TASK)  # type: ignore[untyped-decorator]

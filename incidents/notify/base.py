@@ -60,6 +60,9 @@ class SendResult:
     # On failure: may a later attempt succeed, and not before how many seconds.
     retryable: bool = False
     retry_after: float | None = None
+    # Which call was rate limited (Slack keeps a budget per method: chat.update's is the
+    # workspace's, chat.postMessage's the channel's).
+    limited: str | None = None
     error: str | None = None
     # The target cannot be reached at all (STOP, invalid number, a landline for SMS).
     target_unreachable: bool = False

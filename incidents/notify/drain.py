@@ -6,6 +6,10 @@ after a worker was killed. Each takes a per-channel lock in Redis first; one tha
 the lock taken returns at once. The lock keeps one channel's sends in order (an incident
 is opened before it is resolved) and, with the pacer, within the provider's limits.
 
+While rows it put back for a provider's pace (Slack: 1 post/s per channel) fall due
+within PACE_WAIT_SECONDS, a drainer stays and looks again every NEW_WORK_POLL_SECONDS,
+which also picks up what was handed on meanwhile (those hand-offs found the lock taken).
+
 The lock expires by itself (`notify.lease_seconds`), so a worker killed while holding it
 holds up its channel for at most that long, as its claimed rows' leases do. Correctness
 does not rest on the lock: rows are claimed and recorded under their own fenced leases.
@@ -21,6 +25,11 @@ from typing import Any
 from incidents.notify.worker import NotifyWorker
 
 log = logging.getLogger(__name__)
+
+# How far off the next paced row may be for a drainer to stay for it, and how often it
+# looks for due rows meanwhile.
+PACE_WAIT_SECONDS = 2.0
+NEW_WORK_POLL_SECONDS = 0.05
 
 # Release only our own lock, or extend it; a lock that lapsed and was taken is not ours.
 _RELEASE = """
@@ -77,8 +86,14 @@ def drain(worker: NotifyWorker, channel: str, lock: ChannelLock, budget_seconds:
             while time.monotonic() < deadline:
                 done = worker.run_once(channel)
                 handled += done
-                if not done or not lock.extend():
+                if not lock.extend():
                     break
+                if done:
+                    continue
+                paced = worker.pace_wait(channel)
+                if paced is None or paced > PACE_WAIT_SECONDS:
+                    break
+                time.sleep(min(max(paced, 0.005), NEW_WORK_POLL_SECONDS))
         finally:
             lock.release()
         if time.monotonic() >= deadline or not worker.has_due(channel):

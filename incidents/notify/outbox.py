@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -82,12 +83,27 @@ def due_channels(factory: sessionmaker[Session]) -> list[str]:
         return sorted(found)
 
 
-def has_due(factory: sessionmaker[Session], channel: str) -> bool:
-    """Whether `channel` has a notification due now."""
+def has_due(
+    factory: sessionmaker[Session],
+    channel: str,
+    skip_targets: Sequence[str] = (),
+    skip_updates: bool = False,
+) -> bool:
+    """Whether `channel` has a notification due now (that `claim` would take, with the
+    same skips)."""
     n = NOTIFICATIONS.c
+    due = _skipping(_due(n.channel == channel, utcnow()), skip_targets, skip_updates)
     with session_scope(factory) as session:
-        pick = select(n.id).where(_due(n.channel == channel, utcnow())).limit(1)
-        return session.scalar(pick) is not None
+        return session.scalar(select(n.id).where(due).limit(1)) is not None
+
+
+def _skipping(due: Any, skip_targets: Sequence[str], skip_updates: bool) -> Any:
+    n = NOTIFICATIONS.c
+    if skip_targets:
+        due = and_(due, n.target.not_in(list(skip_targets)))
+    if skip_updates:
+        due = and_(due, n.event != "updated")
+    return due
 
 
 def claim(
@@ -96,12 +112,16 @@ def claim(
     *,
     limit: int = 20,
     lease: timedelta = timedelta(seconds=60),
+    skip_targets: Sequence[str] = (),
+    skip_updates: bool = False,
 ) -> list[Claimed]:
-    """Take up to `limit` due notifications of one channel, oldest due first."""
+    """Take up to `limit` due notifications of one channel, oldest due first; none for
+    `skip_targets`, nor edits (`updated`) with `skip_updates` (their provider's slot is
+    taken: they stay queued, in order, rather than be claimed and put back)."""
     now = utcnow()
     token = uuid.uuid4().hex
     n = NOTIFICATIONS.c
-    due = _due(n.channel == channel, now)
+    due = _skipping(_due(n.channel == channel, now), skip_targets, skip_updates)
     with session_scope(factory) as session:
         pick = select(n.id).where(due).order_by(n.not_before, n.id).limit(limit)
         if session.get_bind().dialect.name == "postgresql":

@@ -4,9 +4,12 @@ each from the incident as it is now, sends it once, and records the outcome.
 
 Per target, sends are spaced by the channel's minimum interval (Slack: one post a second
 per channel): a burst is queued in the outbox and sent in order, never dropped. Slack's
-edits have a budget of their own (chat.update, about 50 a minute): an edit without a
-slot goes back to the outbox until it has one, and posts go on meanwhile. Slots come
-from a pacer, shared in Redis when several workers send.
+edits have a budget of their own (chat.update, about 50 a minute). The sender never
+waits for a slot: a notification whose slot is not free goes back to the outbox, due
+when it is, and the sender goes on with other targets, so a busy Slack channel never
+delays a page to another. A 429's Retry-After holds only the budget Slack answered for
+(the channel's posts, or the workspace's edits). Slots come from a pacer, shared in
+Redis when several workers send.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from incidents.db import utcnow
 from incidents.notify import digest, flood, outbox
 from incidents.notify.base import Notification, Notifier, Reconciler, SendResult
-from incidents.notify.pacing import LocalPacer, Pacer
+from incidents.notify.pacing import LocalPacer, Pacer, Taken
 from incidents.pipeline.stages import TaskRef
 from incidents.tasks import NOTIFY_TASK
 
@@ -65,6 +69,9 @@ class NotifyWorker:
         self._threads: list[threading.Thread] = []
         self._pacer = pacer or LocalPacer()
         self._wakes = {name: threading.Event() for name in self._channels}
+        # The slots this worker took, and when the rows it put back fall due: a queue for
+        # a busy target is left in the outbox, and a sender looks again when it frees.
+        self._taken = Taken()
 
     def start(self) -> None:
         """Start one thread per channel."""
@@ -96,9 +103,28 @@ class NotifyWorker:
             thread.join(timeout)
         self._threads = []
 
+    def pace_wait(self, channel: str) -> float | None:
+        """Seconds until a row waiting for a provider's pace can go: one this worker put
+        back falls due, or a slot frees that due rows wait for; None if none waits."""
+        held, busy = self._taken.waits(channel)
+        if busy is not None and not outbox.has_due(self._factory, channel):
+            busy = None  # nothing waits for the slot
+        waits = [w for w in (held, busy) if w is not None]
+        return min(waits) if waits else None
+
     def has_due(self, channel: str) -> bool:
-        """Whether the channel has a notification due now."""
-        return outbox.has_due(self._factory, channel)
+        """Whether the channel has a notification due now that is not waiting for a slot
+        this worker took."""
+        return outbox.has_due(self._factory, channel, **self._skips(channel))
+
+    def _skips(self, channel: str) -> dict[str, Any]:
+        """What not to claim: rows for targets whose slot is taken, and edits while the
+        edit budget is (see outbox.claim)."""
+        busy = self._taken.busy(channel)
+        return {
+            "skip_targets": [k.split(":post:", 1)[1] for k in busy if ":post:" in k],
+            "skip_updates": f"{channel}:update" in busy,
+        }
 
     def send_digests(self) -> int:
         """Send the daily digests that are due; return how many emails went out."""
@@ -113,7 +139,7 @@ class NotifyWorker:
 
     def run_once(self, channel: str) -> int:
         """Send what is due on one channel now; return how many were handled."""
-        items = outbox.claim(self._factory, channel, lease=self._lease)
+        items = outbox.claim(self._factory, channel, lease=self._lease, **self._skips(channel))
         plan = flood.plan(self._factory, channel, items)
         for item, until in plan.held:
             flood.hold(self._factory, item, until)
@@ -143,19 +169,8 @@ class NotifyWorker:
             # shows the incident as it is then.
             outbox.supersede(self._factory, item, "no message to update yet")
             return
-        if channel == "slack" and notification.thread:
-            reserved, wait = self._pacer.take(
-                "slack:update", SLACK_UPDATE_INTERVAL, reserve_later=False
-            )
-            if not reserved:
-                flood.hold(
-                    self._factory,
-                    item,
-                    utcnow() + timedelta(seconds=wait),
-                    "waiting for Slack's edit budget (chat.update)",
-                )
-                return
-        self._space(channel, item.target)
+        if not self._paced(channel, [item], edit=bool(notification.thread)):
+            return
         outcome = self._deliver(channel, item, notification)
         if outcome is not None:
             self._finish(channel, item, outcome, started)
@@ -201,7 +216,8 @@ class NotifyWorker:
             severity=min((n.severity for n in rendered), default=rendered[0].severity),
             details=details,
         )
-        self._space(channel, carrier.target)
+        if not self._paced(channel, bundle, edit=False):
+            return
         started = time.monotonic()
         result = self._deliver(channel, carrier, note)
         if result is None:
@@ -217,11 +233,13 @@ class NotifyWorker:
         self, channel: str, item: outbox.Claimed, result: SendResult, started: float
     ) -> None:
         if channel == "slack" and result.retry_after:
-            # Slack's 429 is about the channel (posts) or the workspace (edits), not this
-            # one notification: hold both budgets for Retry-After, so the next sends wait
-            # too rather than each earn a 429 of its own.
-            for key in (f"slack:post:{item.target}", "slack:update"):
-                self._pacer.take(key, result.retry_after)
+            # Slack's 429 is about a method's budget, not this one notification: hold
+            # that budget for Retry-After, so the next sends wait too rather than each
+            # earn a 429 of their own. chat.update's is the workspace's; a post's (or a
+            # thread reply's) is its channel's, and other channels go on.
+            key = "slack:update" if result.limited == "chat.update" else f"slack:post:{item.target}"
+            self._pacer.hold(key, result.retry_after)
+            self._taken.mark(key, result.retry_after)
         status = outbox.record(self._factory, item, result, max_attempts=self._max_attempts)
         log.info(
             "notification %s via %s to %s: %s in %.0f ms%s",
@@ -233,12 +251,46 @@ class NotifyWorker:
             f" ({result.error})" if result.error else "",
         )
 
-    def _space(self, channel: str, target: str) -> None:
+    def _paced(self, channel: str, items: list[outbox.Claimed], *, edit: bool) -> bool:
+        """Take the slots a send needs if they are all free now; otherwise put its rows
+        back, due when the slots are, and answer False (the sender goes on with others).
+
+        Every send takes its target's post slot (an edit posts a thread reply too); a
+        Slack edit also takes the workspace's edit budget.
+        """
+        target = items[0].target
         interval = MIN_INTERVAL.get(channel, 0.0)
-        if interval:
-            _, wait = self._pacer.take(f"{channel}:post:{target}", interval)
-            if wait > 0:
-                self._stop.wait(wait)
+        slots = [(f"{channel}:post:{target}", interval)] if interval else []
+        if channel == "slack" and edit:
+            slots.append(("slack:update", SLACK_UPDATE_INTERVAL))
+        if not slots:
+            return True
+        why = (
+            f"waiting for Slack's edit budget (chat.update) and 1 post/s in {target}"
+            if edit
+            else f"waiting for {channel}'s pace in {target} (1 post/s)"
+        )
+        left = self._taken.left([key for key, _ in slots])
+        if left > 0:
+            # Taken by this worker's own last send. While the target's slot is, the row
+            # is not claimed again: back in the queue in its place; else due when free.
+            keep = interval and self._taken.left([slots[0][0]]) > 0
+            for item in items:
+                until = item.due_at if keep else utcnow() + timedelta(seconds=left)
+                flood.hold(self._factory, item, until, why)
+            if not keep:
+                self._taken.held(channel, left)
+            return False
+        reserved, wait = self._pacer.take_now(slots)
+        if reserved:
+            for key, seconds in slots:
+                self._taken.mark(key, seconds)
+            return True
+        due = utcnow() + timedelta(seconds=wait)
+        for item in items:
+            flood.hold(self._factory, item, due, why)
+        self._taken.held(channel, wait)
+        return False
 
     def _loop(self, channel: str) -> None:
         next_digest = 0.0
@@ -253,6 +305,7 @@ class NotifyWorker:
                 log.exception("notify worker for %s failed; retrying", channel)
                 handled = 0
             if not handled:
+                paced = self.pace_wait(channel)
                 wake = self._wakes[channel]
-                wake.wait(self._poll)
+                wake.wait(self._poll if paced is None else min(self._poll, paced))
                 wake.clear()

@@ -71,13 +71,14 @@ def fake_slack(probe_channels: int, storm_channels: int) -> tuple[FakeSlack, dic
     return fake, storm
 
 
-def environment(fake: FakeSlack, config: str) -> dict[str, str]:
-    """The settings every process gets: the config, Slack, no opening hold, no storm cap."""
+def environment(fake: FakeSlack, config: str, open_hold: float = 0.0) -> dict[str, str]:
+    """The settings every process gets: the config, Slack, the opening hold (off unless
+    given), no storm cap."""
     return {
         "INCIDENTS_CONFIG": config,
         "INCIDENTS_SLACK_BOT_TOKEN": fake.token,
         "INCIDENTS_SLACK_API_URL": fake.api_url,
-        "INCIDENTS_CORRELATION__OPEN_HOLD_SECONDS": "0",
+        "INCIDENTS_CORRELATION__OPEN_HOLD_SECONDS": f"{open_hold:g}",
         # The probes are P0s: without this each would also open a Slack war room.
         "INCIDENTS_WARROOM__ENABLED": "false",
         "INCIDENTS_CORRELATION__MAX_NEW_INCIDENTS_PER_MINUTE": "0",

@@ -26,7 +26,8 @@ then     the correlate step (rule v2 place()) timed on a 10,000-service graph wi
              worker processes on a storm over 1,000 independent parts of a 10,000-service
              graph, and a new P0's latency to its incident with 10,000 muted alerts stored
              (tests/bench/scaling.py); notifications in the production shape with a fake
-             Slack: a new P0's time to Slack under 200 alerts/s, and what a storm of
+             Slack: a new P0's time to Slack under 200 alerts/s (opening hold off, and
+             at its default), and what a storm of
              10,000 alerts in a minute sends to Slack (tests/bench/notify.py); the
              escalation sweep with 5,000 incidents escalating at once, in 1 and 2
              processes: its cost per cycle and how late steps run (tests/bench/escalation.py);

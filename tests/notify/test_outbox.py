@@ -123,6 +123,10 @@ def test_a_due_notification_is_sent_once_and_its_thread_kept(
     )
     worker = NotifyWorker(sessions, {"slack": channel}, public_url="http://incidents.test")
     assert worker.run_once("slack") == 2
+    # The second waits in the outbox for the channel's next slot (Slack: 1 post/s).
+    assert len(channel.sent) == 1 and row(sessions, second).status == "pending"
+    time.sleep(1.3)
+    assert worker.run_once("slack") == 1
     assert worker.run_once("slack") == 0  # nothing is sent twice
     sent = channel.sent[0]
     assert (sent.incident_id, sent.severity, sent.target) == (iid, "P0", "#incidents")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -12,10 +13,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from incidents.notify.base import Notification, SendResult
+from incidents.notify.channels.slack import SlackNotifier, SlackSettings
 from incidents.notify.drain import ChannelLock, drain
 from incidents.notify.models import NOTIFICATIONS
 from incidents.notify.pacing import LocalPacer, Pacer, RedisPacer
-from incidents.notify.worker import SLACK_UPDATE_INTERVAL, NotifyWorker
+from incidents.notify.worker import MIN_INTERVAL, SLACK_UPDATE_INTERVAL, NotifyWorker
+from tests.notify.fake_slack import FakeSlack
 from tests.notify.test_outbox import incident, queue, row, sessions
 
 __all__ = ["sessions"]
@@ -237,7 +240,159 @@ def test_a_slack_429_holds_the_channel_for_retry_after(sessions: sessionmaker[Se
     worker = NotifyWorker(sessions, {"slack": channel}, public_url="", pacer=pacer)
     started = time.monotonic()
     worker.run_once("slack")
-    # The second send waited out the Retry-After instead of earning its own 429.
+    # The second send was put back until the Retry-After is over, not sent into a 429
+    # of its own, and the sender did not wait for it.
+    assert channel.sent == [first]
+    assert time.monotonic() - started < 1.0
+    assert row(sessions, first).status == "pending" and row(sessions, second).status == "pending"
+    while len(channel.sent) < 2 and time.monotonic() - started < 10:
+        worker.run_once("slack")
+        time.sleep(0.05)
     assert channel.sent == [first, second]
     assert time.monotonic() - started >= 1.4
-    assert row(sessions, first).status == "pending" and row(sessions, second).status == "sent"
+    assert row(sessions, second).status == "sent"
+
+
+def test_a_slack_429_holds_only_the_budget_it_answered_for(pacer: Pacer) -> None:
+    pacer.hold("slack:post:#a", 0.5)
+    # Held: refused now, free once the hold is over; other keys never were held.
+    assert pacer.take_now([("slack:post:#b", 1.0)]) == (True, pytest.approx(0, abs=0.05))
+    reserved, wait = pacer.take_now([("slack:post:#a", 1.0), ("slack:update", 1.0)])
+    assert not reserved and 0.4 < wait <= 0.5
+    # Refusing reserved neither key: the edit budget is still free.
+    assert pacer.take_now([("slack:update", 1.0)])[0]
+    # A hold never shortens a slot already further off.
+    pacer.hold("slack:update", 0.1)
+    assert pacer.take_now([("slack:update", 1.0)])[1] > 0.8
+
+
+def _slack_worker(sessions: sessionmaker[Session], slack: FakeSlack, pacer: Pacer) -> NotifyWorker:
+    for name in ("#a", "#b"):
+        slack.add_channel(name)
+    channel = SlackNotifier(SlackSettings(bot_token=slack.token, api_url=slack.api_url))
+    return NotifyWorker(sessions, {"slack": channel}, public_url="", pacer=pacer, poll_seconds=0.05)
+
+
+def _posts(slack: FakeSlack, count: int, timeout: float = 20) -> list[tuple[str, float]]:
+    started = time.monotonic()
+    while len(slack.calls("chat.postMessage")) < count and time.monotonic() - started < timeout:
+        time.sleep(0.02)
+    return [(r.body["channel"], r.at) for r in slack.calls("chat.postMessage")]
+
+
+def test_posts_queued_for_one_channel_do_not_hold_up_another(
+    sessions: sessionmaker[Session], pacer: Pacer
+) -> None:
+    with FakeSlack() as slack:
+        worker = _slack_worker(sessions, slack, pacer)
+        for _ in range(4):
+            queue(sessions, incident(sessions), "slack", "#a")
+        queue(sessions, incident(sessions), "slack", "#b")
+        worker.start()
+        try:
+            posts = _posts(slack, 5)
+        finally:
+            worker.stop()
+    assert sorted(c for c, _ in posts) == ["#a"] * 4 + ["#b"]
+    first = posts[0][1]
+    b_at = next(at for c, at in posts if c == "#b")
+    assert b_at - first < 1.0  # not behind #a's queue (it went last, ~3 s on, before)
+    a_at = [at for c, at in posts if c == "#a"]
+    assert min(later - earlier for earlier, later in itertools.pairwise(a_at)) >= 1.0
+
+
+def test_a_429_in_one_channel_does_not_delay_another(
+    sessions: sessionmaker[Session], pacer: Pacer
+) -> None:
+    with FakeSlack() as slack:
+        worker = _slack_worker(sessions, slack, pacer)
+        limited = queue(sessions, incident(sessions), "slack", "#a")
+        queue(sessions, incident(sessions), "slack", "#a")
+        queue(sessions, incident(sessions), "slack", "#b")
+        slack.fail_next(status=429, retry_after=2)  # the first request: #a's
+        worker.start()
+        try:
+            posts = _posts(slack, 4)
+        finally:
+            worker.stop()
+    assert [c for c, _ in posts[:1]] == ["#a"] and sorted(c for c, _ in posts) == [
+        "#a",
+        "#a",
+        "#a",
+        "#b",
+    ]
+    refused = posts[0][1]
+    b_at = next(at for c, at in posts if c == "#b")
+    assert b_at - refused < 1.0
+    # #a waited out Retry-After, and its two posts (the refused one again) stayed 1 s apart.
+    a_after = [at for c, at in posts[1:] if c == "#a"]
+    assert a_after[0] - refused >= 2.0 and a_after[1] - a_after[0] >= 1.0
+    assert row(sessions, limited).status == "sent"
+
+
+def test_a_drain_stays_for_paced_rows_and_takes_new_ones_meanwhile(
+    sessions: sessionmaker[Session], client: redis.Redis[bytes]
+) -> None:
+    with FakeSlack() as slack:
+        worker = _slack_worker(sessions, slack, LocalPacer())
+        for _ in range(3):
+            queue(sessions, incident(sessions), "slack", "#a")
+        queued: list[float] = []
+
+        def hand_on_later() -> None:  # its own hand-off would find the lock taken
+            time.sleep(0.5)
+            queue(sessions, incident(sessions), "slack", "#b")
+            queued.append(time.time())
+
+        later = threading.Thread(target=hand_on_later)
+        later.start()
+        started = time.monotonic()
+        handled = drain(worker, "slack", ChannelLock(client, "slack", 5), budget_seconds=10)
+        later.join()
+        posts = [(r.body["channel"], r.at) for r in slack.calls("chat.postMessage")]
+    # One drain sent the channel's whole queue, a second apart, not just its first post.
+    assert handled >= 4 and sorted(c for c, _ in posts) == ["#a"] * 3 + ["#b"]
+    assert time.monotonic() - started >= 2.0
+    assert next(at for c, at in posts if c == "#b") - queued[0] < 0.5
+
+
+def test_a_queue_for_a_busy_channel_stays_queued_in_order(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A slot longer than Slack's, so that a slow database cannot outlast it mid-test.
+    monkeypatch.setitem(MIN_INTERVAL, "slack", 3.0)
+    queued = [queue(sessions, incident(sessions), "slack", "#a") for _ in range(25)]
+    other = queue(sessions, incident(sessions), "slack", "#b")
+    due = {i: row(sessions, i).not_before for i in queued}
+    channel = Recording()
+    worker = NotifyWorker(sessions, {"slack": channel}, public_url="")
+
+    worker.run_once("slack")  # claims 20 of #a's queue: one goes, its slot is taken
+    # #a's queue is not claimed again while its slot is taken; #b's post is.
+    assert worker.run_once("slack") == 1
+    assert channel.sent == [queued[0], other]
+    waiting = [row(sessions, i) for i in queued[1:]]
+    assert {r.status for r in waiting} == {"pending"} and {r.attempts for r in waiting} == {0}
+    assert all(r.not_before == due[r.id] for r in waiting)  # in its place in the queue
+    assert 1.0 < (worker.pace_wait("slack") or 0) <= 3.0
+    time.sleep(worker.pace_wait("slack") or 0)
+    worker.run_once("slack")
+    assert channel.sent == [queued[0], other, queued[1]]
+
+
+def test_a_drain_leaves_a_channel_held_by_retry_after_to_the_sweep(
+    sessions: sessionmaker[Session], client: redis.Redis[bytes]
+) -> None:
+    with FakeSlack() as slack:
+        worker = _slack_worker(sessions, slack, LocalPacer())
+        refused = queue(sessions, incident(sessions), "slack", "#a")
+        waiting = queue(sessions, incident(sessions), "slack", "#a")
+        slack.fail_next(status=429, retry_after=5)
+        started = time.monotonic()
+        drain(worker, "slack", ChannelLock(client, "slack", 5), budget_seconds=10)
+        elapsed = time.monotonic() - started
+        requests = len(slack.calls("chat.postMessage"))
+    # #a is held for 5 s: the drain neither waits for it nor spins on its queue.
+    assert elapsed < 2.5 and requests == 1
+    assert worker.pace_wait("slack") == pytest.approx(5, abs=1)
+    assert {row(sessions, i).status for i in (refused, waiting)} == {"pending"}

@@ -107,6 +107,7 @@ def _classify_api_error(response: SlackResponse, method: str) -> SendResult:
             ok=False,
             retryable=True,
             retry_after=retry_after,
+            limited=method,
             error=f"{where}: rate limited ({code}){wait}",
         )
     if status >= 500 or code in TRANSIENT:
