@@ -81,13 +81,21 @@ ROUTING = {
 
 
 def start(
-    db_url: str, client_for: Callable[..., TestClient], routing: dict[str, Any] = ROUTING
+    db_url: str,
+    client_for: Callable[..., TestClient],
+    routing: dict[str, Any] = ROUTING,
+    *,
+    quiet_seconds: float | None = None,
 ) -> Pipeline:
-    """The service with USERS, SCHEDULES and the LADDER policy; the tests sweep by hand."""
+    """The service with USERS, SCHEDULES and the LADDER policy; the tests sweep by hand.
+    `quiet_seconds` sets the quiet period (the default's otherwise)."""
+    correlation: dict[str, float] = {"open_hold_seconds": 0}
+    if quiet_seconds is not None:
+        correlation["quiet_period_seconds"] = quiet_seconds
     client = client_for(
         db_url,
         routing=routing,
-        correlation={"open_hold_seconds": 0},
+        correlation=correlation,
         notify={"enabled": False},
         pipeline={"escalation_sweep_seconds": 60},  # the tests run the sweep themselves
     )

@@ -31,6 +31,7 @@ from tests.escalation.ladder import (
     page,
     put,
     rows,
+    start,
 )
 from tests.notify.fake_slack import FakeSlack
 from tests.notify.fake_twilio import FROM_NUMBER, FakeTwilio
@@ -49,26 +50,10 @@ def keyed(
     return {(c, t): s for k, c, t, s in rows(sessions, incident_id) if k == key}
 
 
-def start(db_url: str, client_for: Callable[..., TestClient], quiet_seconds: float) -> Pipeline:
-    client = client_for(
-        db_url,
-        routing=ROUTING,
-        correlation={"open_hold_seconds": 0, "quiet_period_seconds": quiet_seconds},
-        notify={"enabled": False},
-        pipeline={"escalation_sweep_seconds": 60},  # the tests run the sweep themselves
-    )
-    pipeline = Pipeline(client, db_url)
-    pipeline.load_graph()
-    put(pipeline, "/api/v1/users", USERS)
-    put(pipeline, "/api/v1/schedules", SCHEDULES)
-    put(pipeline, "/api/v1/escalation-policies", {"policies": [LADDER]})
-    return pipeline
-
-
 @pytest.fixture
 def resolving(db_url: str, client_for: Callable[..., TestClient]) -> Iterator[Pipeline]:
     """No quiet period: an incident resolves as soon as its alerts do."""
-    pipeline = start(db_url, client_for, 0)
+    pipeline = start(db_url, client_for, quiet_seconds=0)
     yield pipeline
     pipeline.close()
 
@@ -76,7 +61,7 @@ def resolving(db_url: str, client_for: Callable[..., TestClient]) -> Iterator[Pi
 @pytest.fixture
 def quiet_pipe(db_url: str, client_for: Callable[..., TestClient]) -> Iterator[Pipeline]:
     """A 10-minute quiet period."""
-    pipeline = start(db_url, client_for, 600)
+    pipeline = start(db_url, client_for, quiet_seconds=600)
     yield pipeline
     pipeline.close()
 
