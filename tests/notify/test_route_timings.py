@@ -23,30 +23,13 @@ from incidents.notify.routing_config import RoutingSettings
 from tests.api.incident_pipe import Pipeline, alert, recent
 from tests.conftest import AUTH
 from tests.notify.fake_slack import FakeSlack
+from tests.notify.test_routing_stage import start
 
 
 @pytest.fixture
 def slack() -> Iterator[FakeSlack]:
     with FakeSlack() as fake:
         yield fake
-
-
-def start(
-    db_url: str,
-    client_for: Callable[..., TestClient],
-    slack: FakeSlack,
-    routing: dict[str, Any],
-    hold: float,
-) -> Pipeline:
-    client = client_for(
-        db_url,
-        routing=routing,
-        slack_bot_token=slack.token,
-        slack_api_url=slack.api_url,
-        correlation={"open_hold_seconds": hold},
-        notify={"public_url": "http://incidents.test"},
-    )
-    return Pipeline(client, db_url)
 
 
 def rows(pipe: Pipeline, incident_id: int, event: str) -> list[Any]:
@@ -96,7 +79,7 @@ def test_a_routes_group_wait_replaces_the_opening_hold(
     db_url: str, client_for: Callable[..., TestClient], slack: FakeSlack
 ) -> None:
     # The opening hold is 5 minutes; the P0 route says 0s, the P2 route 10 minutes.
-    pipe = start(db_url, client_for, slack, TWO_CHANNELS, hold=300)
+    pipe = start(db_url, client_for, slack, 300, TWO_CHANNELS)
     t0 = recent(5)
     pipe.post(alert("billing", "InvoicesStuck", t0, "P0"), alert("search", "SlowQueries", t0, "P2"))
     by_severity = {i["severity"]: i["id"] for i in pipe.live()}
@@ -114,7 +97,7 @@ def test_without_group_wait_the_opening_hold_applies(
     db_url: str, client_for: Callable[..., TestClient], slack: FakeSlack
 ) -> None:
     routing = {**TWO_CHANNELS, "route": {"receiver": "chat"}}
-    pipe = start(db_url, client_for, slack, routing, hold=300)
+    pipe = start(db_url, client_for, slack, 300, routing)
     pipe.post(alert("search", "SlowQueries", recent(5), "P2"))
     [incident] = pipe.live()
     [held] = rows(pipe, incident["id"], "opened")
@@ -128,7 +111,7 @@ def test_group_interval_spaces_the_updates_of_a_message(
         **TWO_CHANNELS,
         "route": {"receiver": "critical", "group_interval": "1h"},
     }
-    pipe = start(db_url, client_for, slack, routing, hold=0)
+    pipe = start(db_url, client_for, slack, 0, routing)
     pipe.load_graph()
     t0 = recent(5)
     pipe.post(alert("database-postgres", "PostgresDown", t0, "P0"))
@@ -160,7 +143,7 @@ REMINDING: dict[str, Any] = {
 def test_repeat_interval_reminds_once_per_interval_until_acknowledged(
     db_url: str, client_for: Callable[..., TestClient], slack: FakeSlack
 ) -> None:
-    pipe = start(db_url, client_for, slack, REMINDING, hold=0)
+    pipe = start(db_url, client_for, slack, 0, REMINDING)
     pipe.post(alert("search", "SlowQueries", recent(5), "P2"))
     [incident] = pipe.live()
     iid = incident["id"]
@@ -213,7 +196,7 @@ def test_repeat_interval_reminds_once_per_interval_until_acknowledged(
 def test_receivers_with_an_escalation_policy_or_a_digest_get_no_reminders(
     db_url: str, client_for: Callable[..., TestClient], slack: FakeSlack
 ) -> None:
-    pipe = start(db_url, client_for, slack, REMINDING, hold=0)
+    pipe = start(db_url, client_for, slack, 0, REMINDING)
     pipe.post(alert("search", "SlowQueries", recent(5), "P2"))
     [incident] = pipe.live()
     # The same incident, seen by trees whose receiver escalates, or is a digest.

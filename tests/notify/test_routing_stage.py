@@ -39,11 +39,16 @@ def slack() -> Iterator[FakeSlack]:
 
 
 def start(
-    db_url: str, client_for: Callable[..., TestClient], slack: FakeSlack, hold: float
+    db_url: str,
+    client_for: Callable[..., TestClient],
+    slack: FakeSlack,
+    hold: float,
+    routing: dict[str, Any] = ROUTING,
 ) -> Pipeline:
+    """The service on `db_url`, sending to the fake Slack, with this opening hold."""
     client = client_for(
         db_url,
-        routing=ROUTING,
+        routing=routing,
         slack_bot_token=slack.token,
         slack_api_url=slack.api_url,
         correlation={"open_hold_seconds": hold},

@@ -18,14 +18,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from incidents.correlation.graph import ServiceGraph
 from incidents.correlation.store import current_graph, save_graph
 from incidents.db import create_db_engine, make_session_factory, utcnow
-from incidents.ingest.fingerprint import label_fingerprint
 from incidents.locks import LockKey, slot_of
-from incidents.models import ALERTS, INCIDENTS, LINKS, STATES, PipelineJob
+from incidents.models import ALERTS, INCIDENTS, LINKS, STATES
 from incidents.pipeline.maintenance import maintain
 from incidents.pipeline.runner import run_job
 from incidents.pipeline.settling import FLAP_BATCH
 from tests.conftest import make_settings
-from tests.factories import stored_alert
+from tests.workers.test_partitions import queue
 
 # Two components: what happens to one never waits for the other.
 TWO_PARTS = ServiceGraph.from_document(
@@ -137,26 +136,6 @@ def open_count(sessions: sessionmaker[Session], where: str = "true") -> int:
             )
             or 0
         )
-
-
-def queue(sessions: sessionmaker[Session], service: str, name: str) -> int:
-    now = utcnow()
-    labels = {"alertname": name, "service": service}
-    with sessions.begin() as session:
-        session.add(
-            stored_alert(
-                labels,
-                service=service,
-                severity="P2",
-                starts_at=now - timedelta(seconds=5),
-                received=now,
-            )
-        )
-        job = PipelineJob(created_at=now, fingerprints=[label_fingerprint(labels)])
-        session.add(job)
-        session.flush()
-        assert job.id is not None
-        return job.id
 
 
 def statements_of(engine: Engine, call: Any) -> int:
