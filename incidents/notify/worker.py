@@ -196,12 +196,23 @@ class NotifyWorker:
             key = reconciler.attempt_key(notification) if reconciler is not None else None
             if not outbox.mark_started(self._factory, item, key):
                 return None
+            self._restart_slot(channel, item.target)
             return notifier.send(notification)
         except Exception as exc:  # a channel bug must not stop the others
             log.exception("%s notification %s raised", channel, item.id)
             return SendResult(
                 ok=False, retryable=True, in_doubt=True, error=f"{type(exc).__name__}: {exc}"
             )
+
+    def _restart_slot(self, channel: str, target: str) -> None:
+        """Count the target's pace from the request itself, not from when its slot was
+        taken: the commit in between can take long enough that two requests would
+        otherwise reach the provider closer together than its limit."""
+        interval = MIN_INTERVAL.get(channel, 0.0)
+        if interval:
+            key = f"{channel}:post:{target}"
+            self._pacer.hold(key, interval)
+            self._taken.mark(key, interval)
 
     def _send_summary(self, channel: str, bundle: list[outbox.Claimed]) -> None:
         """One send for several incidents waiting for one contact (flood limit)."""

@@ -43,7 +43,7 @@ def config_file(probe_channels: int, storm_channels: int) -> str:
     lines = ["routing:", "  receivers:", "    - name: quiet"]
     for _, kind, n in lanes:
         lines += [f"    - name: {kind}-{n}", f'      slack: ["#{channel_name(kind, n)}"]']
-    lines += ["  route:", "    receiver: quiet", "    group_wait: 0s", "    routes:"]
+    lines += ["  route:", "    receiver: quiet", "    routes:"]
     for severity, kind, n in lanes:
         lines.append(f"      - matchers: ['severity=\"{severity}\"', 'lane=\"{n}\"']")
         lines.append(f"        receiver: {kind}-{n}")
