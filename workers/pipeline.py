@@ -6,7 +6,7 @@ import logging
 
 from incidents.config import get_settings
 from incidents.escalation.engine import run_for
-from incidents.notify.reminders import run_reminders
+from incidents.notify.reminders import SweepPace, run_reminders
 from incidents.notify.routing import RoutingTree
 from incidents.pipeline.maintenance import maintain
 from incidents.pipeline.runner import due_jobs, run_job
@@ -57,6 +57,10 @@ def upkeep() -> int:
     return len(ids)
 
 
+# This worker process's reminder sweeps (see incidents.notify.reminders).
+_reminders = SweepPace()
+
+
 @celery_app.task(name=ESCALATE_TASK)  # type: ignore[untyped-decorator]
 def escalate() -> int:
     """Run the escalation steps that are due (while more are due than one sweep call's
@@ -64,5 +68,7 @@ def escalate() -> int:
     (a route's repeat_interval); wake the channels they page."""
     settings = get_settings()
     steps = run_for(session_factory(), settings.pipeline.escalation_sweep_seconds, hand_on)
-    hand_on(run_reminders(session_factory(), RoutingTree.from_settings(settings.routing)))
+    tree = RoutingTree.from_settings(settings.routing)
+    if _reminders.due(tree):
+        hand_on(run_reminders(session_factory(), tree))
     return steps

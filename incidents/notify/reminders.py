@@ -13,11 +13,15 @@ again until someone acknowledges (its levels and `repeat`), and two re-paging sc
 for one page would only double the noise. Digest receivers get none either.
 
 Acknowledging or resolving stops the reminders; one still waiting is cancelled. The
-sweep runs beside the escalation sweep (the embedded worker, or beat's escalation task).
+sweep runs beside the escalation sweep (the embedded worker, or beat's escalation task),
+but at most every SWEEP_EVERY_SECONDS (a quarter of the shortest interval when that is
+less): it reads every open, unacknowledged incident paged longer ago than the shortest
+interval, and a reminder due every few hours need not be looked for every few seconds.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +42,27 @@ KEY_PREFIX = "repeat:"
 EVENT = "reminder"
 # Incidents whose labels are read at once.
 CHUNK = 500
+# The longest time between two reminder sweeps.
+SWEEP_EVERY_SECONDS = 30.0
+
+
+class SweepPace:
+    """When a process's next reminder sweep is due (each sweeping process keeps one)."""
+
+    def __init__(self) -> None:
+        self._next = 0.0
+
+    def due(self, tree: RoutingTree) -> bool:
+        """True (and the next one set) when a sweep is due now; False when no route
+        reminds, or the last sweep was too recent."""
+        shortest = tree.shortest_repeat()
+        if shortest is None:
+            return False
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + min(SWEEP_EVERY_SECONDS, shortest.total_seconds() / 4)
+        return True
 
 
 def remind(session: Session, tree: RoutingTree, now: datetime) -> list[dict[str, Any]]:

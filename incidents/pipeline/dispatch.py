@@ -61,6 +61,9 @@ class EmbeddedWorker:
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        from incidents.notify.reminders import SweepPace  # the notify layer loads lazily
+
+        self._reminders = SweepPace()
 
     def dispatch(self, job_id: int) -> None:
         """Queue a job for the worker thread."""
@@ -147,7 +150,8 @@ class EmbeddedWorker:
             return False
         try:
             tree = RoutingTree.from_settings(self._settings.routing)
-            self.hand_on(run_reminders(self._factory, tree))
+            if self._reminders.due(tree):
+                self.hand_on(run_reminders(self._factory, tree))
         except Exception:
             log.exception("reminder sweep failed")
         return done.more
